@@ -1,0 +1,27 @@
+"""The root `orch` click group and the one place user errors become a message and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from orchestrator import __version__
+from orchestrator.errors import OrchError
+
+
+class OrchGroup(click.Group):
+    """A click group that turns `OrchError` into `orch: error: ...` on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except OrchError as exc:
+            click.echo(f"orch: error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=OrchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orch")
+def cli() -> None:
+    """orch: launch, watch and stop multi-node fine-tuning jobs over SSH, and the worker they run."""

@@ -1,0 +1,209 @@
+"""`orch launch | status | logs | stop`: the controller's verbs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from orchestrator.cli.app import cli
+from orchestrator.errors import OrchError
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+cluster_option = click.option("--cluster", "cluster_file", metavar="FILE",
+                              help="Inventory TOML (default: $ORCH_CLUSTER, else ./cluster.toml, else localhost).")
+
+
+def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise OrchError(f"--env {pair!r}: expected NAME=VALUE")
+        env[key] = value
+    return env
+
+
+def _command(args: tuple[str, ...]) -> list[str]:
+    """A config YAML runs under the built-in worker; anything else is the user's own command."""
+    if len(args) == 1 and args[0].endswith(CONFIG_SUFFIXES):
+        if not Path(args[0]).is_file():
+            raise OrchError(f"{args[0]}: config file not found")
+        return ["-m", "orchestrator.train", args[0]]
+    return list(args)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@cluster_option
+@click.option("--nodes", help="Comma-separated node names; rank order = this order. Default: all nodes.")
+@click.option("--all", "all_nodes", is_flag=True, help="Use every node in the inventory.")
+@click.option("--nproc-per-node", type=int, help="Processes per node (default: the nodes' gpus, else 1).")
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Extra environment for the job.")
+@click.option("--no-sync", is_flag=True, help="Do not send the project folder (it is already on the nodes).")
+@click.option("--templates", type=click.Path(file_okay=False), help="Folder of templates overriding the built-ins.")
+@click.option("--dry-run", is_flag=True, help="Print every node's rendered scripts and touch nothing.")
+@click.option("--detach", is_flag=True, help="Return at once; a background watcher enforces fail-fast.")
+@click.option("--json", "as_json", is_flag=True, help="With --detach: print the job as JSON.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, templates, dry_run, detach, as_json,
+           command):
+    """Start CONFIG.yaml (the built-in worker) or `-- CMD ...` under torchrun on every node at once."""
+    from orchestrator.cluster.inventory import load_inventory
+    from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, launch as start_job
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs.store import Store, new_job_id
+
+    inventory = load_inventory(cluster_file)
+    names = [n.strip() for n in nodes.split(",") if n.strip()] if nodes else None
+    if nodes is not None and not names:
+        raise OrchError("--nodes is empty")
+    request = LaunchRequest(command=_command(command), nodes=names, nproc_per_node=nproc_per_node,
+                            env=_parse_env(env_pairs), sync_code=not no_sync, templates=templates)
+    if dry_run:
+        click.echo(render_dry_run(inventory, request), nl=False)
+        return
+    store = Store()
+    with Session(inventory.ssh_config) as session:
+        launched = start_job(inventory, request, store, session, new_job_id())
+    job = launched.job
+    sent = sum(len(s.files_sent) for s in launched.synced.values())
+    if as_json:
+        click.echo(json.dumps(job.to_json()))
+    else:
+        click.echo(f"job {job.id}: started on {len(job.nodes)} node(s) x {job.nproc_per_node} process(es) "
+                   f"in {launched.seconds:.2f} s; master {job.master}; synced {sent} file(s)", err=not detach)
+        if not detach:
+            click.echo(job.id)
+    if detach:
+        _start_supervisor(job.id, job.run_dir)
+        if not as_json:
+            click.echo(job.id)
+        return
+    sys.exit(_follow_attached(store, inventory.ssh_config, job.id))
+
+
+def _start_supervisor(job_id: str, run_dir: str) -> None:
+    """A detached watcher that outlives this terminal and stops every node when one fails."""
+    log = open(Path(run_dir) / "supervisor.log", "ab")
+    subprocess.Popen([sys.executable, "-m", "orchestrator", "_supervise", job_id], stdin=subprocess.DEVNULL,
+                     stdout=log, stderr=log, start_new_session=True, env=os.environ.copy())
+
+
+def _follow_attached(store, ssh_config: str | None, job_id: str) -> int:
+    """Follow rank 0's log, enforce fail-fast, print the outcome; Ctrl-C detaches without stopping."""
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import logs, watch
+
+    job = store.get(job_id)
+    try:
+        with Session(ssh_config) as session:
+            logs.follow(store, session, job, logs.pick_nodes(job, None, False), prefixed=False,
+                        on_tick=lambda j: watch.fail_fast(store, session, j))
+    except KeyboardInterrupt:
+        click.echo(f"\ndetached from job {job_id}: it keeps running. `orch logs {job_id} --follow` to watch again, "
+                   f"`orch stop {job_id}` to stop it.", err=True)
+        return 0
+    job = store.get(job_id)
+    click.echo(f"job {job.id} {job.state}" + (f": {job.root_cause}" if job.root_cause else ""), err=True)
+    return 0 if job.state == "SUCCEEDED" else 1
+
+
+@cli.command("_supervise", hidden=True)
+@click.argument("job_id")
+def supervise(job_id: str) -> None:
+    """Internal: watch a detached job until it ends, enforcing fail-fast."""
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import watch
+    from orchestrator.jobs.store import Store
+
+    store = Store()
+    job = store.get(job_id)
+    with Session(job.ssh_config) as session:
+        watch.wait(store, session, job, poll_s=1.0)
+
+
+def _refreshed(job_id: str | None):
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import watch
+    from orchestrator.jobs.store import Store
+
+    store = Store()
+    job = store.get(job_id)
+    with Session(job.ssh_config) as session:
+        watch.refresh(store, session, job)
+    return job
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
+def status(job_id, as_json, limit):
+    """Recent jobs, or one job's state per node."""
+    from orchestrator.cli.tables import job_table, jobs_table
+    from orchestrator.jobs.store import Store
+
+    if job_id is None:
+        store = Store()
+        jobs = store.recent(limit)
+        if as_json:
+            click.echo(json.dumps([j.to_json() for j in jobs]))
+        else:
+            jobs_table(jobs)
+        return
+    job = _refreshed(job_id)
+    if as_json:
+        click.echo(json.dumps(job.to_json()))
+    else:
+        job_table(job)
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
+@click.option("--node", help="Show this node's log instead of rank 0's.")
+@click.option("--all", "every", is_flag=True, help="Every node, merged, with [node|rank] prefixes.")
+def logs(job_id, follow, node, every):
+    """Print a job's log (rank 0 by default)."""
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import logs as job_logs
+    from orchestrator.jobs.store import Store
+
+    store = Store()
+    job = store.get(job_id)
+    records = job_logs.pick_nodes(job, node, every)
+    with Session(job.ssh_config) as session:
+        if follow:
+            try:
+                job_logs.follow(store, session, job, records, prefixed=every)
+            except KeyboardInterrupt:
+                pass
+        else:
+            job_logs.show(store, session, job, records, prefixed=every)
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+def stop(job_id):
+    """Stop a job on every node: TERM its process group, sweep its tag, KILL what is left."""
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import watch
+    from orchestrator.jobs.store import Store
+
+    store = Store()
+    job = store.get(job_id)
+    started = time.monotonic()
+    with Session(job.ssh_config) as session:
+        left = watch.stop_job(store, session, job)
+    unreachable = [name for name, count in left.items() if count is None]
+    leftover = {name: count for name, count in left.items() if count}
+    click.echo(f"job {job.id} {job.state} ({time.monotonic() - started:.1f} s)")
+    if unreachable:
+        click.echo(f"warning: could not reach {', '.join(unreachable)}; its processes may still run", err=True)
+    if leftover:
+        raise OrchError(f"processes of job {job.id} still running: {leftover}")

@@ -1,0 +1,259 @@
+"""The cluster inventory: a TOML file -> validated dataclasses, with errors that name file, line and key."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cluster.toml_lines import key_lines
+from orchestrator.errors import InventoryError, located
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LOCALHOST = "localhost"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One machine: how to reach it (SSH) and how it runs jobs. `host=None` means run locally without SSH."""
+
+    name: str
+    host: str | None
+    addr: str
+    gpus: int
+    workdir: str
+    python: str
+    setup: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    port: int | None = None
+    identity_file: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host is None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated cluster: nodes in file order plus cluster-wide settings."""
+
+    path: str
+    nodes: tuple[Node, ...]
+    master_port: int | None  # None = auto: a free port picked on the master at launch
+    ssh_config: str | None
+    shared_fs: bool
+    env: dict[str, str]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes)
+        raise InventoryError(f"{self.path}: unknown node {name!r} (known: {known})")
+
+    def select(self, names: list[str] | None) -> list[Node]:
+        """The nodes named, in the order given (= rank order); all nodes when `names` is None."""
+        if names is None:
+            return list(self.nodes)
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise InventoryError(f"node {name!r} is named twice in --nodes")
+            seen.add(name)
+        return [self.node(name) for name in names]
+
+
+# key -> (expected types, human type name)
+_STR = ((str,), "a string")
+_INT = ((int,), "an integer")
+_BOOL = ((bool,), "true or false")
+_LIST = ((list,), "a list of strings")
+_TABLE = ((dict,), "a table of NAME = \"value\"")
+_CLUSTER_KEYS = {
+    "workdir": _STR, "python": _STR, "setup": _LIST, "master_port": ((int, str), '"auto" or a port number'),
+    "ssh_config": _STR, "shared_fs": _BOOL, "env": _TABLE, "user": _STR, "port": _INT, "identity_file": _STR,
+    "gpus": _INT,
+}
+_NODE_KEYS = {
+    "name": _STR, "host": _STR, "addr": _STR, "gpus": _INT, "workdir": _STR, "python": _STR, "setup": _LIST,
+    "env": _TABLE, "user": _STR, "port": _INT, "identity_file": _STR,
+}
+_TOP_KEYS = {"cluster", "nodes"}
+
+
+class _Checker:
+    """Validates parsed TOML against the schema, raising errors located at the offending line."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines = key_lines(text)
+
+    def fail(self, table: str, index: int, key: str | None, message: str) -> None:
+        line = self.lines.get((table, index, key)) or self.lines.get((table, index, None))
+        raise InventoryError(located(self.path, line, message))
+
+    def table(self, data: dict, schema: dict, table: str, index: int, label: str) -> None:
+        for key, value in data.items():
+            if key not in schema:
+                allowed = ", ".join(sorted(schema))
+                self.fail(table, index, key, f"unknown key {key!r} in {label} (allowed: {allowed})")
+            types, type_name = schema[key]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                self.fail(table, index, key, f"{label}.{key} must be {type_name}, got {value!r}")
+            if key in ("setup",) and not all(isinstance(item, str) for item in value):
+                self.fail(table, index, key, f"{label}.{key} must be a list of strings")
+            if key == "env":
+                self.env(value, f"{table}.env", index, f"{label}.env")
+            if key == "port" and not 0 < value < 65536:
+                self.fail(table, index, key, f"{label}.port must be 1-65535, got {value}")
+            if key == "gpus" and value < 0:
+                self.fail(table, index, key, f"{label}.gpus must be >= 0, got {value}")
+
+    def env(self, env: dict, table: str, index: int, label: str) -> None:
+        for name, value in env.items():
+            if not ENV_KEY_RE.match(name):
+                self.fail(table, index, name, f"{label}: {name!r} is not a valid environment variable name")
+            if not isinstance(value, (str, int, float, bool)):
+                self.fail(table, index, name, f"{label}.{name} must be a string or number, got {value!r}")
+
+    def master_port(self, value: Any) -> int | None:
+        if value is None or value == "auto":
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
+            return value
+        self.fail("cluster", 0, "master_port", f'cluster.master_port must be "auto" or 1-65535, got {value!r}')
+        return None  # unreachable
+
+
+def _env_strings(env: dict) -> dict[str, str]:
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
+
+
+def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
+    """Parse and validate inventory TOML text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"\(at line (\d+), column \d+\)", message)
+        line = int(match.group(1)) if match else None
+        raise InventoryError(located(path, line, f"malformed TOML: {re.sub(r' ?[(]at line.*', '', message)}"))
+    check = _Checker(path, text)
+    for key in data:
+        if key not in _TOP_KEYS:
+            check.fail("", 0, key, f"unknown top-level key {key!r} (allowed: [cluster], [[nodes]])")
+    cluster = data.get("cluster", {})
+    if not isinstance(cluster, dict):
+        check.fail("", 0, "cluster", "[cluster] must be a table")
+    check.table(cluster, _CLUSTER_KEYS, "cluster", 0, "cluster")
+    raw_nodes = data.get("nodes")
+    if not raw_nodes:
+        raise InventoryError(located(path, None, "no [[nodes]] defined"))
+    if not isinstance(raw_nodes, list):
+        check.fail("", 0, "nodes", "nodes must be an array of tables: [[nodes]]")
+    nodes: list[Node] = []
+    names: set[str] = set()
+    cluster_env = _env_strings(cluster.get("env", {}))
+    for index, raw in enumerate(raw_nodes):
+        label = f"nodes[{index}]"
+        check.table(raw, _NODE_KEYS, "nodes", index, label)
+        name = raw.get("name")
+        if name is None:
+            check.fail("nodes", index, None, f"{label} is missing the required key 'name'")
+        if not NAME_RE.match(name):
+            check.fail("nodes", index, "name", f"{label}.name {name!r}: use letters, digits, '.', '_' and '-'")
+        if name in names:
+            check.fail("nodes", index, "name", f"duplicate node name {name!r}")
+        names.add(name)
+        host = raw.get("host")
+        if host is None and name != LOCALHOST:
+            check.fail("nodes", index, None, f"node {name!r} is missing the required key 'host'")
+        if host is not None and (host.startswith("-") or any(c.isspace() for c in host)):
+            check.fail("nodes", index, "host", f"node {name!r}: host {host!r} is not a valid ssh host")
+        nodes.append(_build_node(raw, cluster, cluster_env, host))
+    return Inventory(
+        path=path,
+        nodes=tuple(nodes),
+        master_port=check.master_port(cluster.get("master_port", "auto")),
+        ssh_config=os.path.expanduser(cluster["ssh_config"]) if "ssh_config" in cluster else None,
+        shared_fs=cluster.get("shared_fs", False),
+        env=cluster_env,
+    )
+
+
+def _build_node(raw: dict, cluster: dict, cluster_env: dict[str, str], host: str | None) -> Node:
+    """Merge a node's keys over the cluster defaults."""
+    local = host is None
+
+    def pick(key: str, default: Any = None) -> Any:
+        return raw.get(key, cluster.get(key, default))
+
+    python = pick("python", sys.executable if local else "python3")
+    workdir = pick("workdir", default_local_workdir() if local else "orch")
+    return Node(
+        name=raw["name"],
+        host=host,
+        addr=raw.get("addr") or ("127.0.0.1" if local else host),
+        gpus=pick("gpus", 0),
+        workdir=os.path.expanduser(workdir) if local else _home_relative(workdir),
+        python=python,
+        setup=tuple(pick("setup", ())),
+        env={**cluster_env, **_env_strings(raw.get("env", {}))},
+        user=pick("user"),
+        port=pick("port"),
+        identity_file=os.path.expanduser(pick("identity_file")) if pick("identity_file") else None,
+    )
+
+
+def _home_relative(path: str) -> str:
+    """`~/x` -> `x`: remote commands and rsync run from the login home, so a relative path means the same."""
+    if path == "~":
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
+def default_local_workdir() -> str:
+    """Where the embedded localhost node keeps job folders."""
+    from orchestrator.paths import orch_home
+
+    return str(orch_home() / "work")
+
+
+EMBEDDED_DEFAULT = """\
+# The embedded default: this machine only, no SSH.
+[[nodes]]
+name = "localhost"
+"""
+
+
+def find_inventory_path(explicit: str | None) -> str | None:
+    """--cluster FILE, else $ORCH_CLUSTER, else ./cluster.toml; None means the embedded localhost default."""
+    if explicit:
+        return explicit
+    if os.environ.get("ORCH_CLUSTER"):
+        return os.environ["ORCH_CLUSTER"]
+    return "cluster.toml" if Path("cluster.toml").is_file() else None
+
+
+def load_inventory(explicit: str | None = None) -> Inventory:
+    """Load the inventory chosen by `find_inventory_path`."""
+    path = find_inventory_path(explicit)
+    if path is None:
+        return parse_inventory(EMBEDDED_DEFAULT, "<embedded default>")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: inventory file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"{path}: cannot read inventory: {exc}") from None
+    return parse_inventory(text, path)

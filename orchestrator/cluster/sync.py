@@ -1,0 +1,65 @@
+"""Send a project folder to a node with rsync over the node's reused SSH connection.
+
+Incremental: rsync sends only changed files into a per-project cache on the node; honours `.gitignore` files (at
+every level) and an `.orchignore`, and never sends `.git`. A flock on the cache keeps two launches of the same
+project from interleaving. The job then hard-links a snapshot of the cache (see jobs/remote.py).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.cluster.inventory import Node
+from orchestrator.cluster.ssh import Session
+from orchestrator.errors import RemoteError
+
+FILTERS = ["--exclude=.git/", "--filter=:- .gitignore", "--filter=:- .orchignore"]
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    """What one rsync sent."""
+
+    node: str
+    files_sent: list[str]
+    bytes_sent: int
+
+
+def cache_dir(node: Node, project_name: str) -> str:
+    """Where a project's synced files live on a node, relative to its login home or absolute."""
+    return posixpath.join(node.workdir, "code", project_name)
+
+
+def rsync_argv(session: Session, node: Node, source: Path, target: str) -> list[str]:
+    """The rsync command line: same ssh as commands, a locked target, itemised output and stats."""
+    lock = shlex.quote(target + ".lock")
+    remote_rsync = f"mkdir -p {shlex.quote(target)} && flock {lock} rsync"
+    argv = ["rsync", "-a", "--delete", "--itemize-changes", "--stats", *FILTERS]
+    if node.is_local:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        return ["flock", target + ".lock", *argv, f"{source}/", f"{target}/"]
+    argv += ["-e", session.rsync_shell(node), f"--rsync-path={remote_rsync}"]
+    return [*argv, f"{source}/", f"{node.host}:{target}/"]
+
+
+def parse_stats(node: str, output: str) -> SyncStats:
+    """Files rsync sent (`>f` itemised lines) and the bytes it reports as sent."""
+    files = [line.split(" ", 1)[1] for line in output.splitlines() if line.startswith((">f", "<f"))]
+    match = re.search(r"Total bytes sent: ([\d,]+)", output)
+    return SyncStats(node, files, int(match.group(1).replace(",", "")) if match else 0)
+
+
+def sync(session: Session, node: Node, source: Path, target: str) -> SyncStats:
+    """rsync `source/` to `target/` on `node`; raise RemoteError naming the node on failure."""
+    argv = rsync_argv(session, node, source, target)
+    cwd = str(Path.home()) if node.is_local else None
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rsync exited {proc.returncode}"
+        raise RemoteError(f"node {node.name}: sync of {source} failed: {last}")
+    return parse_stats(node.name, proc.stdout)

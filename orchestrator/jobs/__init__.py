@@ -1,0 +1,1 @@
+"""A job's life: plan (pure), launch, store (SQLite), watch, logs, stop."""

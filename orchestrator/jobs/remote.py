@@ -1,0 +1,133 @@
+"""The shell snippets orch runs on nodes to start, probe, read logs of and stop a job, and their parsing."""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+
+from orchestrator.cluster.ssh import Session
+from orchestrator.jobs.plan import NodePlan
+from orchestrator.jobs.states import Probe
+from orchestrator.jobs.store import NodeRecord
+
+LOG_MARK = b"\n--orch-log--\n"
+LOG_CHUNK = 1 << 20
+
+
+def _tar(files: dict[str, tuple[str, int]]) -> bytes:
+    """An in-memory tar of `{name: (text, mode)}`: one round trip puts all of a node's files in place."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, (text, mode) in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def put_files(session: Session, plan: NodePlan, snapshot_from: str | None) -> None:
+    """Create the node's job folder with launch.sh, env.sh (mode 600) and stop.sh; snapshot the code.
+
+    `snapshot_from` is the node's synced code cache: hard-linked into the job folder (`cp -al`), so a later sync
+    never changes a running job's files (rsync replaces files, it does not write into them)."""
+    job_dir = shlex.quote(plan.job_dir)
+    steps = [f"umask 077 && mkdir -p {job_dir} && tar -x -C {job_dir}"]
+    if snapshot_from:
+        src = shlex.quote(snapshot_from)
+        steps.append(f"flock {src}.lock cp -al {src} {job_dir}/code")
+    else:
+        steps.append(f"mkdir -p {job_dir}/code")
+    payload = _tar({
+        "launch.sh": (plan.launch_script, 0o700),
+        "env.sh": (plan.env_script, 0o600),
+        "stop.sh": (plan.stop_script, 0o700),
+    })
+    session.run(plan.node, " && ".join(steps), input=payload)
+
+
+def start(session: Session, plan: NodePlan, job_id: str) -> None:
+    """Start the node's launch script detached in its own session; the tag makes even the shell findable."""
+    job_dir = shlex.quote(plan.job_dir)
+    tag = shlex.quote(f"ORCH_JOB_ID={job_id}")
+    session.run(plan.node, f"cd {job_dir} && env {tag} setsid -f bash ./launch.sh >log 2>&1 </dev/null")
+
+
+def probe_command(job_dir: str, log_offset: int | None) -> str:
+    """Print key=value facts about the job folder, then (optionally) the log from `log_offset` on."""
+    d = shlex.quote(job_dir)
+    script = (
+        f"cd {d} 2>/dev/null || {{ echo dir=0; exit 0; }}; echo dir=1; "
+        "pgid=$(cat pgid 2>/dev/null); echo pgid=$pgid; "
+        "[ -f exit_code ] && echo exit_code=$(cat exit_code); "
+        "[ -f started_at ] && echo started=$(cat started_at); "
+        "[ -f ended_at ] && echo ended=$(cat ended_at); "
+        "[ -f stopped_at ] && echo stopped=1; "
+        "if [ -n \"$pgid\" ] && [ -r /proc/$pgid/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pgid/status;"
+        " then echo alive=1; else echo alive=0; fi; "
+        "echo last=$(tail -n 1 log 2>/dev/null | tr -d '\\r' | cut -c1-300)"
+    )
+    if log_offset is not None:
+        script += f"; printf '\\n--orch-log--\\n'; tail -c +{log_offset + 1} log 2>/dev/null | head -c {LOG_CHUNK}"
+    return script
+
+
+def parse_probe(output: bytes) -> tuple[Probe, bytes]:
+    """Parse `probe_command` output into a Probe and the log bytes that followed."""
+    head, _, log = output.partition(LOG_MARK)
+    facts: dict[str, str] = {}
+    for line in head.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            facts[key] = value
+
+    def number(key: str, kind=int):
+        try:
+            return kind(facts[key])
+        except (KeyError, ValueError):
+            return None
+
+    probe = Probe(
+        reachable=True, dir_exists=facts.get("dir") == "1", pgid=number("pgid"), alive=facts.get("alive") == "1",
+        exit_code=number("exit_code"), started=number("started", float), ended=number("ended", float),
+        stopped=facts.get("stopped") == "1", last_line=facts.get("last", ""),
+    )
+    return probe, log
+
+
+def probe(session: Session, record: NodeRecord, log_offset: int | None = None) -> tuple[Probe, bytes]:
+    """Look at one node's job; an unreachable node gives `Probe(reachable=False)`."""
+    from orchestrator.errors import RemoteError
+
+    try:
+        result = session.run(record.node, probe_command(record.job_dir, log_offset), timeout=20)
+    except RemoteError:
+        return Probe(reachable=False), b""
+    return parse_probe(result.stdout)
+
+
+def stop(session: Session, record: NodeRecord) -> int:
+    """Run the node's stop script; return how many tagged processes are left (0 = clean)."""
+    script = shlex.quote(record.job_dir + "/stop.sh")
+    result = session.run(record.node, f"if [ -f {script} ]; then bash {script}; else echo left=0; fi", timeout=60)
+    for line in result.text.splitlines():
+        if line.startswith("left="):
+            return int(line[5:])
+    return 0
+
+
+def fetch_log(session: Session, record: NodeRecord) -> bytes:
+    """The node's whole log (for the local copy kept after the job ends)."""
+    result = session.run(record.node, f"cat {shlex.quote(record.job_dir)}/log 2>/dev/null || true", timeout=120)
+    return result.stdout
+
+
+FREE_PORT_PY = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])"
+
+
+def free_port(session: Session, plan_node) -> int:
+    """Ask the master node's Python for a port that is free there right now."""
+    setup = "".join(f"{line}; " for line in plan_node.setup)
+    result = session.run(plan_node, f"{setup}{shlex.quote(plan_node.python)} -c {shlex.quote(FREE_PORT_PY)}")
+    return int(result.text.strip().splitlines()[-1])

@@ -1,0 +1,91 @@
+"""Pure decisions about job and node states from what was observed on the nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PENDING, STARTING, RUNNING = "PENDING", "STARTING", "RUNNING"
+SUCCEEDED, FAILED, STOPPED, LOST = "SUCCEEDED", "FAILED", "STOPPED", "LOST"
+FINAL = frozenset({SUCCEEDED, FAILED, STOPPED, LOST})
+START_GRACE_S = 30  # a node with no pgid file this long after launch is LOST
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One look at a node's job folder."""
+
+    reachable: bool
+    dir_exists: bool = False
+    pgid: int | None = None
+    alive: bool = False
+    exit_code: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    stopped: bool = False  # `orch stop` ran there before the job wrote an exit code
+    last_line: str = ""
+
+
+def node_state(probe: Probe, since_launch: float, previous: str) -> str:
+    """The state of one node's share of the job."""
+    if previous in FINAL and not probe.reachable:
+        return previous
+    if not probe.reachable:
+        return LOST if since_launch > START_GRACE_S else previous
+    if probe.exit_code is not None:
+        return SUCCEEDED if probe.exit_code == 0 else FAILED
+    if probe.alive:
+        return RUNNING
+    if probe.stopped:
+        return STOPPED
+    if probe.pgid is None and since_launch <= START_GRACE_S:
+        return STARTING
+    return LOST
+
+
+def job_state(node_states: list[str], stop_requested: bool) -> str:
+    """The job's state: STOPPED if the user stopped it, FAILED if any node failed, SUCCEEDED if all did."""
+    if any(s in (RUNNING, STARTING, PENDING) for s in node_states):
+        if stop_requested:
+            return RUNNING  # the stop is still in progress
+        if FAILED in node_states or LOST in node_states:
+            return RUNNING  # fail-fast will stop the rest; the final state follows once they are down
+        return RUNNING if RUNNING in node_states else STARTING
+    if stop_requested:
+        return STOPPED
+    if FAILED in node_states:
+        return FAILED
+    if LOST in node_states:
+        return LOST
+    if all(s == SUCCEEDED for s in node_states):
+        return SUCCEEDED
+    return STOPPED
+
+
+def needs_fail_fast(node_states: list[str]) -> bool:
+    """A node failed or vanished while others still run: the others must be stopped now."""
+    broken = any(s in (FAILED, LOST) for s in node_states)
+    return broken and any(s in (RUNNING, STARTING) for s in node_states)
+
+
+def root_cause(names: list[str], ranks: list[int], states: list[str], exit_codes: list[int | None]) -> str | None:
+    """Name the first node that failed or was lost, with its exit code or signal."""
+    for name, rank, state, code in zip(names, ranks, states, exit_codes):
+        if state == FAILED:
+            return f"node {name} (node_rank {rank}) exited with {describe_exit(code)}"
+        if state == LOST:
+            return f"node {name} (node_rank {rank}) was lost (unreachable or its launcher died without exit code)"
+    return None
+
+
+def describe_exit(code: int | None) -> str:
+    """`exit code 3`, or `signal 9 (SIGKILL)` for shell-style 128+N codes."""
+    if code is None:
+        return "no exit code"
+    if code > 128:
+        import signal
+
+        try:
+            return f"exit code {code} (signal {code - 128}, {signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    return f"exit code {code}"

@@ -1,0 +1,198 @@
+"""Job history in SQLite under $ORCH_HOME, plus the local run folder of each job."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from orchestrator.cluster.inventory import Node
+from orchestrator.errors import JobError
+from orchestrator.paths import orch_home
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    command TEXT NOT NULL,
+    master TEXT NOT NULL,
+    nproc_per_node INTEGER NOT NULL,
+    ssh_config TEXT,
+    run_dir TEXT NOT NULL,
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    ended REAL,
+    root_cause TEXT
+);
+CREATE TABLE IF NOT EXISTS job_nodes (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    rank INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    node TEXT NOT NULL,
+    job_dir TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER,
+    exit_code INTEGER,
+    started REAL,
+    ended REAL,
+    last_line TEXT,
+    PRIMARY KEY (job_id, rank)
+);
+"""
+
+
+@dataclass
+class NodeRecord:
+    """One node's share of a job as last observed."""
+
+    rank: int
+    name: str
+    node: Node
+    job_dir: str
+    state: str = "PENDING"
+    pid: int | None = None
+    exit_code: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    last_line: str = ""
+
+
+@dataclass
+class JobRecord:
+    id: str
+    created: float
+    state: str
+    command: list[str]
+    master: str
+    nproc_per_node: int
+    ssh_config: str | None
+    run_dir: str
+    stop_requested: bool = False
+    ended: float | None = None
+    root_cause: str | None = None
+    nodes: list[NodeRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The `orch status JOB --json` shape."""
+        return {
+            "id": self.id, "state": self.state, "created": self.created, "ended": self.ended,
+            "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
+            "root_cause": self.root_cause, "run_dir": self.run_dir,
+            "nodes": [
+                {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
+                 "started": n.started, "ended": n.ended, "last_line": n.last_line}
+                for n in self.nodes
+            ],
+        }
+
+
+class Store:
+    """Thin typed access to the job database. Each call opens its own short transaction."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or orch_home() / "jobs.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def run_dir(self, job_id: str) -> Path:
+        return self.path.parent / "runs" / job_id
+
+    def add(self, job: JobRecord) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO jobs (id, created, state, command, master, nproc_per_node, ssh_config, run_dir)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.created, job.state, json.dumps(job.command), job.master, job.nproc_per_node,
+                 job.ssh_config, job.run_dir),
+            )
+            db.executemany(
+                "INSERT INTO job_nodes (job_id, rank, name, node, job_dir, state) VALUES (?, ?, ?, ?, ?, ?)",
+                [(job.id, n.rank, n.name, json.dumps(asdict(n.node)), n.job_dir, n.state) for n in job.nodes],
+            )
+
+    def save_progress(self, job: JobRecord) -> None:
+        """Write the observed job and node states back."""
+        with self._db() as db:
+            db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=? WHERE id=?",
+                       (job.state, job.ended, job.root_cause, int(job.stop_requested), job.id))
+            db.executemany(
+                "UPDATE job_nodes SET state=?, pid=?, exit_code=?, started=?, ended=?, last_line=?"
+                " WHERE job_id=? AND rank=?",
+                [(n.state, n.pid, n.exit_code, n.started, n.ended, n.last_line, job.id, n.rank) for n in job.nodes],
+            )
+
+    def mark_stop_requested(self, job_id: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE jobs SET stop_requested=1 WHERE id=?", (job_id,))
+
+    def get(self, job_id: str | None = None) -> JobRecord:
+        """A job by id (a unique prefix works), or the most recent job when `job_id` is None."""
+        with self._db() as db:
+            if job_id is None:
+                rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT 1").fetchall()
+                if not rows:
+                    raise JobError("no jobs yet: start one with `orch launch`")
+            else:
+                rows = db.execute("SELECT * FROM jobs WHERE id = ? OR id LIKE ? ORDER BY created DESC",
+                                  (job_id, _escape_like(job_id) + "%")).fetchall()
+                exact = [r for r in rows if r["id"] == job_id]
+                rows = exact or rows
+                if not rows:
+                    raise JobError(f"no job {job_id!r} (see `orch status` for recent jobs)")
+                if len(rows) > 1:
+                    raise JobError(f"job id {job_id!r} is ambiguous: {', '.join(r['id'] for r in rows[:5])}")
+            row = rows[0]
+            nodes = db.execute("SELECT * FROM job_nodes WHERE job_id=? ORDER BY rank", (row["id"],)).fetchall()
+        return _job_from_rows(row, nodes)
+
+    def recent(self, limit: int = 20) -> list[JobRecord]:
+        with self._db() as db:
+            ids = [r["id"] for r in db.execute("SELECT id FROM jobs ORDER BY created DESC LIMIT ?", (limit,))]
+        return [self.get(job_id) for job_id in ids]
+
+    def active(self) -> list[JobRecord]:
+        """Jobs not yet in a final state."""
+        with self._db() as db:
+            ids = [r["id"] for r in db.execute(
+                "SELECT id FROM jobs WHERE state IN ('PENDING','STARTING','RUNNING') ORDER BY created")]
+        return [self.get(job_id) for job_id in ids]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("%", "").replace("_", "")
+
+
+def _job_from_rows(row: sqlite3.Row, nodes: list[sqlite3.Row]) -> JobRecord:
+    return JobRecord(
+        id=row["id"], created=row["created"], state=row["state"], command=json.loads(row["command"]),
+        master=row["master"], nproc_per_node=row["nproc_per_node"], ssh_config=row["ssh_config"],
+        run_dir=row["run_dir"], stop_requested=bool(row["stop_requested"]), ended=row["ended"],
+        root_cause=row["root_cause"],
+        nodes=[
+            NodeRecord(rank=n["rank"], name=n["name"], node=_node_from_json(n["node"]), job_dir=n["job_dir"],
+                       state=n["state"], pid=n["pid"], exit_code=n["exit_code"], started=n["started"],
+                       ended=n["ended"], last_line=n["last_line"] or "")
+            for n in nodes
+        ],
+    )
+
+
+def _node_from_json(text: str) -> Node:
+    data = json.loads(text)
+    data["setup"] = tuple(data.get("setup", ()))
+    return Node(**data)
+
+
+def new_job_id() -> str:
+    """A sortable, shell-safe job id: `YYYYmmdd-HHMMSS-xxxx`."""
+    import secrets
+
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)

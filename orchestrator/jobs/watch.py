@@ -1,0 +1,125 @@
+"""Observe a job on its nodes, update the store, stop it everywhere, and enforce fail-fast."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from orchestrator.cluster.ssh import Session, fan_out
+from orchestrator.errors import RemoteError
+from orchestrator.jobs import remote, states
+from orchestrator.jobs.store import JobRecord, NodeRecord, Store
+
+
+def apply_probe(record: NodeRecord, probe: states.Probe, since_launch: float) -> None:
+    """Fold one probe into a node record."""
+    record.state = states.node_state(probe, since_launch, record.state)
+    if probe.reachable:
+        record.pid = probe.pgid or record.pid
+        record.exit_code = probe.exit_code
+        record.started = probe.started or record.started
+        record.ended = probe.ended or record.ended
+        record.last_line = probe.last_line or record.last_line
+
+
+def settle(job: JobRecord) -> None:
+    """Recompute the job state, end time and root cause from its nodes."""
+    node_states = [n.state for n in job.nodes]
+    job.state = states.job_state(node_states, job.stop_requested)
+    if job.state in states.FINAL and job.ended is None:
+        job.ended = time.time()
+    if job.root_cause is None and not job.stop_requested:
+        job.root_cause = states.root_cause([n.name for n in job.nodes], [n.rank for n in job.nodes], node_states,
+                                           [n.exit_code for n in job.nodes])
+
+
+def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, int] | None = None
+            ) -> dict[int, bytes]:
+    """Probe every node at once, update `job` and the store; return new log bytes per rank if `offsets` given."""
+    if job.state in states.FINAL:
+        return {}
+    since = time.time() - job.created
+    by_name = {n.name: n for n in job.nodes}
+    results = fan_out([n.node for n in job.nodes], lambda node: remote.probe(
+        session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank)))
+    chunks: dict[int, bytes] = {}
+    for name, (probe, log) in results.items():
+        record = by_name[name]
+        apply_probe(record, probe, since)
+        chunks[record.rank] = log
+    settle(job)
+    store.save_progress(job)
+    if job.state in states.FINAL:
+        keep_logs(session, job)
+    return chunks
+
+
+def stop_nodes(session: Session, records: list[NodeRecord]) -> dict[str, int | None]:
+    """Run the stop script on these nodes at once; tagged processes left per node (0 = clean, None =
+    unreachable)."""
+    by_name = {r.name: r for r in records}
+
+    def stop_one(node) -> int | None:
+        try:
+            return remote.stop(session, by_name[node.name])
+        except RemoteError:
+            return None
+
+    return fan_out([r.node for r in records], stop_one)
+
+
+def stop_job(store: Store, session: Session, job: JobRecord) -> dict[str, int | None]:
+    """Stop the job on every node; the job ends STOPPED (or keeps the final state it already had)."""
+    already_final = job.state in states.FINAL
+    if not already_final:
+        job.stop_requested = True
+        store.mark_stop_requested(job.id)
+    left = stop_nodes(session, job.nodes)
+    if not already_final:
+        refresh(store, session, job)
+    return left
+
+
+def fail_fast(store: Store, session: Session, job: JobRecord) -> bool:
+    """If a node failed or was lost while others still run, stop the others now. True if it acted."""
+    if not states.needs_fail_fast([n.state for n in job.nodes]):
+        return False
+    running = [n for n in job.nodes if n.state in (states.RUNNING, states.STARTING)]
+    settle(job)  # records the root cause before the consequences show up
+    stop_nodes(session, job.nodes)  # the failed node too: its orphaned workers must go
+    refresh(store, session, job)
+    for record in running:  # stopped because of another node's failure, not by the user
+        if record.state in (states.STOPPED, states.LOST) and record.exit_code is None:
+            record.state = states.STOPPED
+    settle(job)
+    store.save_progress(job)
+    return True
+
+
+def keep_logs(session: Session, job: JobRecord) -> None:
+    """Copy every node's log into the local run folder once the job has ended."""
+    logs_dir = Path(job.run_dir) / "logs"
+    missing = [n for n in job.nodes if not (logs_dir / f"{n.rank}-{n.name}.log").exists()]
+    if not missing:
+        return
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        texts = fan_out([n.node for n in missing], lambda node: remote.fetch_log(
+            session, next(r for r in missing if r.name == node.name)))
+    except Exception:  # an unreachable node keeps no local copy; the others still do
+        return
+    for record in missing:
+        (logs_dir / f"{record.rank}-{record.name}.log").write_bytes(texts[record.name])
+
+
+def wait(store: Store, session: Session, job: JobRecord, poll_s: float = 0.5, timeout: float | None = None
+         ) -> JobRecord:
+    """Poll until the job reaches a final state, enforcing fail-fast on the way."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while job.state not in states.FINAL:
+        refresh(store, session, job)
+        fail_fast(store, session, job)
+        if job.state in states.FINAL or (deadline and time.monotonic() > deadline):
+            break
+        time.sleep(poll_s)
+    return job

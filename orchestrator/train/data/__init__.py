@@ -1,0 +1,1 @@
+"""Data pipeline: readers for every format, convert, token index with meta.json, mixtures, templates, packing."""

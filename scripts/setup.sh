@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh Debian machine: system packages for the test cluster and the web test, then Python deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+need=()
+for pkg in openssh-server openssh-client rsync iproute2 procps util-linux chromium; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+PY=${PYTHON:-python3}
+# torch first and pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+$PY -m pip install -q torch==2.13.0
+$PY -m pip install -q -e ".[train,serve,test]"

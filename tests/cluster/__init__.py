@@ -1,0 +1,1 @@
+"""The multi-node test cluster: real sshd hosts in network namespaces on this machine."""
