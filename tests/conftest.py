@@ -26,3 +26,28 @@ def orch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "orch-home"
     monkeypatch.setenv("ORCH_HOME", str(home))
     return home
+
+
+def _cluster_available() -> str | None:
+    """Why the namespace test cluster cannot run here, or None if it can."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    for tool in ("/usr/sbin/sshd", "ssh", "rsync", "ip", "unshare", "nsenter"):
+        if not shutil.which(tool) and not os.path.exists(tool):
+            return f"{tool} is not installed (scripts/setup.sh installs it)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 4-node test cluster (real sshd per node in its own namespaces), torn down after the module."""
+    reason = _cluster_available()
+    if reason:
+        pytest.skip(reason)
+    from tests.cluster.netns import up
+
+    test_cluster = up(4)
+    yield test_cluster
+    test_cluster.down()

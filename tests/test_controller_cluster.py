@@ -1,0 +1,167 @@
+"""The controller end to end on the namespace test cluster: real sshd, rsync, torchrun (gloo), SQLite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orch_cli import job_json, orch
+
+FIXTURES = Path(__file__).parent / "jobs_fixtures"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A user's project folder holding the all-reduce script."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "allreduce.py", folder / "allreduce.py")
+    return folder
+
+
+@pytest.fixture
+def env(cluster, orch_home) -> dict:
+    return {"ORCH_CLUSTER": str(cluster.inventory), "ORCH_HOME": str(orch_home)}
+
+
+def tagged_processes(cluster, job_id: str) -> dict[str, int]:
+    """How many live processes carry this job's tag on each node."""
+    counts = {}
+    for node in cluster.nodes:
+        script = (f"n=0; for e in /proc/[0-9]*/environ; do grep -qzxF ORCH_JOB_ID={job_id} $e 2>/dev/null || "
+                  "continue; p=${e%/environ}; grep -q '^State:.*Z' $p/status 2>/dev/null || n=$((n+1)); done; echo $n")
+        counts[node.name] = int(cluster.exec(node.name, script).stdout.strip())
+    return counts
+
+
+def wait_state(job_id: str, states: set[str], env: dict, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = job_json(job_id, env=env)
+        if status["state"] in states or time.monotonic() > deadline:
+            return status
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("nodes,nproc", [("node0,node1", 2), ("node0,node1,node2,node3", 1)])
+def test_allreduce_across_nodes_succeeds_with_prefixed_logs(project, env, nodes, nproc):
+    launched = orch("launch", "--nodes", nodes, "--nproc-per-node", str(nproc), "--", "python", "allreduce.py",
+                    cwd=project, env=env)
+    assert launched.returncode == 0, launched.stderr
+    job_id = launched.stdout.splitlines()[0].strip()
+    names = nodes.split(",")
+    world = len(names) * nproc
+    expected_sum = world * (world + 1) // 2
+    # attached launch follows rank 0: it shows the master's ranks
+    assert f"rank 0/{world} node node0 sum {expected_sum}" in launched.stdout
+    status = job_json(job_id, env=env)
+    assert status["state"] == "SUCCEEDED"
+    assert [(n["name"], n["rank"], n["state"], n["exit_code"]) for n in status["nodes"]] == [
+        (name, rank, "SUCCEEDED", 0) for rank, name in enumerate(names)]
+    merged = orch("logs", job_id, "--all", env=env, check=True).stdout.splitlines()
+    for rank in range(world):
+        node_rank = rank // nproc
+        prefix = f"[{names[node_rank]}|{node_rank}]"
+        assert any(line.startswith(prefix) and f"rank {rank}/{world} node {names[node_rank]} sum {expected_sum}"
+                   in line for line in merged), (rank, merged)
+    one_node = orch("logs", job_id, "--node", names[-1], env=env, check=True).stdout
+    assert f"rank {world - 1}/{world}" in one_node and "rank 0/" not in one_node
+
+
+def test_failing_rank_fails_the_job_with_its_exit_code(project, env, cluster):
+    started = time.monotonic()
+    launched = orch("launch", "--nodes", "node0,node1", "--env", "FAIL_RANK=1", "--env", "SLEEP_S=120", "--",
+                    "python", "allreduce.py", cwd=project, env=env)
+    elapsed = time.monotonic() - started
+    assert launched.returncode == 1
+    job_id = launched.stdout.splitlines()[0].strip()
+    status = job_json(job_id, env=env)
+    assert status["state"] == "FAILED"
+    by_name = {n["name"]: n for n in status["nodes"]}
+    assert by_name["node1"]["state"] == "FAILED" and by_name["node1"]["exit_code"] == 3
+    assert by_name["node0"]["state"] in ("STOPPED", "FAILED")  # stopped by fail-fast, not left for 120 s
+    assert "node node1" in status["root_cause"] and "exit code 3" in status["root_cause"]
+    assert elapsed < 60
+    assert tagged_processes(cluster, job_id) == {n.name: 0 for n in cluster.nodes}
+
+
+def test_stop_leaves_nothing_and_spares_the_other_job(project, env, cluster):
+    ids = []
+    for _ in range(2):
+        launched = orch("launch", "--detach", "--nodes", "node2,node3", "--nproc-per-node", "2",
+                        "--env", "SLEEP_S=300", "--", "python", "allreduce.py", cwd=project, env=env)
+        assert launched.returncode == 0, launched.stderr
+        ids.append(launched.stdout.strip().splitlines()[-1])
+    victim, neighbour = ids
+    for job_id in ids:
+        assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
+    time.sleep(2)  # let the workers (own sessions, started by torchrun) come up
+    assert all(count >= 3 for count in tagged_processes(cluster, victim).values() if count)
+    stopped = orch("stop", victim, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert job_json(victim, env=env)["state"] == "STOPPED"
+    assert tagged_processes(cluster, victim) == {n.name: 0 for n in cluster.nodes}
+    neighbour_procs = tagged_processes(cluster, neighbour)
+    assert neighbour_procs["node2"] >= 3 and neighbour_procs["node3"] >= 3
+    assert job_json(neighbour, env=env)["state"] == "RUNNING"
+    orch("stop", neighbour, env=env, check=True)
+    assert tagged_processes(cluster, neighbour) == {n.name: 0 for n in cluster.nodes}
+
+
+def test_relaunch_sends_only_the_changed_file(project, env, cluster):
+    (project / "data").mkdir()
+    for i in range(5):
+        (project / "data" / f"part{i}.txt").write_text(f"shard {i}\n" * 100)
+    (project / ".gitignore").write_text("*.ckpt\n")
+    (project / "big.ckpt").write_text("ignored")
+    args = ("launch", "--nodes", "node0,node1", "--", "python", "allreduce.py")
+    first = orch(*args, cwd=project, env=env, check=True).stdout.splitlines()[0]
+    (project / "data" / "part3.txt").write_text("changed\n")
+    second = orch(*args, cwd=project, env=env, check=True).stdout.splitlines()[0]
+    sent_first = json.loads((Path(env["ORCH_HOME"]) / "runs" / first / "sync.json").read_text())
+    sent_second = json.loads((Path(env["ORCH_HOME"]) / "runs" / second / "sync.json").read_text())
+    for node in ("node0", "node1"):
+        assert "big.ckpt" not in sent_first[node]["files_sent"]
+        assert "data/part3.txt" in sent_first[node]["files_sent"]
+        assert sent_second[node]["files_sent"] == ["data/part3.txt"]
+    # each job runs from its own snapshot: the first job's copy still holds the old content
+    old = cluster.node_path("node1", "jobs", first, "code", "data", "part3.txt").read_text()
+    new = cluster.node_path("node1", "jobs", second, "code", "data", "part3.txt").read_text()
+    assert old.startswith("shard 3") and new == "changed\n"
+
+
+def test_changed_host_key_is_refused(project, env, cluster, tmp_path):
+    known = cluster.root / "known_hosts"
+    original = known.read_text()
+    try:
+        lines = original.splitlines()
+        fake_key = "AAAAC3NzaC1lZDI1NTE5AAAAIGJvZ3VzYm9ndXNib2d1c2JvZ3VzYm9ndXNib2d1c2Jv"
+        lines[1] = f"{lines[1].split()[0]} ssh-ed25519 {fake_key}"
+        known.write_text("\n".join(lines) + "\n")
+        launched = orch("launch", "--nodes", "node0,node1", "--", "python", "allreduce.py", cwd=project, env=env)
+    finally:
+        known.write_text(original)
+    assert launched.returncode == 2
+    assert "node1" in launched.stderr and "Traceback" not in launched.stderr
+
+
+def test_hostile_arguments_and_env_pass_through_literally(project, env, cluster, tmp_path):
+    shutil.copy(FIXTURES / "echo_args.py", project / "echo_args.py")
+    canary = tmp_path / "pwned"
+    hostile = ["it's", f"$(touch {canary})", f"`touch {canary}`", "a;touch " + str(canary), "two\nlines", '"q"']
+    tricky_env = f"x'$(touch {canary})\"`id`;y"
+    launched = orch("launch", "--nodes", "node0,node1", "--env", f"TRICKY={tricky_env}", "--", "python",
+                    "echo_args.py", *hostile, cwd=project, env=env)
+    assert launched.returncode == 0, launched.stderr
+    job_id = launched.stdout.splitlines()[0].strip()
+    lines = orch("logs", job_id, "--all", env=env, check=True).stdout.splitlines()
+    seen = [json.loads(line.split("ARGS ", 1)[1]) for line in lines if "ARGS " in line]
+    assert len(seen) == 2
+    assert all(s == {"argv": hostile, "env": tricky_env} for s in seen)
+    assert not canary.exists()
+    for node in cluster.nodes[:2]:
+        assert not cluster.exec(node.name, f"test -e {canary} && echo yes").stdout.strip()

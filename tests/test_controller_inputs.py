@@ -1,0 +1,125 @@
+"""Bad inventories and arguments: one-line error naming file, line and key; exit 2; nothing started."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cluster.inventory import parse_inventory
+from orchestrator.errors import InventoryError, PlanError
+from orchestrator.jobs.plan import JobSpec, plan_job, torchrun_args
+from tests.orch_cli import orch
+
+GOOD = """\
+[cluster]
+workdir = "/data/orch"
+master_port = 29555
+
+[cluster.env]
+NCCL_DEBUG = "WARN"
+
+[[nodes]]
+name = "g3006"
+host = "g3006"
+addr = "10.0.0.6"
+gpus = 8
+
+[[nodes]]
+name = "g3007"
+host = "g3007"
+gpus = 8
+"""
+
+BAD = {
+    "malformed": (GOOD.replace('[cluster.env]', '[cluster.env'), 5, "malformed TOML"),
+    "unknown-key": (GOOD.replace('gpus = 8\n\n', 'gpus = 8\ngpu_count = 2\n\n', 1), 13, "unknown key 'gpu_count'"),
+    "duplicate": (GOOD.replace('name = "g3007"', 'name = "g3006"'), 15, "duplicate node name 'g3006'"),
+    "missing-host": (GOOD.replace('host = "g3007"\n', ''), 14, "missing the required key 'host'"),
+    "bad-type": (GOOD.replace('gpus = 8\n', 'gpus = "eight"\n', 1), 12, "gpus must be an integer"),
+    "bad-port": (GOOD.replace("29555", '"fast"'), 3, "master_port"),
+    "bad-env-name": (GOOD.replace("NCCL_DEBUG", '"NCCL DEBUG"'), 6, "not a valid environment variable name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_inventory_names_file_line_and_key(case):
+    text, line, message = BAD[case]
+    with pytest.raises(InventoryError) as err:
+        parse_inventory(text, "cluster.toml")
+    assert str(err.value).startswith(f"cluster.toml:{line}: ")
+    assert message in str(err.value)
+
+
+def test_good_inventory_merges_cluster_defaults():
+    inventory = parse_inventory(GOOD, "cluster.toml")
+    first, second = inventory.nodes
+    assert (first.addr, second.addr) == ("10.0.0.6", "g3007")
+    assert first.workdir == "/data/orch" and first.env == {"NCCL_DEBUG": "WARN"}
+    assert inventory.master_port == 29555
+
+
+@pytest.mark.parametrize("case", ["malformed", "duplicate", "missing-host", "unknown-node"])
+def test_cli_rejects_bad_input_with_exit_2_and_starts_nothing(case, tmp_path, orch_home):
+    inventory = tmp_path / "cluster.toml"
+    inventory.write_text(GOOD if case == "unknown-node" else BAD[case][0])
+    nodes = "g3006,g9999" if case == "unknown-node" else "g3006"
+    result = orch("launch", "--cluster", str(inventory), "--nodes", nodes, "--", "python", "train.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("orch: error: ")
+    assert "Traceback" not in result.stderr
+    assert str(inventory) in result.stderr
+    if case == "unknown-node":
+        assert "unknown node 'g9999'" in result.stderr
+    db = orch_home / "jobs.db"
+    assert not db.exists() or sqlite3.connect(db).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_missing_inventory_file_and_bad_env_flag(tmp_path, orch_home):
+    missing = orch("launch", "--cluster", str(tmp_path / "nope.toml"), "--", "python", "x.py")
+    assert missing.returncode == 2 and "nope.toml: inventory file not found" in missing.stderr
+    bad_env = orch("launch", "--env", "NOVALUE", "--", "python", "x.py", cwd=tmp_path)
+    assert bad_env.returncode == 2 and "expected NAME=VALUE" in bad_env.stderr
+    no_job = orch("status", "nosuchjob")
+    assert no_job.returncode == 2 and "no job 'nosuchjob'" in no_job.stderr
+
+
+def test_plan_ranks_follow_the_order_given_and_quote_everything():
+    inventory = parse_inventory(GOOD, "cluster.toml")
+    spec = JobSpec(job_id="j1", nodes=["g3007", "g3006"], command=["python", "train.py", "--name", "a b'$(x)"],
+                   env={"HF_TOKEN": "s3cret"})
+    plan = plan_job(inventory, spec, 29555)
+    assert [(p.node.name, p.rank) for p in plan.nodes] == [("g3007", 0), ("g3006", 1)]
+    assert plan.master_addr == "g3007" and plan.nproc_per_node == 8
+    script = plan.nodes[1].launch_script
+    assert "--node_rank 1" in script and "--nnodes 2" in script and "--master_addr g3007" in script
+    assert "'a b'\"'\"'$(x)'" in script
+    assert "s3cret" not in script  # secrets live only in env.sh (mode 600), never in the script
+    assert "HF_TOKEN=s3cret" in plan.nodes[1].env_script
+
+
+def test_dry_run_prints_scripts_masks_secrets_and_touches_nothing(tmp_path, orch_home):
+    inventory = tmp_path / "cluster.toml"
+    inventory.write_text(GOOD)
+    result = orch("launch", "--dry-run", "--cluster", str(inventory), "--env", "WANDB_API_KEY=abc123", "--",
+                  "python", "train.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("torch.distributed.run") == 2
+    assert "WANDB_API_KEY=***" in result.stdout and "abc123" not in result.stdout
+    assert not (orch_home / "jobs.db").exists()
+
+
+@pytest.mark.parametrize("command,expected", [
+    (["python", "train.py", "--lr", "1"], ["train.py", "--lr", "1"]),
+    (["python3", "-m", "pkg.main"], ["-m", "pkg.main"]),
+    (["train.py"], ["train.py"]),
+    (["bash", "run.sh"], ["--no-python", "bash", "run.sh"]),
+])
+def test_torchrun_args(command, expected):
+    assert torchrun_args(command) == expected
+
+
+def test_python_dash_c_is_refused():
+    with pytest.raises(PlanError, match="put the code in a script"):
+        torchrun_args(["python", "-c", "print(1)"])
