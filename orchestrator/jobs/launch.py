@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,61 +53,66 @@ def dry_run(inventory: Inventory, request: LaunchRequest) -> str:
 
 
 def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: Session, job_id: str) -> Launched:
-    """Start the job on every node; on any failure, stop what started and record the job FAILED."""
+    """Start the job on every node; on any failure, stop what started and record the job FAILED.
+
+    Two fan-outs, each one parallel round trip per node after the SSH handshake:
+    1. connect + rsync the project (the master also picks a free port when `master_port = "auto"`);
+    2. put the rendered scripts in place, snapshot the code and start the launch script detached.
+    No node starts before every node has its code, so a sync failure starts nothing."""
     started_at = time.monotonic()
     spec = make_spec(request, job_id)
-    # plan first with a placeholder port: it validates everything before any node is contacted
-    planning.plan_job(inventory, spec, inventory.master_port or 29500)
-    master = inventory.select(request.nodes)[0]
-    port = inventory.master_port or remote.free_port(session, master)
-    plan = planning.plan_job(inventory, spec, port)
-    job = _record(store, inventory, request, plan)
-    write_run_folder(Path(job.run_dir), plan, request, inventory)
+    draft = planning.plan_job(inventory, spec, inventory.master_port or 0)  # validates before any I/O
+    job = _record(store, inventory, request, draft)
+    git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
-    synced: dict[str, SyncStats] = {}
+    master = draft.nodes[0].node
+    port: list[int] = [inventory.master_port] if inventory.master_port else []
 
     def prepare(node) -> SyncStats | None:
-        node_plan = next(p for p in plan.nodes if p.node.name == node.name)
-        stats = None
+        session.connect(node)
+        if node.name == master.name and not port:
+            port.append(remote.free_port(session, node))
         if share_code:
-            stats = sync(session, node, request.project_dir.resolve(), cache_dir(node, spec.project_name))
-        snapshot = cache_dir(node, spec.project_name) if share_code else None
-        remote.put_files(session, node_plan, snapshot)
-        if not share_code:  # shared filesystem: run from the project folder itself
-            session.run(node, f"rmdir {_q(node_plan.code_dir)} && ln -s {_q(str(request.project_dir.resolve()))} "
-                              f"{_q(node_plan.code_dir)}")
-        return stats
+            return sync(session, node, request.project_dir.resolve(), cache_dir(node, spec.project_name))
+        return None
 
+    def start(node) -> None:
+        node_plan = next(p for p in plan.nodes if p.node.name == node.name)
+        snapshot = cache_dir(node, spec.project_name) if share_code else None
+        shared = str(request.project_dir.resolve()) if request.sync_code and inventory.shared_fs else None
+        remote.put_and_start(session, node_plan, snapshot, shared)
+
+    plan = draft
     try:
-        synced = {k: v for k, v in fan_out([p.node for p in plan.nodes], prepare).items() if v}
-        fan_out([p.node for p in plan.nodes], lambda node: remote.start(
-            session, next(p for p in plan.nodes if p.node.name == node.name), job_id))
+        synced = {k: v for k, v in fan_out([p.node for p in draft.nodes], prepare).items() if v}
+        plan = planning.plan_job(inventory, spec, port[0])
+        job.master = f"{plan.master_addr}:{plan.master_port}"
+        fan_out([p.node for p in plan.nodes], start)
     except RemoteError as exc:
-        job.root_cause = f"launch failed: {exc}"
-        watch.stop_nodes(session, job.nodes)
-        for record in job.nodes:
-            record.state = states.FAILED if record.state != states.SUCCEEDED else record.state
-        job.state, job.ended = states.FAILED, time.time()
-        store.save_progress(job)
+        _fail_launch(store, session, job, exc)
         raise
     for record in job.nodes:
         record.state = states.STARTING
+    job.state = states.STARTING
     store.save_progress(job)
-    (Path(job.run_dir) / "sync.json").write_text(json.dumps(
-        {name: {"files_sent": s.files_sent, "bytes_sent": s.bytes_sent} for name, s in synced.items()}, indent=1))
+    write_run_folder(Path(job.run_dir), plan, request, inventory, git.result(), synced)
     return Launched(job=job, plan=plan, synced=synced, seconds=time.monotonic() - started_at)
 
 
-def _q(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
+def _fail_launch(store: Store, session: Session, job: JobRecord, error: RemoteError) -> None:
+    """A node could not be prepared or started: stop whatever did start and record why."""
+    job.root_cause = f"launch failed: {error}"
+    watch.stop_nodes(session, job.nodes)
+    for record in job.nodes:
+        record.state = states.FAILED
+    job.state, job.ended = states.FAILED, time.time()
+    store.save_progress(job)
 
 
 def _record(store: Store, inventory: Inventory, request: LaunchRequest, plan: planning.JobPlan) -> JobRecord:
     job = JobRecord(
         id=plan.job_id, created=time.time(), state=states.PENDING, command=request.command,
-        master=f"{plan.master_addr}:{plan.master_port}", nproc_per_node=plan.nproc_per_node,
+        master=f"{plan.master_addr}:{plan.master_port or 'auto'}", nproc_per_node=plan.nproc_per_node,
         ssh_config=inventory.ssh_config, run_dir=str(store.run_dir(plan.job_id)),
         nodes=[NodeRecord(rank=p.rank, name=p.node.name, node=p.node, job_dir=p.job_dir) for p in plan.nodes],
     )
@@ -114,8 +120,10 @@ def _record(store: Store, inventory: Inventory, request: LaunchRequest, plan: pl
     return job
 
 
-def write_run_folder(run_dir: Path, plan: planning.JobPlan, request: LaunchRequest, inventory: Inventory) -> None:
-    """Keep what ran: rendered scripts, resolved env (secrets masked), inventory, git commit and diff."""
+def write_run_folder(run_dir: Path, plan: planning.JobPlan, request: LaunchRequest, inventory: Inventory,
+                     git: tuple[str, str] | None, synced: dict[str, SyncStats]) -> None:
+    """Keep what ran: rendered scripts, resolved env (secrets masked), inventory, git commit and diff, and
+    which files the sync sent to each node."""
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o700)
     for node_plan in plan.nodes:
@@ -131,10 +139,17 @@ def write_run_folder(run_dir: Path, plan: planning.JobPlan, request: LaunchReque
         "master_addr": plan.master_addr, "master_port": plan.master_port, "nproc_per_node": plan.nproc_per_node,
         "project_dir": str(request.project_dir.resolve()),
     }, indent=1))
-    git = _git(request.project_dir, "rev-parse", "HEAD")
     if git is not None:
-        (run_dir / "git-commit.txt").write_text(git)
-        (run_dir / "git-diff.patch").write_text(_git(request.project_dir, "diff", "HEAD") or "")
+        (run_dir / "git-commit.txt").write_text(git[0])
+        (run_dir / "git-diff.patch").write_text(git[1])
+    (run_dir / "sync.json").write_text(json.dumps(
+        {name: {"files_sent": s.files_sent, "bytes_sent": s.bytes_sent} for name, s in synced.items()}, indent=1))
+
+
+def git_state(folder: Path) -> tuple[str, str] | None:
+    """(commit, diff against it) of the project, or None outside a git work tree."""
+    commit = _git(folder, "rev-parse", "HEAD")
+    return None if commit is None else (commit, _git(folder, "diff", "HEAD") or "")
 
 
 def _git(folder: Path, *args: str) -> str | None:

@@ -27,31 +27,31 @@ def _tar(files: dict[str, tuple[str, int]]) -> bytes:
     return buffer.getvalue()
 
 
-def put_files(session: Session, plan: NodePlan, snapshot_from: str | None) -> None:
-    """Create the node's job folder with launch.sh, env.sh (mode 600) and stop.sh; snapshot the code.
+def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, shared_code: str | None = None) -> None:
+    """In one round trip: create the job folder with launch.sh, env.sh (mode 600) and stop.sh, snapshot the
+    code, and start the launch script detached in its own session (setsid), tagged with ORCH_JOB_ID.
 
     `snapshot_from` is the node's synced code cache: hard-linked into the job folder (`cp -al`), so a later sync
-    never changes a running job's files (rsync replaces files, it does not write into them)."""
+    never changes a running job's files (rsync replaces files, it does not write into them). With a shared
+    filesystem, `shared_code` is the project folder itself, linked in place."""
     job_dir = shlex.quote(plan.job_dir)
+    code = shlex.quote(plan.code_dir)
     steps = [f"umask 077 && mkdir -p {job_dir} && tar -x -C {job_dir}"]
     if snapshot_from:
         src = shlex.quote(snapshot_from)
-        steps.append(f"flock {src}.lock cp -al {src} {job_dir}/code")
+        steps.append(f"flock {src}.lock cp -al {src} {code}")
+    elif shared_code:
+        steps.append(f"ln -s {shlex.quote(shared_code)} {code}")
     else:
-        steps.append(f"mkdir -p {job_dir}/code")
+        steps.append(f"mkdir -p {code}")
+    tag = shlex.quote(f"ORCH_JOB_ID={plan.env['ORCH_JOB_ID']}")
+    steps.append(f"cd {job_dir} && env {tag} setsid -f bash ./launch.sh >log 2>&1 </dev/null")
     payload = _tar({
         "launch.sh": (plan.launch_script, 0o700),
         "env.sh": (plan.env_script, 0o600),
         "stop.sh": (plan.stop_script, 0o700),
     })
     session.run(plan.node, " && ".join(steps), input=payload)
-
-
-def start(session: Session, plan: NodePlan, job_id: str) -> None:
-    """Start the node's launch script detached in its own session; the tag makes even the shell findable."""
-    job_dir = shlex.quote(plan.job_dir)
-    tag = shlex.quote(f"ORCH_JOB_ID={job_id}")
-    session.run(plan.node, f"cd {job_dir} && env {tag} setsid -f bash ./launch.sh >log 2>&1 </dev/null")
 
 
 def probe_command(job_dir: str, log_offset: int | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -12,6 +13,7 @@ BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|CREDENTIAL|PRIVATE)", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=8)
 def environment(user_dir: str | None = None) -> jinja2.Environment:
     """A strict Jinja environment with the `q` (shell-quote) filter; `user_dir` templates win over built-ins."""
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))]

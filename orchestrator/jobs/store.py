@@ -121,8 +121,8 @@ class Store:
     def save_progress(self, job: JobRecord) -> None:
         """Write the observed job and node states back."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=? WHERE id=?",
-                       (job.state, job.ended, job.root_cause, int(job.stop_requested), job.id))
+            db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=?, master=? WHERE id=?",
+                       (job.state, job.ended, job.root_cause, int(job.stop_requested), job.master, job.id))
             db.executemany(
                 "UPDATE job_nodes SET state=?, pid=?, exit_code=?, started=?, ended=?, last_line=?"
                 " WHERE job_id=? AND rank=?",
