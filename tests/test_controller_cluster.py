@@ -91,11 +91,16 @@ def test_failing_rank_fails_the_job_with_its_exit_code(project, env, cluster):
 
 def test_stop_leaves_nothing_and_spares_the_other_job(project, env, cluster):
     ids = []
-    for _ in range(2):
-        launched = orch("launch", "--detach", "--nodes", "node2,node3", "--nproc-per-node", "2",
+    for attempt in range(2):
+        force = ("--force",) if attempt else ()
+        launched = orch("launch", "--detach", *force, "--nodes", "node2,node3", "--nproc-per-node", "2",
                         "--env", "SLEEP_S=300", "--", "python", "allreduce.py", cwd=project, env=env)
         assert launched.returncode == 0, launched.stderr
         ids.append(launched.stdout.strip().splitlines()[-1])
+        if not attempt:  # the nodes are now locked by the first job
+            refused = orch("launch", "--detach", "--nodes", "node3", "--", "python", "allreduce.py", cwd=project,
+                           env=env)
+            assert refused.returncode == 2 and f"node3 (job {ids[0]})" in refused.stderr
     victim, neighbour = ids
     for job_id in ids:
         assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"

@@ -48,14 +48,23 @@ def _command(args: tuple[str, ...]) -> list[str]:
 @click.option("--templates", type=click.Path(file_okay=False), help="Folder of templates overriding the built-ins.")
 @click.option("--dry-run", is_flag=True, help="Print every node's rendered scripts and touch nothing.")
 @click.option("--detach", is_flag=True, help="Return at once; a background watcher enforces fail-fast.")
+@click.option("--force", is_flag=True, help="Start even if another running job uses these nodes.")
+@click.option("--skip-checks", is_flag=True, help="Skip the preflight checks (versions, port) on the nodes.")
+@click.option("--max-restarts", type=click.IntRange(0), default=0, show_default=True,
+              help="Relaunch after a failure this many times (training resumes from its latest checkpoint).")
+@click.option("--hang-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="No log output from any rank this long: dump every rank's stacks.")
+@click.option("--on-hang", type=click.Choice(["fail", "wait"]), default="fail", show_default=True,
+              help="After a hang report: stop the job as FAILED, or keep waiting.")
 @click.option("--json", "as_json", is_flag=True, help="With --detach: print the job as JSON.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, templates, dry_run, detach, as_json,
-           command):
+def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, templates, dry_run, detach, force,
+           skip_checks, max_restarts, hang_timeout, on_hang, as_json, command):
     """Start CONFIG.yaml (the built-in worker) or `-- CMD ...` under torchrun on every node at once."""
     from orchestrator.cluster.inventory import load_inventory
     from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, launch as start_job
     from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs.locks import ensure_free
     from orchestrator.jobs.store import Store, new_job_id
 
     inventory = load_inventory(cluster_file)
@@ -63,11 +72,14 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, t
     if nodes is not None and not names:
         raise OrchError("--nodes is empty")
     request = LaunchRequest(command=_command(command), nodes=names, nproc_per_node=nproc_per_node,
-                            env=_parse_env(env_pairs), sync_code=not no_sync, templates=templates)
+                            env=_parse_env(env_pairs), sync_code=not no_sync, templates=templates,
+                            checks=not skip_checks, max_restarts=max_restarts, hang_timeout=hang_timeout,
+                            on_hang=on_hang)
     if dry_run:
         click.echo(render_dry_run(inventory, request), nl=False)
         return
     store = Store()
+    ensure_free(store, [n.name for n in inventory.select(names)], force)
     with Session(inventory.ssh_config) as session:
         launched = start_job(inventory, request, store, session, new_job_id())
     job = launched.job
@@ -79,52 +91,94 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, t
                    f"in {launched.seconds:.2f} s; master {job.master}; synced {sent} file(s)", err=not detach)
         if not detach:
             click.echo(job.id)
+    _start_supervisor(job.id, job.run_dir)
     if detach:
-        _start_supervisor(job.id, job.run_dir)
         if not as_json:
             click.echo(job.id)
         return
-    sys.exit(_follow_attached(store, inventory.ssh_config, job.id))
+    sys.exit(_follow_attached(store, job.id))
 
 
 def _start_supervisor(job_id: str, run_dir: str) -> None:
-    """A detached watcher that outlives this terminal and stops every node when one fails."""
+    """A detached watcher that outlives this terminal: fail-fast, hang reports and restarts."""
     log = open(Path(run_dir) / "supervisor.log", "ab")
     subprocess.Popen([sys.executable, "-m", "orchestrator", "_supervise", job_id], stdin=subprocess.DEVNULL,
                      stdout=log, stderr=log, start_new_session=True, env=os.environ.copy())
 
 
-def _follow_attached(store, ssh_config: str | None, job_id: str) -> int:
-    """Follow rank 0's log, enforce fail-fast, print the outcome; Ctrl-C detaches without stopping."""
+def _follow_attached(store, job_id: str) -> int:
+    """Follow rank 0's log (and of each restart), helping fail-fast; Ctrl-C detaches without stopping."""
     from orchestrator.cluster.ssh import Session
     from orchestrator.jobs import logs, watch
 
     job = store.get(job_id)
     try:
-        with Session(ssh_config) as session:
-            logs.follow(store, session, job, logs.pick_nodes(job, None, False), prefixed=False,
-                        on_tick=lambda j: watch.fail_fast(store, session, j))
+        while True:
+            with Session(job.ssh_config) as session:
+                logs.follow(store, session, job, logs.pick_nodes(job, None, False), prefixed=False,
+                            on_tick=lambda j: watch.fail_fast(store, session, j))
+            next_id = _await_restart(store, job)
+            if next_id is None:
+                break
+            click.echo(f"orch: job {job.id} {job.state}; restarted as job {next_id}", err=True)
+            job = store.get(next_id)
     except KeyboardInterrupt:
-        click.echo(f"\ndetached from job {job_id}: it keeps running. `orch logs {job_id} --follow` to watch again, "
-                   f"`orch stop {job_id}` to stop it.", err=True)
+        click.echo(f"\ndetached from job {job.id}: it keeps running. `orch logs {job.id} --follow` to watch again, "
+                   f"`orch stop {job.id}` to stop it.", err=True)
         return 0
-    job = store.get(job_id)
+    job = store.get(job.id)
     click.echo(f"job {job.id} {job.state}" + (f": {job.root_cause}" if job.root_cause else ""), err=True)
     return 0 if job.state == "SUCCEEDED" else 1
+
+
+def _await_restart(store, job, patience_s: float = 60) -> str | None:
+    """The id of the job the supervisor relaunched this one as, if its restart policy calls for one."""
+    request = job.options.get("request", {})
+    if job.state != "FAILED" or job.stop_requested or job.attempt >= request.get("max_restarts", 0):
+        return None
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        restarted = store.get(job.id).options.get("restarted_as")
+        if restarted:
+            return restarted
+        time.sleep(0.3)
+    return None
 
 
 @cli.command("_supervise", hidden=True)
 @click.argument("job_id")
 def supervise(job_id: str) -> None:
-    """Internal: watch a detached job until it ends, enforcing fail-fast."""
-    from orchestrator.cluster.ssh import Session
-    from orchestrator.jobs import watch
+    """Internal: watch a job until it and its restarts end (fail-fast, hang detection, restarts)."""
     from orchestrator.jobs.store import Store
+    from orchestrator.jobs.supervise import supervise as run_supervisor
+
+    store = Store()
+    run_supervisor(store, store.get(job_id), poll_s=0.5, say=lambda text: print(text, flush=True))
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--exclude-node", "exclude", multiple=True, metavar="NAME", help="Relaunch without this node.")
+@click.option("--detach", is_flag=True, help="Return at once instead of following rank 0's log.")
+def restart(job_id, exclude, detach):
+    """Relaunch a finished job as a new job (training resumes from its latest checkpoint)."""
+    from orchestrator.jobs.store import Store
+    from orchestrator.jobs.supervise import restart as relaunch
 
     store = Store()
     job = store.get(job_id)
-    with Session(job.ssh_config) as session:
-        watch.wait(store, session, job, poll_s=1.0)
+    if job.state not in ("SUCCEEDED", "FAILED", "STOPPED", "LOST"):
+        raise OrchError(f"job {job.id} is {job.state}: stop it first")
+    unknown = set(exclude) - {n.name for n in job.nodes}
+    if unknown:
+        raise OrchError(f"job {job.id} did not run on {', '.join(sorted(unknown))}")
+    if len(set(exclude)) >= len(job.nodes):
+        raise OrchError("--exclude-node would leave no node to run on")
+    new_job = relaunch(store, job, tuple(exclude))
+    _start_supervisor(new_job.id, new_job.run_dir)
+    click.echo(new_job.id)
+    if not detach:
+        sys.exit(_follow_attached(store, new_job.id))
 
 
 def _refreshed(job_id: str | None):

@@ -44,3 +44,31 @@ def job_table(job: JobRecord) -> None:
                       "-" if n.exit_code is None else str(n.exit_code), _when(n.started), _when(n.ended),
                       (n.last_line or "")[:80])
     console.print(table)
+
+
+def doctor_table(facts, nodes) -> None:
+    """One row per node; values that differ from rank 0's are shown in red."""
+    console = Console()
+    table = Table(title="orch doctor")
+    keys = ("python", "torch", "transformers", "deepspeed", "cuda", "nccl")
+    for column in ("node", "ssh ms", *keys, "gpus (busy)", "disk free", "clock skew", "iface to master"):
+        table.add_column(column)
+    reference = facts[0].versions if facts and facts[0].reachable else {}
+    for node, f in zip(nodes, facts):
+        if not f.reachable or f.error:
+            table.add_row(f.name, "[red]unreachable[/red]" if not f.reachable else "-", f"[red]{f.error}[/red]")
+            continue
+        cells = []
+        for key in keys:
+            value = str(f.versions.get(key) or "-")
+            cells.append(f"[red]{value}[/red]" if f.versions.get(key) != reference.get(key) else value)
+        gpus = "-" if f.gpus is None else f"{f.gpus} ({f.gpu_busy or 0})"
+        disk = "-" if f.disk_free_gb is None else f"{f.disk_free_gb:.1f} GB"
+        skew = "-" if f.clock_skew_s is None else f"{f.clock_skew_s:+.2f} s"
+        table.add_row(f.name, f"{f.latency_ms:.0f}", *cells, gpus, disk, skew, f.route or "-")
+    console.print(table)
+    routes = {f.route for f in facts[1:] if f.reachable and f.route}
+    if len(routes) == 1:
+        iface = routes.pop()
+        console.print(f"nodes reach the master via {iface}: set NCCL_SOCKET_IFNAME={iface} and "
+                      f"GLOO_SOCKET_IFNAME={iface} in [cluster.env] if the default interface differs", markup=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.cluster.inventory import Inventory
+from orchestrator.cluster import doctor
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.cluster.sync import SyncStats, cache_dir, sync
-from orchestrator.errors import RemoteError
+from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, states, watch
 from orchestrator.jobs.render import masked_env
@@ -30,6 +33,19 @@ class LaunchRequest:
     project_dir: Path = field(default_factory=Path.cwd)
     sync_code: bool = True
     templates: str | None = None
+    checks: bool = True  # preflight (versions, port) on every node; a hard mismatch refuses the launch
+    max_restarts: int = 0  # relaunch this many times after a failure (training resumes from its checkpoint)
+    hang_timeout: float | None = None  # no log output from any rank this long -> dump stacks
+    on_hang: str = "fail"  # fail | wait
+
+    def to_json(self) -> dict:
+        data = dict(vars(self))
+        data["project_dir"] = str(self.project_dir.resolve())
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LaunchRequest":
+        return cls(**{**data, "project_dir": Path(data["project_dir"])})
 
 
 @dataclass
@@ -52,7 +68,8 @@ def dry_run(inventory: Inventory, request: LaunchRequest) -> str:
     return planning.describe(planning.plan_job(inventory, spec, inventory.master_port or 29500))
 
 
-def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: Session, job_id: str) -> Launched:
+def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: Session, job_id: str,
+           lineage: dict | None = None) -> Launched:
     """Start the job on every node; on any failure, stop what started and record the job FAILED.
 
     Two fan-outs, each one parallel round trip per node after the SSH handshake:
@@ -62,21 +79,29 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     started_at = time.monotonic()
     spec = make_spec(request, job_id)
     draft = planning.plan_job(inventory, spec, inventory.master_port or 0)  # validates before any I/O
-    job = _record(store, inventory, request, draft)
+    job = _record(store, inventory, request, draft, lineage or {})
     git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
     master = draft.nodes[0].node
     port: list[int] = [inventory.master_port] if inventory.master_port else []
 
+    facts: dict[str, doctor.NodeFacts] = {}
+
     def prepare(node) -> SyncStats | None:
         session.connect(node)
-        if node.name == master.name and not port:
-            port.append(remote.free_port(session, node))
-        if share_code:
-            return sync(session, node, request.project_dir.resolve(), cache_dir(node, spec.project_name))
-        return None
+        with ThreadPoolExecutor(2) as side:
+            check = side.submit(doctor.gather, session, [node], inventory.master_port) if request.checks else None
+            if node.name == master.name and not port:
+                port.append(remote.free_port(session, node))
+            stats = None
+            if share_code:
+                stats = sync(session, node, request.project_dir.resolve(), cache_dir(node, spec.project_name))
+            if check is not None:
+                facts[node.name] = check.result()[0]
+        return stats
 
     def start(node) -> None:
+        failpoint("before-start")
         node_plan = next(p for p in plan.nodes if p.node.name == node.name)
         snapshot = cache_dir(node, spec.project_name) if share_code else None
         shared = str(request.project_dir.resolve()) if request.sync_code and inventory.shared_fs else None
@@ -85,10 +110,15 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     plan = draft
     try:
         synced = {k: v for k, v in fan_out([p.node for p in draft.nodes], prepare).items() if v}
+        hard, _ = doctor.problems([facts[p.node.name] for p in draft.nodes]) if request.checks else ([], [])
+        if hard:
+            raise PreflightError("preflight checks failed (see `orch doctor`; --skip-checks to override): "
+                                 + "; ".join(hard))
+        failpoint("after-sync")
         plan = planning.plan_job(inventory, spec, port[0])
         job.master = f"{plan.master_addr}:{plan.master_port}"
         fan_out([p.node for p in plan.nodes], start)
-    except RemoteError as exc:
+    except (RemoteError, PreflightError) as exc:
         _fail_launch(store, session, job, exc)
         raise
     for record in job.nodes:
@@ -99,7 +129,11 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     return Launched(job=job, plan=plan, synced=synced, seconds=time.monotonic() - started_at)
 
 
-def _fail_launch(store: Store, session: Session, job: JobRecord, error: RemoteError) -> None:
+class PreflightError(PlanError):
+    """A node is not fit to run the job (unreachable, no torch, versions differ from the master's)."""
+
+
+def _fail_launch(store: Store, session: Session, job: JobRecord, error: Exception) -> None:
     """A node could not be prepared or started: stop whatever did start and record why."""
     job.root_cause = f"launch failed: {error}"
     watch.stop_nodes(session, job.nodes)
@@ -109,8 +143,11 @@ def _fail_launch(store: Store, session: Session, job: JobRecord, error: RemoteEr
     store.save_progress(job)
 
 
-def _record(store: Store, inventory: Inventory, request: LaunchRequest, plan: planning.JobPlan) -> JobRecord:
+def _record(store: Store, inventory: Inventory, request: LaunchRequest, plan: planning.JobPlan,
+            lineage: dict) -> JobRecord:
     job = JobRecord(
+        options={"request": request.to_json(), "inventory": _absolute(inventory.path), "launcher": launcher_id(),
+                 **lineage},
         id=plan.job_id, created=time.time(), state=states.PENDING, command=request.command,
         master=f"{plan.master_addr}:{plan.master_port or 'auto'}", nproc_per_node=plan.nproc_per_node,
         ssh_config=inventory.ssh_config, run_dir=str(store.run_dir(plan.job_id)),
@@ -118,6 +155,24 @@ def _record(store: Store, inventory: Inventory, request: LaunchRequest, plan: pl
     )
     store.add(job)
     return job
+
+
+def failpoint(name: str) -> None:
+    """Fault-injection hook for the reliability tests: `ORCH_FAILPOINT=after-sync:3` sleeps 3 s there, so a test
+    can kill -9 the launcher at that exact step. Inert unless the variable names this point."""
+    point, _, seconds = os.environ.get("ORCH_FAILPOINT", "").partition(":")
+    if point == name:
+        time.sleep(float(seconds or 5))
+
+
+def launcher_id() -> dict:
+    """Who is launching: host and pid, so status can tell a launch that died half-way from one in progress."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _absolute(path: str) -> str:
+    """Inventory paths are kept absolute so a restart from another folder finds the same file."""
+    return path if path.startswith("<") else str(Path(path).resolve())
 
 
 def write_run_folder(run_dir: Path, plan: planning.JobPlan, request: LaunchRequest, inventory: Inventory,

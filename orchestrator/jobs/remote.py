@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shlex
 import tarfile
+from pathlib import Path
 
 from orchestrator.cluster.ssh import Session
 from orchestrator.jobs.plan import NodePlan
@@ -12,6 +13,7 @@ from orchestrator.jobs.states import Probe
 from orchestrator.jobs.store import NodeRecord
 
 LOG_MARK = b"\n--orch-log--\n"
+SITECUSTOMIZE = Path(__file__).resolve().parent.parent / "templates" / "sitecustomize.py"
 LOG_CHUNK = 1 << 20
 
 
@@ -50,6 +52,7 @@ def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, s
         "launch.sh": (plan.launch_script, 0o700),
         "env.sh": (plan.env_script, 0o600),
         "stop.sh": (plan.stop_script, 0o700),
+        "orch_site/sitecustomize.py": (SITECUSTOMIZE.read_text(), 0o644),
     })
     session.run(plan.node, " && ".join(steps), input=payload)
 
@@ -66,6 +69,7 @@ def probe_command(job_dir: str, log_offset: int | None) -> str:
         "[ -f stopped_at ] && echo stopped=1; "
         "if [ -n \"$pgid\" ] && [ -r /proc/$pgid/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pgid/status;"
         " then echo alive=1; else echo alive=0; fi; "
+        "[ -f log ] && echo quiet=$(( $(date +%s) - $(stat -c %Y log) )); "
         "echo last=$(tail -n 1 log 2>/dev/null | tr -d '\\r' | cut -c1-300)"
     )
     if log_offset is not None:
@@ -91,7 +95,7 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
     probe = Probe(
         reachable=True, dir_exists=facts.get("dir") == "1", pgid=number("pgid"), alive=facts.get("alive") == "1",
         exit_code=number("exit_code"), started=number("started", float), ended=number("ended", float),
-        stopped=facts.get("stopped") == "1", last_line=facts.get("last", ""),
+        stopped=facts.get("stopped") == "1", last_line=facts.get("last", ""), quiet_s=number("quiet", float),
     )
     return probe, log
 
@@ -131,3 +135,19 @@ def free_port(session: Session, plan_node) -> int:
     setup = "".join(f"{line}; " for line in plan_node.setup)
     result = session.run(plan_node, f"{setup}{shlex.quote(plan_node.python)} -c {shlex.quote(FREE_PORT_PY)}")
     return int(result.text.strip().splitlines()[-1])
+
+
+def dump_stacks(session: Session, record: NodeRecord, job_id: str) -> str:
+    """Ask every Python process of the job on this node for its stacks: py-spy when the node has it (output
+    returned), else SIGUSR1, which the job's sitecustomize turns into a faulthandler dump in the node's log."""
+    tag = shlex.quote(f"ORCH_JOB_ID={job_id}")
+    script = (
+        f"tag={tag}; for e in /proc/[0-9]*/environ; do grep -qzxF \"$tag\" \"$e\" 2>/dev/null || continue; "
+        "p=${e#/proc/}; p=${p%/environ}; case $(basename \"$(readlink /proc/$p/exe)\") in python*) ;; *) continue;; "
+        "esac; if command -v py-spy >/dev/null 2>&1; then echo \"== pid $p\"; py-spy dump --pid $p 2>&1; "
+        "else kill -USR1 $p 2>/dev/null && echo \"== pid $p: SIGUSR1 (stacks in the log)\"; fi; done"
+    )
+    try:
+        return session.run(record.node, script, timeout=60, check=False).text
+    except Exception as exc:  # an unreachable node is itself the finding
+        return f"unreachable: {exc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PENDING, STARTING, RUNNING = "PENDING", "STARTING", "RUNNING"
@@ -23,14 +24,15 @@ class Probe:
     ended: float | None = None
     stopped: bool = False  # `orch stop` ran there before the job wrote an exit code
     last_line: str = ""
+    quiet_s: float | None = None  # seconds since the node's log last grew
 
 
 def node_state(probe: Probe, since_launch: float, previous: str) -> str:
     """The state of one node's share of the job."""
     if previous in FINAL and not probe.reachable:
         return previous
-    if not probe.reachable:
-        return LOST if since_launch > START_GRACE_S else previous
+    if not probe.reachable:  # the probe already waited out ssh's keep-alives (~15 s): a real outage
+        return LOST if previous != STARTING or since_launch > START_GRACE_S else previous
     if probe.exit_code is not None:
         return SUCCEEDED if probe.exit_code == 0 else FAILED
     if probe.alive:
@@ -89,3 +91,17 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             pass
     return f"exit code {code}"
+
+
+_ERROR_LINE = re.compile(r"^\s*(?:\[[^\]]*\]:?\s*)?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit))\b(:.*)?$")
+_LAUNCHER_ERRORS = ("ChildFailedError", "SignalException")
+
+
+def last_error(lines: list[str], context: int = 3) -> list[str]:
+    """The user's last exception line in a log and the few traceback lines above it (torchrun's own
+    ChildFailedError report is skipped: it only repeats that a child failed)."""
+    for index in range(len(lines) - 1, -1, -1):
+        match = _ERROR_LINE.match(lines[index])
+        if match and not match.group(1).endswith(_LAUNCHER_ERRORS):
+            return [line.rstrip() for line in lines[max(0, index - context):index + 1]]
+    return []

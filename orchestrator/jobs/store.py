@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_dir TEXT NOT NULL,
     stop_requested INTEGER NOT NULL DEFAULT 0,
     ended REAL,
-    root_cause TEXT
+    root_cause TEXT,
+    options TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS job_nodes (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -57,6 +58,7 @@ class NodeRecord:
     started: float | None = None
     ended: float | None = None
     last_line: str = ""
+    quiet_s: float | None = None  # observed, not stored: seconds since this node's log last grew
 
 
 @dataclass
@@ -73,13 +75,20 @@ class JobRecord:
     ended: float | None = None
     root_cause: str | None = None
     nodes: list[NodeRecord] = field(default_factory=list)
+    # how to relaunch it: the launch request, inventory path, restart policy, attempt number and first job id
+    options: dict = field(default_factory=dict)
+
+    @property
+    def attempt(self) -> int:
+        return int(self.options.get("attempt", 0))
 
     def to_json(self) -> dict:
         """The `orch status JOB --json` shape."""
         return {
             "id": self.id, "state": self.state, "created": self.created, "ended": self.ended,
             "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
-            "root_cause": self.root_cause, "run_dir": self.run_dir,
+            "root_cause": self.root_cause, "run_dir": self.run_dir, "attempt": self.attempt,
+            "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
             "nodes": [
                 {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
                  "started": n.started, "ended": n.ended, "last_line": n.last_line}
@@ -108,10 +117,10 @@ class Store:
     def add(self, job: JobRecord) -> None:
         with self._db() as db:
             db.execute(
-                "INSERT INTO jobs (id, created, state, command, master, nproc_per_node, ssh_config, run_dir)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, created, state, command, master, nproc_per_node, ssh_config, run_dir, options)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.id, job.created, job.state, json.dumps(job.command), job.master, job.nproc_per_node,
-                 job.ssh_config, job.run_dir),
+                 job.ssh_config, job.run_dir, json.dumps(job.options)),
             )
             db.executemany(
                 "INSERT INTO job_nodes (job_id, rank, name, node, job_dir, state) VALUES (?, ?, ?, ?, ?, ?)",
@@ -121,8 +130,9 @@ class Store:
     def save_progress(self, job: JobRecord) -> None:
         """Write the observed job and node states back."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=?, master=? WHERE id=?",
-                       (job.state, job.ended, job.root_cause, int(job.stop_requested), job.master, job.id))
+            db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=?, master=?, options=?"
+                       " WHERE id=?", (job.state, job.ended, job.root_cause, int(job.stop_requested), job.master,
+                                       json.dumps(job.options), job.id))
             db.executemany(
                 "UPDATE job_nodes SET state=?, pid=?, exit_code=?, started=?, ended=?, last_line=?"
                 " WHERE job_id=? AND rank=?",
@@ -175,7 +185,7 @@ def _job_from_rows(row: sqlite3.Row, nodes: list[sqlite3.Row]) -> JobRecord:
         id=row["id"], created=row["created"], state=row["state"], command=json.loads(row["command"]),
         master=row["master"], nproc_per_node=row["nproc_per_node"], ssh_config=row["ssh_config"],
         run_dir=row["run_dir"], stop_requested=bool(row["stop_requested"]), ended=row["ended"],
-        root_cause=row["root_cause"],
+        root_cause=row["root_cause"], options=json.loads(row["options"] or "{}"),
         nodes=[
             NodeRecord(rank=n["rank"], name=n["name"], node=_node_from_json(n["node"]), job_dir=n["job_dir"],
                        state=n["state"], pid=n["pid"], exit_code=n["exit_code"], started=n["started"],

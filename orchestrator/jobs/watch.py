@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
+from typing import Callable
 
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.errors import RemoteError
@@ -20,10 +22,11 @@ def apply_probe(record: NodeRecord, probe: states.Probe, since_launch: float) ->
         record.started = probe.started or record.started
         record.ended = probe.ended or record.ended
         record.last_line = probe.last_line or record.last_line
+        record.quiet_s = probe.quiet_s
 
 
-def settle(job: JobRecord) -> None:
-    """Recompute the job state, end time and root cause from its nodes."""
+def settle(job: JobRecord, session: Session | None = None) -> None:
+    """Recompute the job state, end time and root cause (with the failed rank's last error lines)."""
     node_states = [n.state for n in job.nodes]
     job.state = states.job_state(node_states, job.stop_requested)
     if job.state in states.FINAL and job.ended is None:
@@ -31,12 +34,30 @@ def settle(job: JobRecord) -> None:
     if job.root_cause is None and not job.stop_requested:
         job.root_cause = states.root_cause([n.name for n in job.nodes], [n.rank for n in job.nodes], node_states,
                                            [n.exit_code for n in job.nodes])
+        culprit = next((n for n in job.nodes if n.state == states.FAILED), None)
+        if job.root_cause and culprit and session is not None:
+            tail = _log_tail(session, culprit)
+            error = states.last_error(tail.splitlines())
+            if error:
+                job.root_cause += "\n" + "\n".join(f"  {line}" for line in error)
+
+
+def _log_tail(session: Session, record: NodeRecord, lines: int = 200) -> str:
+    try:
+        return session.run(record.node, f"tail -n {lines} {shlex.quote(record.job_dir)}/log", timeout=20,
+                           check=False).text
+    except RemoteError:
+        return ""
 
 
 def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, int] | None = None
             ) -> dict[int, bytes]:
     """Probe every node at once, update `job` and the store; return new log bytes per rank if `offsets` given."""
     if job.state in states.FINAL:
+        return {}
+    if job.state == states.PENDING:
+        if launcher_died(job):
+            abandon(store, session, job)
         return {}
     since = time.time() - job.created
     by_name = {n.name: n for n in job.nodes}
@@ -47,11 +68,38 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
         record = by_name[name]
         apply_probe(record, probe, since)
         chunks[record.rank] = log
-    settle(job)
+    settle(job, session)
     store.save_progress(job)
     if job.state in states.FINAL:
         keep_logs(session, job)
     return chunks
+
+
+def launcher_died(job: JobRecord) -> bool:
+    """A PENDING job whose `orch launch` process no longer exists on this host will never finish starting."""
+    import os
+    import socket
+
+    launcher = job.options.get("launcher") or {}
+    if launcher.get("host") != socket.gethostname() or not launcher.get("pid"):
+        return False
+    try:
+        os.kill(int(launcher["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def abandon(store: Store, session: Session, job: JobRecord) -> None:
+    """Clean up a launch that died half-way: stop whatever started, record the job FAILED and why."""
+    stop_nodes(session, job.nodes)
+    for record in job.nodes:
+        record.state = states.STOPPED
+    job.state, job.ended = states.FAILED, time.time()
+    job.root_cause = "launch interrupted: the `orch launch` process died before every node was started"
+    store.save_progress(job)
 
 
 def stop_nodes(session: Session, records: list[NodeRecord]) -> dict[str, int | None]:
@@ -85,7 +133,7 @@ def fail_fast(store: Store, session: Session, job: JobRecord) -> bool:
     if not states.needs_fail_fast([n.state for n in job.nodes]):
         return False
     running = [n for n in job.nodes if n.state in (states.RUNNING, states.STARTING)]
-    settle(job)  # records the root cause before the consequences show up
+    settle(job, session)  # records the root cause before the consequences show up
     stop_nodes(session, job.nodes)  # the failed node too: its orphaned workers must go
     refresh(store, session, job)
     for record in running:  # stopped because of another node's failure, not by the user
@@ -112,13 +160,15 @@ def keep_logs(session: Session, job: JobRecord) -> None:
         (logs_dir / f"{record.rank}-{record.name}.log").write_bytes(texts[record.name])
 
 
-def wait(store: Store, session: Session, job: JobRecord, poll_s: float = 0.5, timeout: float | None = None
-         ) -> JobRecord:
-    """Poll until the job reaches a final state, enforcing fail-fast on the way."""
+def wait(store: Store, session: Session, job: JobRecord, poll_s: float = 0.5, timeout: float | None = None,
+         on_tick: Callable[[JobRecord], None] | None = None) -> JobRecord:
+    """Poll until the job reaches a final state; `on_tick` (fail-fast, hang checks) runs after each poll,
+    plain fail-fast when none is given."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    tick = on_tick or (lambda j: fail_fast(store, session, j))
     while job.state not in states.FINAL:
         refresh(store, session, job)
-        fail_fast(store, session, job)
+        tick(job)
         if job.state in states.FINAL or (deadline and time.monotonic() > deadline):
             break
         time.sleep(poll_s)

@@ -1,0 +1,49 @@
+"""`orch doctor`: preflight checks on every node at once, optionally a real all_reduce smoke test."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from orchestrator.cli.app import cli
+from orchestrator.cli.jobs import cluster_option
+from orchestrator.errors import OrchError
+
+
+@cli.command()
+@cluster_option
+@click.option("--nodes", help="Comma-separated node names (default: all); the first is the master.")
+@click.option("--smoke", is_flag=True, help="Also run a tiny all_reduce across the nodes (with a timeout).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(cluster_file, nodes, smoke, as_json):
+    """Check every node: reachable, Python, torch/transformers/CUDA/NCCL versions, GPUs, disk, clock, route."""
+    from orchestrator.cli.tables import doctor_table
+    from orchestrator.cluster import doctor as checks
+    from orchestrator.cluster.inventory import load_inventory
+    from orchestrator.cluster.ssh import Session
+
+    inventory = load_inventory(cluster_file)
+    selected = inventory.select([n.strip() for n in nodes.split(",")] if nodes else None)
+    with Session(inventory.ssh_config) as session:
+        facts = checks.gather(session, selected, inventory.master_port, deep=True)
+    hard, soft = checks.problems(facts)
+    smoke_job = None
+    if smoke and not hard:
+        from orchestrator.jobs.smoke import run_smoke
+        from orchestrator.jobs.store import Store
+
+        smoke_job = run_smoke(inventory, [n.name for n in selected], Store())
+        if smoke_job.state != "SUCCEEDED":
+            hard.append(f"smoke all_reduce {smoke_job.state}: {smoke_job.root_cause or ''} (job {smoke_job.id})")
+    if as_json:
+        click.echo(json.dumps({"nodes": [vars(f) for f in facts], "hard": hard, "soft": soft,
+                               "smoke": smoke_job.state if smoke_job else None}))
+    else:
+        doctor_table(facts, selected)
+        for line in soft:
+            click.echo(f"warning: {line}")
+        if smoke_job is not None and smoke_job.state == "SUCCEEDED":
+            click.echo(f"smoke: all_reduce across {len(selected)} node(s) OK (job {smoke_job.id})")
+    if hard:
+        raise OrchError("; ".join(hard))

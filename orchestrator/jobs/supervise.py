@@ -1,0 +1,109 @@
+"""Supervise a job until it ends: fail-fast, hang detection with stack dumps, and restarts on failure.
+
+The same loop runs inside an attached `orch launch` (printing rank 0's log) and in the detached watcher that
+`orch launch --detach` starts, so the policy holds whether or not a terminal stays open.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from orchestrator.cluster.inventory import EMBEDDED_DEFAULT, Inventory, load_inventory, parse_inventory
+from orchestrator.cluster.ssh import Session, fan_out
+from orchestrator.jobs import remote, states, watch
+from orchestrator.jobs.launch import LaunchRequest, launch
+from orchestrator.jobs.store import JobRecord, Store, new_job_id
+
+Follow = Callable[[Store, Session, JobRecord, Callable[[JobRecord], None]], None]
+
+
+class Guard:
+    """Runs after every poll: stops all nodes when one fails, and reports (or fails) a hung job."""
+
+    def __init__(self, store: Store, session: Session, hang_timeout: float | None, on_hang: str,
+                 say: Callable[[str], None] = print):
+        self.store, self.session = store, session
+        self.hang_timeout, self.on_hang, self.say = hang_timeout, on_hang, say
+        self.reported = False
+
+    def __call__(self, job: JobRecord) -> None:
+        if watch.fail_fast(self.store, self.session, job):
+            self.say(f"orch: job {job.id}: {job.root_cause.splitlines()[0] if job.root_cause else 'a node failed'}"
+                     "; stopped the other nodes")
+            return
+        self.check_hang(job)
+
+    def check_hang(self, job: JobRecord) -> None:
+        if self.hang_timeout is None or job.state != states.RUNNING:
+            return
+        quiet = [n.quiet_s for n in job.nodes if n.state == states.RUNNING]
+        hung = bool(quiet) and all(q is not None and q >= self.hang_timeout for q in quiet)
+        if not hung:
+            self.reported = False
+            return
+        if self.reported:
+            return
+        self.reported = True
+        report = self.dump(job)
+        laggard = max((n for n in job.nodes if n.quiet_s is not None), key=lambda n: n.quiet_s)
+        message = (f"hang: no log output from any rank for {self.hang_timeout:.0f} s; node {laggard.name} "
+                   f"(node_rank {laggard.rank}) has been quiet longest ({laggard.quiet_s:.0f} s); stacks: {report}")
+        self.say(f"orch: job {job.id}: {message}")
+        if self.on_hang == "fail":
+            watch.stop_nodes(self.session, job.nodes)
+            watch.refresh(self.store, self.session, job)
+            job.state, job.root_cause = states.FAILED, message
+            job.ended = job.ended or time.time()
+            self.store.save_progress(job)
+
+    def dump(self, job: JobRecord) -> Path:
+        """Collect stack dumps from every node into the run folder; return the report's path."""
+        dumps = fan_out([n.node for n in job.nodes], lambda node: remote.dump_stacks(
+            self.session, next(r for r in job.nodes if r.name == node.name), job.id))
+        time.sleep(1.0)  # faulthandler writes asynchronously into the logs
+        path = Path(job.run_dir) / f"hang-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        path.write_text("".join(f"===== {name}\n{text}\n" for name, text in dumps.items()))
+        return path
+
+
+def reload_inventory(path: str) -> Inventory:
+    """The inventory a job was launched with (the embedded default if it had none)."""
+    if path.startswith("<"):
+        return parse_inventory(EMBEDDED_DEFAULT, path)
+    return load_inventory(path)
+
+
+def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobRecord:
+    """Relaunch a job's request as a new job (without `exclude` nodes); training resumes from its checkpoint."""
+    request = LaunchRequest.from_json(job.options["request"])
+    request.nodes = [n.name for n in job.nodes if n.name not in exclude]
+    attempt = job.attempt + 1
+    request.env = {**request.env, "ORCH_RESTART_COUNT": str(attempt), "ORCH_RESUME": "latest"}
+    inventory = reload_inventory(job.options["inventory"])
+    lineage = {"attempt": attempt, "restart_of": job.id, "first_job": job.options.get("first_job", job.id)}
+    with Session(inventory.ssh_config) as session:
+        new_job = launch(inventory, request, store, session, new_job_id(), lineage).job
+    job.options["restarted_as"] = new_job.id
+    store.save_progress(job)
+    return new_job
+
+
+def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s: float = 1.0,
+              say: Callable[[str], None] = print) -> JobRecord:
+    """Watch `job` (and the restarts it earns) until the last one ends; return that last job."""
+    while True:
+        request = job.options.get("request", {})
+        with Session(job.ssh_config) as session:
+            guard = Guard(store, session, request.get("hang_timeout"), request.get("on_hang", "fail"), say)
+            if follow is not None:
+                follow(store, session, job, guard)
+            else:
+                watch.wait(store, session, job, poll_s=poll_s, on_tick=guard)
+        if job.state == states.FAILED and not job.stop_requested and job.attempt < request.get("max_restarts", 0):
+            say(f"orch: job {job.id} FAILED; restart {job.attempt + 1} of {request['max_restarts']}")
+            job = restart(store, job)
+            say(f"orch: restarted as job {job.id}")
+            continue
+        return job
