@@ -139,6 +139,12 @@ class Store:
                 [(n.state, n.pid, n.exit_code, n.started, n.ended, n.last_line, job.id, n.rank) for n in job.nodes],
             )
 
+    def flags(self, job_id: str) -> tuple[bool, dict]:
+        """(stop_requested, options) as other processes (a stop, the supervisor) last wrote them."""
+        with self._db() as db:
+            row = db.execute("SELECT stop_requested, options FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return bool(row["stop_requested"]), json.loads(row["options"] or "{}")
+
     def mark_stop_requested(self, job_id: str) -> None:
         with self._db() as db:
             db.execute("UPDATE jobs SET stop_requested=1 WHERE id=?", (job_id,))

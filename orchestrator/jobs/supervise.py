@@ -52,11 +52,10 @@ class Guard:
                    f"(node_rank {laggard.rank}) has been quiet longest ({laggard.quiet_s:.0f} s); stacks: {report}")
         self.say(f"orch: job {job.id}: {message}")
         if self.on_hang == "fail":
+            job.options["failure"] = message  # saved first: any watcher then settles the stop as FAILED
+            self.store.save_progress(job)
             watch.stop_nodes(self.session, job.nodes)
             watch.refresh(self.store, self.session, job)
-            job.state, job.root_cause = states.FAILED, message
-            job.ended = job.ended or time.time()
-            self.store.save_progress(job)
 
     def dump(self, job: JobRecord) -> Path:
         """Collect stack dumps from every node into the run folder; return the report's path."""

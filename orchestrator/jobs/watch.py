@@ -29,6 +29,9 @@ def settle(job: JobRecord, session: Session | None = None) -> None:
     """Recompute the job state, end time and root cause (with the failed rank's last error lines)."""
     node_states = [n.state for n in job.nodes]
     job.state = states.job_state(node_states, job.stop_requested)
+    failure = job.options.get("failure")  # orch itself stopped the job as failed (a hang)
+    if failure and job.state == states.STOPPED and not job.stop_requested:
+        job.state, job.root_cause = states.FAILED, failure
     if job.state in states.FINAL and job.ended is None:
         job.ended = time.time()
     if job.root_cause is None and not job.stop_requested:
@@ -55,6 +58,7 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
     """Probe every node at once, update `job` and the store; return new log bytes per rank if `offsets` given."""
     if job.state in states.FINAL:
         return {}
+    job.stop_requested, job.options = store.flags(job.id)
     if job.state == states.PENDING:
         if launcher_died(job):
             abandon(store, session, job)

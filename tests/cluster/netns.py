@@ -3,8 +3,9 @@
 Layout (all names carry a random tag, so two copies of the suite can run at once):
 - a bridge `ob<tag>` in the root namespace holding 10.<a>.<b>.1/24; node i is 10.<a>.<b>.(i+2) in netns `on<tag>-i`,
   attached by a veth pair;
-- inside each netns, `unshare --mount --uts` gives the node a private /run (for /run/sshd), its own hostname, its own
-  /etc/hosts, and a private workdir bind-mounted on the shared path `<root>/workdir`, so nodes do not share files;
+- inside each netns, `unshare --mount --uts --pid` gives the node a private /run (for /run/sshd), its own hostname,
+  its own /etc/hosts, its own /proc (a node sees and signals only its own processes, as on separate machines), and
+  a private workdir bind-mounted on the shared path `<root>/workdir`, so nodes do not share files;
 - throwaway ed25519 host and client keys, a generated `ssh_config` and `known_hosts` under the cluster's temp
   folder; nothing in /etc/ssh or ~/.ssh is touched.
 Needs root and Debian's openssh-server, openssh-client, rsync, iproute2.
@@ -64,9 +65,8 @@ class TestCluster:
     def exec(self, name: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run a shell command inside a node's namespaces (as a test's "hand on the node")."""
         node = next(n for n in self.nodes if n.name == name)
-        pid = node.sshd.pid
         return subprocess.run(
-            ["nsenter", "-t", str(pid), "-n", "-m", "-u", "bash", "-c", command],
+            ["nsenter", "-t", str(node_init_pid(node)), "-n", "-m", "-u", "-p", "bash", "-c", command],
             capture_output=True, text=True, timeout=timeout,
         )
 
@@ -85,6 +85,12 @@ class TestCluster:
             subprocess.run(["ip", "netns", "del", node.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def node_init_pid(node: TestNode) -> int:
+    """The node's PID 1 (its sshd), as seen from the root namespace: the child `unshare --fork` made."""
+    children = Path(f"/proc/{node.sshd.pid}/task/{node.sshd.pid}/children").read_text().split()
+    return int(children[0])
 
 
 def _sh(*argv: str) -> None:
@@ -156,8 +162,8 @@ def _start(cluster: TestCluster, n: int, net: str, python: str) -> None:
             f"hostname {node.name} && exec {SSHD} -D -e -f {node.root / 'sshd_config'}"
         )
         node.sshd = subprocess.Popen(
-            ["ip", "netns", "exec", node.netns, "unshare", "--mount", "--uts", "--propagation", "private",
-             "sh", "-c", boot],
+            ["ip", "netns", "exec", node.netns, "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
+             "--propagation", "private", "sh", "-c", boot],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(node.root / "sshd.log", "wb"),
         )
     _write_client_files(cluster, python)

@@ -1,0 +1,168 @@
+"""Fault injection on the namespace test cluster: each case checks the final state, how long it took, and that
+no process carrying the job's tag is left on any node."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orch_cli import job_json, orch
+from tests.test_controller_cluster import FIXTURES, tagged_processes, wait_state
+
+FINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "steady.py", folder / "steady.py")
+    return folder
+
+
+@pytest.fixture
+def env(cluster, orch_home) -> dict:
+    return {"ORCH_CLUSTER": str(cluster.inventory), "ORCH_HOME": str(orch_home)}
+
+
+def start_detached(project: Path, env: dict, *args: str, nodes: str = "node0,node1") -> str:
+    launched = orch("launch", "--detach", "--nodes", nodes, *args, "--", "python", "steady.py", cwd=project,
+                    env=env)
+    assert launched.returncode == 0, launched.stderr
+    job_id = launched.stdout.strip().splitlines()[-1]
+    assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
+    return job_id
+
+
+def worker_pids(cluster, node: str, job_id: str, torchrun: bool = False) -> list[int]:
+    """Tagged python processes on a node: the training workers, or the torchrun agent."""
+    pattern = "torch.distributed.run" if torchrun else "steady.py"
+    exclude = "" if torchrun else "| grep -v torch.distributed.run"
+    script = (f"for e in /proc/[0-9]*/environ; do grep -qzxF ORCH_JOB_ID={job_id} $e 2>/dev/null || continue; "
+              f"p=${{e%/environ}}; tr '\\0' ' ' < $p/cmdline | grep -q {pattern} && "
+              f"(tr '\\0' ' ' < $p/cmdline {exclude} >/dev/null) && echo ${{p#/proc/}}; done")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in cluster.exec(node, script).stdout.split()]
+        if pids:
+            return pids
+        time.sleep(0.3)
+    raise AssertionError(f"no {pattern} process of {job_id} on {node}")
+
+
+def assert_clean(cluster, job_id: str) -> None:
+    assert tagged_processes(cluster, job_id) == {n.name: 0 for n in cluster.nodes}
+
+
+def wait_final(job_id: str, env: dict, timeout: float = 60) -> tuple[dict, float]:
+    started = time.monotonic()
+    status = wait_state(job_id, FINAL, env, timeout)
+    return status, time.monotonic() - started
+
+
+@pytest.mark.parametrize("target", ["worker", "torchrun"])
+def test_sigkill_on_non_master_fails_the_job_fast(project, env, cluster, target):
+    job_id = start_detached(project, env, "--env", "STEADY_S=120")
+    victim = worker_pids(cluster, "node1", job_id, torchrun=target == "torchrun")[0]
+    cluster.exec("node1", f"kill -KILL {victim}")
+    status, took = wait_final(job_id, env)
+    assert status["state"] == "FAILED", status
+    node1 = next(n for n in status["nodes"] if n["name"] == "node1")
+    assert node1["state"] == "FAILED" and node1["exit_code"] == 137  # 128 + SIGKILL
+    assert "node node1" in status["root_cause"] and "SIGKILL" in status["root_cause"]
+    assert took < 15, took
+    assert_clean(cluster, job_id)
+
+
+def test_worker_exit_on_master_fails_the_job(project, env, cluster):
+    shutil.copy(FIXTURES / "allreduce.py", project / "allreduce.py")
+    launched = orch("launch", "--detach", "--nodes", "node0,node1", "--env", "FAIL_RANK=0", "--env", "SLEEP_S=120",
+                    "--", "python", "allreduce.py", cwd=project, env=env)
+    job_id = launched.stdout.strip().splitlines()[-1]
+    status, took = wait_final(job_id, env)
+    assert status["state"] == "FAILED"
+    assert status["nodes"][0]["exit_code"] == 3 and status["nodes"][0]["state"] == "FAILED"
+    assert took < 20
+    assert_clean(cluster, job_id)
+
+
+def test_network_loss_marks_the_job_failed_and_stop_cleans_up_after(project, env, cluster):
+    job_id = start_detached(project, env, "--env", "STEADY_S=300", nodes="node2,node3")
+    node3 = next(n for n in cluster.nodes if n.name == "node3")
+    subprocess.run(["ip", "netns", "exec", node3.netns, "ip", "link", "set", "eth0", "down"], check=True)
+    try:
+        status, took = wait_final(job_id, env, timeout=90)
+        assert status["state"] in ("FAILED", "LOST"), status
+        by_name = {n["name"]: n for n in status["nodes"]}
+        assert by_name["node3"]["state"] == "LOST"
+        assert "node3" in status["root_cause"]
+        assert took < 60, took
+        assert tagged_processes(cluster, job_id)["node2"] == 0  # the reachable node was stopped
+    finally:
+        subprocess.run(["ip", "netns", "exec", node3.netns, "ip", "link", "set", "eth0", "up"], check=True)
+    stopped = orch("stop", job_id, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert_clean(cluster, job_id)
+
+
+@pytest.mark.parametrize("moment", ["after-sync", "before-start", "following"])
+def test_killed_launcher_leaves_a_truthful_status_and_a_working_stop(project, env, cluster, moment):
+    extra = {} if moment == "following" else {"ORCH_FAILPOINT": f"{moment}:30"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "launch", "--nodes", "node0,node1", "--env", "STEADY_S=300", "--",
+         "python", "steady.py"], cwd=project, env={**os.environ, **env, **extra}, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True)
+    time.sleep(6 if moment == "following" else 2.5)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    listing = orch("status", "--json", env=env, check=True).stdout
+    import json
+
+    job_id = json.loads(listing)[0]["id"]
+    status = job_json(job_id, env=env)
+    if moment == "following":
+        assert status["state"] == "RUNNING"  # the job outlives its terminal
+        assert worker_pids(cluster, "node1", job_id)
+    else:
+        assert status["state"] == "FAILED" and "launch interrupted" in status["root_cause"]
+    stopped = orch("stop", job_id, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert job_json(job_id, env=env)["state"] in ("STOPPED", "FAILED")
+    assert_clean(cluster, job_id)
+
+
+def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
+    launched = orch("launch", "--nodes", "node0,node1", "--max-restarts", "2", "--env", "FAIL_UNLESS_RESTARTED=1",
+                    "--", "python", "steady.py", cwd=project, env=env, timeout=180)
+    assert launched.returncode == 0, launched.stderr
+    first = launched.stdout.splitlines()[0].strip()
+    first_status = job_json(first, env=env)
+    assert first_status["state"] == "FAILED" and first_status["nodes"][0]["exit_code"] == 5
+    second = first_status["restarted_as"]
+    second_status = job_json(second, env=env)
+    assert second_status["state"] == "SUCCEEDED"
+    assert second_status["attempt"] == 1 and second_status["restart_of"] == first
+    assert "rank 0 up" in launched.stdout and "attempt 1" in launched.stdout
+    assert "restarted as job" in launched.stderr
+
+
+def test_hang_is_detected_with_stack_dumps(project, env, cluster, orch_home):
+    launched = orch("launch", "--nodes", "node0,node1", "--hang-timeout", "10", "--env", "STEADY_S=120",
+                    "--env", "QUIET_AFTER_S=1", "--", "python", "steady.py", cwd=project, env=env, timeout=120)
+    job_id = launched.stdout.splitlines()[0].strip()
+    status = job_json(job_id, env=env)
+    assert status["state"] == "FAILED"
+    assert status["root_cause"].startswith("hang: no log output from any rank for 10 s")
+    report = Path(status["root_cause"].rsplit("stacks: ", 1)[1])
+    assert report.exists() and "node0" in report.read_text()
+    # faulthandler dumps land in the node logs: the workers' Python stacks point at the sleeping line
+    merged = orch("logs", job_id, "--all", env=env, check=True).stdout
+    assert "most recent call first" in merged and "steady.py" in merged
+    assert_clean(cluster, job_id)
