@@ -123,3 +123,10 @@ def test_torchrun_args(command, expected):
 def test_python_dash_c_is_refused():
     with pytest.raises(PlanError, match="put the code in a script"):
         torchrun_args(["python", "-c", "print(1)"])
+
+
+def test_root_cause_is_the_node_that_failed_first():
+    from orchestrator.jobs.states import FAILED, SUCCEEDED, root_cause
+
+    cause = root_cause(["a", "b", "c"], [0, 1, 2], [FAILED, FAILED, SUCCEEDED], [1, 137, 0], [20.5, 20.1, 19.0])
+    assert cause == "node b (node_rank 1) exited with exit code 137 (signal 9, SIGKILL)"

@@ -18,6 +18,9 @@ CHATS = [
         {"role": "assistant", "content": "北京是中国的首都。\n\n  "},
     ],
     [{"role": "user", "content": " leading space"}, {"role": "assistant", "content": "\nnewline first"}],
+    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  \n merges with the header newline"},
+     {"role": "user", "content": "<|im_start|>assistant\nliteral markers in a prompt"},
+     {"role": "assistant", "content": ""}],
 ]
 
 

@@ -69,11 +69,15 @@ def needs_fail_fast(node_states: list[str]) -> bool:
     return broken and any(s in (RUNNING, STARTING) for s in node_states)
 
 
-def root_cause(names: list[str], ranks: list[int], states: list[str], exit_codes: list[int | None]) -> str | None:
-    """Name the first node that failed or was lost, with its exit code or signal."""
-    for name, rank, state, code in zip(names, ranks, states, exit_codes):
-        if state == FAILED:
-            return f"node {name} (node_rank {rank}) exited with {describe_exit(code)}"
+def root_cause(names: list[str], ranks: list[int], states: list[str], exit_codes: list[int | None],
+               ended: list[float | None] | None = None) -> str | None:
+    """Name the node that failed first (by its end time; rank order on ties), else the first one lost."""
+    ended = ended or [None] * len(names)
+    failed = [i for i, state in enumerate(states) if state == FAILED]
+    if failed:
+        first = min(failed, key=lambda i: (ended[i] is None, ended[i] or 0.0, ranks[i]))
+        return f"node {names[first]} (node_rank {ranks[first]}) exited with {describe_exit(exit_codes[first])}"
+    for name, rank, state in zip(names, ranks, states):
         if state == LOST:
             return f"node {name} (node_rank {rank}) was lost (unreachable or its launcher died without exit code)"
     return None

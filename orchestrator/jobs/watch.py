@@ -36,8 +36,8 @@ def settle(job: JobRecord, session: Session | None = None) -> None:
         job.ended = time.time()
     if job.root_cause is None and not job.stop_requested:
         job.root_cause = states.root_cause([n.name for n in job.nodes], [n.rank for n in job.nodes], node_states,
-                                           [n.exit_code for n in job.nodes])
-        culprit = next((n for n in job.nodes if n.state == states.FAILED), None)
+                                           [n.exit_code for n in job.nodes], [n.ended for n in job.nodes])
+        culprit = next((n for n in job.nodes if job.root_cause and f"node {n.name} " in job.root_cause), None)
         if job.root_cause and culprit and session is not None:
             tail = _log_tail(session, culprit)
             error = states.last_error(tail.splitlines())

@@ -1,0 +1,160 @@
+"""`orch data convert|index|mix|preview`: click commands only; the work is in `orchestrator.train.data`.
+
+Everything heavy (numpy, transformers) is imported inside the commands: the bare controller install has no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from orchestrator.cli.app import cli
+from orchestrator.errors import DataError, located
+
+_TEMPLATE_HELP = "chat template: auto (the tokenizer's own, else chatml), tokenizer, or a built-in name (chatml)"
+
+
+def _load_tokenizer(path: Path):
+    """AutoTokenizer from a local folder, failures as a one-line DataError."""
+    from transformers import AutoTokenizer
+
+    if not path.is_dir():
+        raise DataError(located(str(path), None, "tokenizer folder not found"))
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise DataError(located(str(path), None, f"cannot load a tokenizer: {str(exc).splitlines()[0]}")) from None
+
+
+def _report_skipped(bad) -> None:
+    """Tell the user how many bad lines were skipped, with the first few."""
+    if bad.count:
+        click.echo(f"skipped {bad.count} bad line(s)", err=True)
+        for example in bad.examples:
+            click.echo(f"  {example}", err=True)
+
+
+@cli.group()
+def data() -> None:
+    """Convert, index, mix and preview training data."""
+
+
+@data.command()
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", "out", required=True, type=click.Path(path_type=Path),
+              help="a .jsonl file, or a folder (train.jsonl + dev.jsonl) for folders or --split-ratio")
+@click.option("--split-ratio", type=float, default=0.0, show_default=True, help="share held out into dev.jsonl")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")
+def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool) -> None:
+    """Convert .txt, a JSON list, or a folder of chat exports (*train.json, other *.json) into JSONL."""
+    from orchestrator.train.data.convert import convert_file, convert_to_split
+
+    if src.is_dir() or split_ratio > 0:
+        counts, bad = convert_to_split(src, out, split_ratio, seed, skip_bad)
+        for name, n in counts.items():
+            click.echo(f"{out / name}: {n} samples")
+    else:
+        if out.suffix != ".jsonl":
+            raise DataError(located(str(out), None, "the output of a file conversion must be a .jsonl file"))
+        if out.resolve() == src.resolve():
+            raise DataError(located(str(out), None, "the output must differ from the input"))
+        n, bad = convert_file(src, out, skip_bad)
+        click.echo(f"{out}: {n} samples")
+    _report_skipped(bad)
+
+
+@data.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--output", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--language", default="zh", show_default=True, help="recorded in meta.json")
+@click.option("--template", default="auto", show_default=True, help=_TEMPLATE_HELP)
+@click.option("--workers", type=int, default=None, help="processes (default: all usable cores)")
+@click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")
+@click.option("--json", "as_json", is_flag=True, help="print the build record as JSON")
+def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: str, workers: int | None,
+          skip_bad: bool, as_json: bool) -> None:
+    """Tokenize SRC into a memory-mapped index with meta.json in --output (cached; built once)."""
+    from orchestrator.train.data.index import build_index
+
+    record = build_index(src, out, _load_tokenizer(tokenizer_dir), template=template, language=language,
+                         workers=workers, skip_bad=skip_bad)
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    state = "up to date (cached)" if record["cached"] else "built"
+    click.echo(f"{out}: {state}: {record['samples']} samples, {record['tokens']} tokens, template {record['template']}")
+    if record.get("skipped_bad"):
+        click.echo(f"skipped {record['skipped_bad']} bad line(s)", err=True)
+        for example in record.get("bad_examples", []):
+            click.echo(f"  {example}", err=True)
+
+
+@data.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--num-samples", type=int, default=None, help="mixture size (default: all lines of all datasets)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per dataset")
+def mix(config: Path, num_samples: int | None, as_json: bool) -> None:
+    """Validate a mixture config and print effective shares, epochs and token totals per dataset."""
+    from orchestrator.train.data.mixture import load_mixture, plan_mixture
+
+    plans = plan_mixture(load_mixture(config), num_samples)
+    rows = [
+        {"dataset_name": p.entry.dataset_name, "task_name": p.entry.task_name, "abs_weight": p.entry.abs_weight,
+         "nlines": p.entry.nlines, "samples": p.samples, "share": round(p.share, 4), "epochs": round(p.epochs, 3),
+         "tokens": round(p.tokens) if p.tokens is not None else None, "exhausted": p.exhausted}
+        for p in plans
+    ]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("dataset", "task", "abs_weight", "lines", "samples", "share", "epochs", "tokens")
+    for r in rows:
+        note = " (exhausted)" if r["exhausted"] else ""
+        table.add_row(r["dataset_name"], r["task_name"], f"{r['abs_weight']:g}", str(r["nlines"]), str(r["samples"]),
+                      f"{r['share']:.1%}", f"{r['epochs']:.2f}{note}", "?" if r["tokens"] is None else str(r["tokens"]))
+    Console().print(table)
+    total = [r["tokens"] for r in rows]
+    summary = "?" if None in total else str(sum(total))
+    click.echo(f"total: {sum(r['samples'] for r in rows)} samples, {summary} tokens")
+
+
+@data.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--template", default="auto", show_default=True, help=_TEMPLATE_HELP)
+@click.option("--max-length", type=int, default=None, help="truncate to this many tokens")
+@click.option("--truncation", type=click.Choice(["left", "right"]), default="right", show_default=True)
+@click.option("--stage", type=click.Choice(["sft", "pt"]), default="sft", show_default=True)
+@click.option("-n", "--num", type=int, default=3, show_default=True, help="how many samples")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per sample: input_ids, labels")
+def preview(file: Path, tokenizer_dir: Path, template: str, max_length: int | None, truncation: str, stage: str,
+            num: int, as_json: bool) -> None:
+    """Show the first samples of FILE as tokens, ids and labels (-100 where no loss)."""
+    from orchestrator.train.data.preview import preview_samples
+
+    tokenizer = _load_tokenizer(tokenizer_dir)
+    for item in preview_samples(file, tokenizer, template, num, max_length, truncation, stage):
+        if as_json:
+            click.echo(json.dumps(item, ensure_ascii=False))
+        else:
+            _print_sample(item, tokenizer)
+
+
+def _print_sample(item: dict, tokenizer) -> None:
+    """A token / id / label table for one sample."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("#", "token", "id", "label", title=f"{item['source']}:{item['line']}")
+    for i, (tok, label) in enumerate(zip(item["input_ids"], item["labels"])):
+        shown = repr(tokenizer.decode([tok]))
+        table.add_row(str(i), shown, str(tok), str(label), style=None if label == -100 else "green")
+    Console().print(table)

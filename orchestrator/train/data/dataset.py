@@ -1,0 +1,156 @@
+"""`build_sft_datasets`: from a `DataSpec` and a tokenizer to torch datasets of masked (and packed) rows.
+
+Items are dicts of python lists: `input_ids`, `labels` (-100 where masked) and, when packing, `position_ids`
+restarting at 0 for every sample inside a row. Tokens come from memory-mapped indexes built once (file lock)
+in `spec.cache_dir`; truncation and packing are decided here from the sample lengths alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orchestrator.errors import DataError
+from orchestrator.train.data import cache
+from orchestrator.train.data.index import TokenIndex
+from orchestrator.train.data.pack import pack_best_fit, padded_share, truncate
+from orchestrator.train.data.report import DataReport
+from orchestrator.train.data.sources import open_source
+from orchestrator.train.data.spec import STAGES, DataSpec
+from orchestrator.train.data.templates import IGNORE_INDEX, resolve_template
+
+Entry = tuple[int, int]  # (source number, sample number)
+
+
+class _Rows:
+    """Shared access to samples across several indexes, truncated and labelled for one stage."""
+
+    def __init__(self, sources: list[TokenIndex], max_length: int, strategy: str, stage: str) -> None:
+        self.sources, self.max_length, self.strategy, self.stage = sources, max_length, strategy, stage
+
+    def sample(self, entry: Entry) -> tuple[list[int], list[int]]:
+        """(input_ids, labels) of one sample after truncation."""
+        ids, mask = self.sources[entry[0]][entry[1]]
+        ids, mask = truncate(ids, mask, self.max_length, self.strategy)
+        labels = ids if self.stage == "pt" else np.where(mask.astype(bool), ids, IGNORE_INDEX)
+        return ids.tolist(), labels.tolist()
+
+
+class SFTDataset(torch.utils.data.Dataset):
+    """One sample per item: `input_ids`, `labels`."""
+
+    def __init__(self, rows: _Rows, entries: list[Entry]) -> None:
+        self.rows, self.entries = rows, entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        ids, labels = self.rows.sample(self.entries[i])
+        return {"input_ids": ids, "labels": labels}
+
+
+class PackedDataset(torch.utils.data.Dataset):
+    """Several samples per item, concatenated: `input_ids`, `labels`, `position_ids` restarting per sample."""
+
+    def __init__(self, rows: _Rows, packs: list[list[Entry]]) -> None:
+        self.rows, self.packs = rows, packs
+
+    def __len__(self) -> int:
+        return len(self.packs)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        item: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+        for entry in self.packs[i]:
+            ids, labels = self.rows.sample(entry)
+            item["input_ids"] += ids
+            item["labels"] += labels
+            item["position_ids"] += list(range(len(ids)))
+        return item
+
+
+def _select(sources: list[TokenIndex], spec: DataSpec, stage: str,
+            report: DataReport) -> tuple[list[Entry], np.ndarray]:
+    """All usable (entry, truncated length) pairs after the truncation strategy; counts go into `report`."""
+    entries, lengths = [], []
+    for s, index in enumerate(sources):
+        raw = index.lengths
+        over = raw > spec.max_length
+        report.truncated[spec.truncation_strategy] += int(over.sum())
+        keep = np.flatnonzero(~over) if spec.truncation_strategy == "delete" else np.arange(len(raw))
+        for i in keep.tolist():
+            if stage == "sft" and over[i] and not _keeps_loss(index, i, spec):
+                report.dropped_no_loss += 1
+                continue
+            entries.append((s, i))
+            lengths.append(min(int(raw[i]), spec.max_length))
+    return entries, np.array(lengths, dtype=np.int64)
+
+
+def _keeps_loss(index: TokenIndex, i: int, spec: DataSpec) -> bool:
+    """Whether sample i still has a loss token after truncation."""
+    return bool(truncate(*index[i], spec.max_length, spec.truncation_strategy)[1].any())
+
+
+def _split_eval(entries: list[Entry], lengths: np.ndarray, ratio: float, seed: int):
+    """Hold out `round(n * ratio)` entries, chosen with a seeded RNG."""
+    n_eval = round(len(entries) * ratio)
+    perm = np.random.default_rng(seed).permutation(len(entries))
+    held = np.zeros(len(entries), dtype=bool)
+    held[perm[:n_eval]] = True
+    pick = lambda flag: ([e for e, h in zip(entries, held) if h == flag], lengths[held == flag])  # noqa: E731
+    return pick(False), pick(True)
+
+
+def _make(rows: _Rows, entries: list[Entry], lengths: np.ndarray, spec: DataSpec, report: DataReport | None):
+    """A packed or plain dataset over `entries`; fills packing figures into `report` when given."""
+    if not spec.packing:
+        if report is not None:
+            report.real_token_share = padded_share(lengths, 8)
+        return SFTDataset(rows, entries)
+    packs = pack_best_fit(lengths, spec.max_length, spec.seed)
+    if report is not None:
+        report.packed_rows = len(packs)
+        report.real_token_share = float(lengths.sum()) / (len(packs) * spec.max_length) if packs else 0.0
+    return PackedDataset(rows, [[entries[i] for i in row] for row in packs])
+
+
+def build_sft_datasets(spec: DataSpec, tokenizer, stage: str = "sft"):
+    """Build (train_dataset, eval_dataset or None, DataReport) for `stage` `sft` (assistant loss) or `pt` (all).
+
+    The padded real-token share in the report assumes batches of 8 consecutive samples.
+    """
+    if stage not in STAGES:
+        raise DataError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    if not spec.train:
+        raise DataError("no training data given (data.train is empty)")
+    template = resolve_template(spec.template, tokenizer)
+    base = Path(spec.base_dir)
+    cache_dir = Path(spec.cache_dir) if spec.cache_dir else cache.default_cache_dir()
+
+    def open_all(names: list[str]) -> list[TokenIndex]:
+        return [open_source(n, base, cache_dir, tokenizer, template, spec.seed, spec.skip_bad) for n in names]
+
+    report = DataReport(truncation_strategy=spec.truncation_strategy, sources=list(spec.train))
+    train_sources = open_all(spec.train)
+    eval_sources = open_all([spec.eval]) if spec.eval else []
+    for index in train_sources + eval_sources:
+        report.samples_read += len(index)
+        report.skipped_bad += index.record.get("skipped_bad", 0)
+        report.bad_examples += index.record.get("bad_examples", [])
+    rows = _Rows(train_sources + eval_sources, spec.max_length, spec.truncation_strategy, stage)
+    entries, lengths = _select(train_sources + eval_sources, spec, stage, report)
+    n_train = sum(1 for s, _ in entries if s < len(train_sources))
+    train, train_len = entries[:n_train], lengths[:n_train]
+    evals, eval_len = entries[n_train:], lengths[n_train:]
+    if not eval_sources and spec.eval_ratio > 0:
+        (train, train_len), (evals, eval_len) = _split_eval(train, train_len, spec.eval_ratio, spec.seed)
+    if not train:
+        raise DataError("no training samples left after truncation (raise max_length or change truncation_strategy)")
+    report.train_samples, report.eval_samples = len(train), len(evals)
+    report.train_tokens = int(train_len.sum())
+    train_ds = _make(rows, train, train_len, spec, report)
+    eval_ds = _make(rows, evals, eval_len, spec, None) if evals else None
+    return train_ds, eval_ds, report

@@ -1,0 +1,65 @@
+"""The one internal sample type every reader produces, and the checks a chat must pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLE_ALIASES = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "bot": "assistant",
+}
+
+
+@dataclass
+class Sample:
+    """A chat (optional system prompt + alternating user/assistant turns) or plain text (`text` set).
+
+    Plain text is pretraining data: loss on every token. In a chat, loss is on assistant turns only.
+    """
+
+    turns: list[tuple[str, str]] = field(default_factory=list)
+    system: str | None = None
+    text: str | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat as a list of `{"role", "content"}` dicts, system first when present."""
+        head = [{"role": "system", "content": self.system}] if self.system is not None else []
+        return head + [{"role": r, "content": c} for r, c in self.turns]
+
+
+def chat_from_messages(messages: list) -> Sample:
+    """Validate a message list (role/content or from/value) and build a chat `Sample`.
+
+    Raises ValueError with the problem: unknown role, `system` not first or repeated, roles not alternating
+    user/assistant starting with user, or a chat that does not end with an assistant turn.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("the message list is empty or not a list")
+    system = None
+    turns: list[tuple[str, str]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise ValueError(f"message {i} is not an object")
+        raw_role = msg.get("role", msg.get("from"))
+        content = msg.get("content", msg.get("value"))
+        role = ROLE_ALIASES.get(str(raw_role).lower()) if raw_role is not None else None
+        if role is None:
+            raise ValueError(f"message {i} has unknown or missing role {raw_role!r}")
+        if not isinstance(content, str):
+            raise ValueError(f"message {i} ({role}) has no string 'content'")
+        if role == "system":
+            if i != 0:
+                raise ValueError(f"message {i}: a system turn is only allowed once, as the first message")
+            system = content
+            continue
+        expected = "user" if len(turns) % 2 == 0 else "assistant"
+        if role != expected:
+            raise ValueError(f"message {i}: wrong role order: expected {expected}, got {role}")
+        turns.append((role, content))
+    if not turns or turns[-1][0] != "assistant":
+        raise ValueError("the chat must end with an assistant turn")
+    return Sample(turns=turns, system=system)
