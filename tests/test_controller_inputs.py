@@ -130,3 +130,11 @@ def test_root_cause_is_the_node_that_failed_first():
 
     cause = root_cause(["a", "b", "c"], [0, 1, 2], [FAILED, FAILED, SUCCEEDED], [1, 137, 0], [20.5, 20.1, 19.0])
     assert cause == "node b (node_rank 1) exited with exit code 137 (signal 9, SIGKILL)"
+
+
+def test_the_shipped_example_inventory_is_valid():
+    from orchestrator.cluster.inventory import load_inventory
+
+    inventory = load_inventory(str(Path(__file__).parent.parent / "cluster.example.toml"))
+    assert [n.name for n in inventory.nodes] == ["g3006", "g3007"]
+    assert inventory.master_port is None and inventory.nodes[0].gpus == 8
