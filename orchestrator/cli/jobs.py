@@ -261,3 +261,25 @@ def stop(job_id):
         click.echo(f"warning: could not reach {', '.join(unreachable)}; its processes may still run", err=True)
     if leftover:
         raise OrchError(f"processes of job {job.id} still running: {leftover}")
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--start", is_flag=True, help="Also start TensorBoard on the copied event files.")
+@click.option("--port", default=6006, show_default=True, help="Port for --start.")
+def tb(job_id, start, port):
+    """Bring the master node's TensorBoard event files to this machine and print (or run) tensorboard."""
+    from orchestrator.jobs.store import Store
+    from orchestrator.jobs.tensorboard import fetch_events
+
+    store = Store()
+    job = store.get(job_id)
+    folder, count = fetch_events(job)
+    if count == 0:
+        raise OrchError(f"job {job.id}: no TensorBoard event files on {job.nodes[0].name} yet "
+                        "(training_args.report_to must include tensorboard)")
+    command = ["tensorboard", "--logdir", str(folder), "--port", str(port)]
+    click.echo(f"{count} event file(s) in {folder}")
+    click.echo(" ".join(command))
+    if start:
+        os.execvp(command[0], command)

@@ -35,6 +35,13 @@ def cache_dir(node: Node, project_name: str) -> str:
     return posixpath.join(node.workdir, "code", project_name)
 
 
+def _remote(session: Session, node: Node, path: str) -> tuple[list[str], str]:
+    """rsync's transport options and the path spec for a folder on `node` (plain path for the local node)."""
+    if node.is_local:
+        return [], path
+    return ["-e", session.rsync_shell(node)], f"{node.host}:{path}"
+
+
 def rsync_argv(session: Session, node: Node, source: Path, target: str) -> list[str]:
     """The rsync command line: same ssh as commands, a locked target, itemised output and stats."""
     lock = shlex.quote(target + ".lock")
@@ -43,8 +50,8 @@ def rsync_argv(session: Session, node: Node, source: Path, target: str) -> list[
     if node.is_local:
         Path(target).mkdir(parents=True, exist_ok=True)
         return ["flock", target + ".lock", *argv, f"{source}/", f"{target}/"]
-    argv += ["-e", session.rsync_shell(node), f"--rsync-path={remote_rsync}"]
-    return [*argv, f"{source}/", f"{node.host}:{target}/"]
+    transport, spec = _remote(session, node, target)
+    return [*argv, *transport, f"--rsync-path={remote_rsync}", f"{source}/", f"{spec}/"]
 
 
 def parse_stats(node: str, output: str) -> SyncStats:
@@ -56,10 +63,22 @@ def parse_stats(node: str, output: str) -> SyncStats:
 
 def sync(session: Session, node: Node, source: Path, target: str) -> SyncStats:
     """rsync `source/` to `target/` on `node`; raise RemoteError naming the node on failure."""
-    argv = rsync_argv(session, node, source, target)
+    return _run(node, rsync_argv(session, node, source, target), f"sync of {source}")
+
+
+def pull(session: Session, node: Node, source: str, target: Path, patterns: list[str]) -> SyncStats:
+    """Copy files matching `patterns` (rsync globs) from `source/` on `node` into `target/`, keeping folders."""
+    target.mkdir(parents=True, exist_ok=True)
+    transport, spec = _remote(session, node, source)
+    filters = ["--include=*/", *(f"--include={p}" for p in patterns), "--exclude=*", "--prune-empty-dirs"]
+    argv = ["rsync", "-a", "--itemize-changes", "--stats", *filters, *transport, f"{spec}/", f"{target}/"]
+    return _run(node, argv, f"copy of {source}")
+
+
+def _run(node: Node, argv: list[str], what: str) -> SyncStats:
     cwd = str(Path.home()) if node.is_local else None
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rsync exited {proc.returncode}"
-        raise RemoteError(f"node {node.name}: sync of {source} failed: {last}")
+        raise RemoteError(f"node {node.name}: {what} failed: {last}")
     return parse_stats(node.name, proc.stdout)

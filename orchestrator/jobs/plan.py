@@ -127,6 +127,7 @@ def plan_job(inventory: Inventory, spec: JobSpec, master_port: int) -> JobPlan:
             job_id=spec.job_id, node=node, rank=rank, nnodes=len(nodes), nproc_per_node=nproc,
             master_addr=master.addr, master_port=master_port, job_dir=job_dir, code_dir=code_dir,
             python=node.python, setup=node.setup, torchrun_args=args, env=env,
+            output_root=posixpath.join(node.workdir, "outputs", spec.project_name),
             grace_ticks=STOP_GRACE_S * 5,
         )
         plans.append(NodePlan(
