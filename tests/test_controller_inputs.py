@@ -138,3 +138,14 @@ def test_the_shipped_example_inventory_is_valid():
     inventory = load_inventory(str(Path(__file__).parent.parent / "cluster.example.toml"))
     assert [n.name for n in inventory.nodes] == ["g3006", "g3007"]
     assert inventory.master_port is None and inventory.nodes[0].gpus == 8
+
+
+def test_last_error_finds_the_users_exception_not_torchruns():
+    from orchestrator.jobs.states import last_error
+
+    log = ["step 3", "Traceback (most recent call last):", '  File "train.py", line 9, in <module>', "    1 / 0",
+           "ZeroDivisionError: division by zero", "E1122 torch.distributed.elastic failed",
+           "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:", "===="]
+    assert last_error(log) == log[1:5]
+    assert last_error(["x", "orch train: error: demo.yaml: lora.r must be > 0", "E1122 failed"]) == [
+        "orch train: error: demo.yaml: lora.r must be > 0"]

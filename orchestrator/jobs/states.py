@@ -99,6 +99,7 @@ def describe_exit(code: int | None) -> str:
 
 _ERROR_LINE = re.compile(r"^\s*(?:\[[^\]]*\]:?\s*)?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit))\b(:.*)?$")
 _LAUNCHER_ERRORS = ("ChildFailedError", "SignalException")
+_CLI_ERROR = re.compile(r"^[\w .-]+: error: ")
 
 
 def last_error(lines: list[str], context: int = 3) -> list[str]:
@@ -108,4 +109,6 @@ def last_error(lines: list[str], context: int = 3) -> list[str]:
         match = _ERROR_LINE.match(lines[index])
         if match and not match.group(1).endswith(_LAUNCHER_ERRORS):
             return [line.rstrip() for line in lines[max(0, index - context):index + 1]]
+        if _CLI_ERROR.search(lines[index]):  # a program's own one-line error (`prog: error: ...`)
+            return [lines[index].rstrip()]
     return []
