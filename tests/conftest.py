@@ -51,3 +51,17 @@ def cluster():
     test_cluster = up(4)
     yield test_cluster
     test_cluster.down()
+
+
+@pytest.fixture
+def project(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A user's project folder holding the test job scripts the module names in PROJECT_SCRIPTS."""
+    from tests.orch_cli import make_project
+
+    return make_project(tmp_path, *getattr(request.module, "PROJECT_SCRIPTS", ()))
+
+
+@pytest.fixture
+def env(cluster, orch_home: Path) -> dict:
+    """Environment pointing orch at the test cluster and an isolated state folder."""
+    return {"ORCH_CLUSTER": str(cluster.inventory), "ORCH_HOME": str(orch_home)}

@@ -23,3 +23,18 @@ def orch(*args: str, cwd: Path | str | None = None, env: dict | None = None, tim
 def job_json(job_id: str, **kwargs) -> dict:
     """`orch status JOB --json`, parsed."""
     return json.loads(orch("status", job_id, "--json", check=True, **kwargs).stdout)
+
+
+FIXTURES = Path(__file__).parent / "jobs_fixtures"
+
+
+def make_project(tmp_path: Path, *scripts: str) -> Path:
+    """A user's project folder holding copies of the named test job scripts."""
+    import shutil
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    for script in scripts:
+        shutil.copy(FIXTURES / script, folder / script)
+    return folder
+

@@ -9,23 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import job_json, orch
-
-FIXTURES = Path(__file__).parent / "jobs_fixtures"
+from tests.orch_cli import FIXTURES, job_json, orch
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A user's project folder holding the all-reduce script."""
-    folder = tmp_path / "project"
-    folder.mkdir()
-    shutil.copy(FIXTURES / "allreduce.py", folder / "allreduce.py")
-    return folder
 
-
-@pytest.fixture
-def env(cluster, orch_home) -> dict:
-    return {"ORCH_CLUSTER": str(cluster.inventory), "ORCH_HOME": str(orch_home)}
+PROJECT_SCRIPTS = ("allreduce.py",)  # copied into the `project` fixture (tests/conftest.py)
 
 
 def tagged_processes(cluster, job_id: str) -> dict[str, int]:

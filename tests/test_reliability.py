@@ -13,23 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import job_json, orch
-from tests.test_controller_cluster import FIXTURES, tagged_processes, wait_state
+from tests.orch_cli import FIXTURES, job_json, orch
+from tests.test_controller_cluster import tagged_processes, wait_state
 
 FINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    shutil.copy(FIXTURES / "steady.py", folder / "steady.py")
-    return folder
-
-
-@pytest.fixture
-def env(cluster, orch_home) -> dict:
-    return {"ORCH_CLUSTER": str(cluster.inventory), "ORCH_HOME": str(orch_home)}
+PROJECT_SCRIPTS = ("steady.py",)  # copied into the `project` fixture (tests/conftest.py)
 
 
 def start_detached(project: Path, env: dict, *args: str, nodes: str = "node0,node1") -> str:
