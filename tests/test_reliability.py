@@ -65,8 +65,8 @@ def test_sigkill_on_non_master_fails_the_job_fast(project, env, cluster, target)
     status, took = wait_final(job_id, env)
     assert status["state"] == "FAILED", status
     node1 = next(n for n in status["nodes"] if n["name"] == "node1")
-    assert node1["state"] == "FAILED" and node1["exit_code"] == 137  # 128 + SIGKILL
-    assert "node node1" in status["root_cause"] and "SIGKILL" in status["root_cause"]
+    assert node1["state"] == "FAILED" and node1["exit_code"] == 137, status  # 128 + SIGKILL
+    assert "node node1" in status["root_cause"] and "SIGKILL" in status["root_cause"], status
     assert took < 15, took
     assert_clean(cluster, job_id)
 
