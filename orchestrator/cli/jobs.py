@@ -67,6 +67,8 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, t
     from orchestrator.jobs.locks import ensure_free
     from orchestrator.jobs.store import Store, new_job_id
 
+    if nodes and all_nodes:
+        raise OrchError("give either --nodes or --all, not both")
     inventory = load_inventory(cluster_file)
     names = [n.strip() for n in nodes.split(",") if n.strip()] if nodes else None
     if nodes is not None and not names:
