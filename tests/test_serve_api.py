@@ -107,10 +107,10 @@ def test_streaming_arrives_in_pieces_and_adds_up(client, reference) -> None:
 
 
 def test_raw_event_stream_ends_with_done(server) -> None:
-    import httpx2
+    import httpx
 
     body = {"model": NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
-    with httpx2.stream("POST", f"{server}/v1/chat/completions", json=body,
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body,
                        headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
@@ -205,11 +205,11 @@ def test_eight_simultaneous_requests_each_get_their_own_answer(client, reference
 
 
 def test_a_client_that_leaves_mid_stream_frees_the_model(client, server) -> None:
-    import httpx2
+    import httpx
 
     body = {"model": NAME, "messages": [{"role": "user", "content": "go on forever"}], "max_tokens": 2000,
             "temperature": 0, "stream": True}
-    with httpx2.stream("POST", f"{server}/v1/chat/completions", json=body,
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body,
                        headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as resp:
         lines = resp.iter_lines()
         assert next(lines).startswith("data: ")
@@ -221,11 +221,11 @@ def test_a_client_that_leaves_mid_stream_frees_the_model(client, server) -> None
 
 
 def test_wrong_or_missing_api_key_is_401(server) -> None:
-    import httpx2
+    import httpx
 
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
         for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions")):
-            resp = httpx2.request(method, f"{server}{path}", headers=headers, timeout=30,
+            resp = httpx.request(method, f"{server}{path}", headers=headers, timeout=30,
                                   json={"model": NAME, "messages": [{"role": "user", "content": "x"}]})
             assert resp.status_code == 401
             assert resp.json()["error"]["code"] == "invalid_api_key"
@@ -262,9 +262,9 @@ GOOD = {"model": NAME, "messages": [{"role": "user", "content": "hello"}]}
     ],
 )
 def test_bad_requests_get_openai_style_4xx_errors(server, body: bytes, status: int, param: str | None) -> None:
-    import httpx2
+    import httpx
 
-    resp = httpx2.post(f"{server}/v1/chat/completions", content=body, timeout=30,
+    resp = httpx.post(f"{server}/v1/chat/completions", content=body, timeout=30,
                        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/json")
@@ -281,7 +281,7 @@ def test_too_long_prompt_is_reported_by_the_client_as_bad_request(client) -> Non
 
 
 def test_unknown_route_is_a_json_404(server) -> None:
-    import httpx2
+    import httpx
 
-    resp = httpx2.get(f"{server}/v1/nothing-here", timeout=30)
+    resp = httpx.get(f"{server}/v1/nothing-here", timeout=30)
     assert resp.status_code == 404 and "error" in resp.json()

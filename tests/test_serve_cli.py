@@ -63,7 +63,8 @@ def test_piped_chat_with_a_moved_adapter_keeps_the_conversation(adapter, tiny_mo
     config_path.write_text(json.dumps(config))
     questions = ["What is LoRA?", "你好", "And again?"]
     expected = greedy_turns(model, tokenizer, questions, 8)
-    base_only = greedy_turns(model.get_base_model(), tokenizer, questions[:1], 8)
+    with model.disable_adapter():  # get_base_model() would still carry the injected LoRA layers
+        base_only = greedy_turns(model, tokenizer, questions[:1], 8)
     assert expected[0] != base_only[0], "the adapter should change the answer"
 
     moved = subprocess.run([*ORCH, "chat", str(folder)], input="hi\n", capture_output=True, text=True,
@@ -96,7 +97,7 @@ def test_piped_chat_clear_and_exit(tiny_model: Path) -> None:
 
 
 def test_serve_command_answers_with_key_and_stops_on_sigterm(tiny_model: Path) -> None:
-    import httpx2
+    import httpx
 
     proc = subprocess.Popen(
         [*ORCH, "serve", str(tiny_model), "--port", "0", "--model-name", "my-model", "--api-key", "k1"],
@@ -112,17 +113,19 @@ def test_serve_command_answers_with_key_and_stops_on_sigterm(tiny_model: Path) -
         deadline = time.monotonic() + 60
         while True:
             try:
-                resp = httpx2.get(f"{url}/v1/models", headers={"Authorization": "Bearer k1"}, timeout=5)
+                resp = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer k1"}, timeout=5)
                 break
-            except httpx2.TransportError:
+            except httpx.TransportError:
                 assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
                 time.sleep(0.2)
         assert [m["id"] for m in resp.json()["data"]] == ["my-model"]
-        assert httpx2.get(f"{url}/v1/models", timeout=5).status_code == 401
-        page = httpx2.get(f"{url}/", timeout=5)
+        assert httpx.get(f"{url}/v1/models", timeout=5).status_code == 401
+        page = httpx.get(f"{url}/", timeout=5)
         assert page.status_code == 200 and "<textarea" in page.text
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        # uvicorn shuts down gracefully, then re-raises the signal it captured
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert "Traceback" not in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,102 @@
+"""Load what training left behind: a base model, a merged model, or a LoRA adapter folder on top of its base.
+
+An adapter folder is recognised by `adapter_config.json`; its base comes from `base_model_name_or_path` unless the
+user passes `base` (the base moved since training). The adapter is merged into the weights after loading, so
+serving an adapter costs the same per token as serving a merged model. The tokenizer (and its chat template) comes
+from the adapter folder when training saved one there, otherwise from the base.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.serve.errors import ServeError
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+# Used only when the tokenizer ships no chat template (a raw pretrained base model).
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights and the tokenizer come from: `adapter` is None for a base or merged model."""
+
+    base: Path
+    adapter: Path | None
+    tokenizer: Path
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for `generate`, its tokenizer, and a short description of what was loaded."""
+
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
+
+
+def resolve_source(path: str | Path, base: str | Path | None = None) -> ModelSource:
+    """Decide what to load from `path` (and the optional base override) without loading anything."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ServeError(f"model folder not found: {folder}")
+    adapter_cfg = folder / ADAPTER_CONFIG
+    if not adapter_cfg.is_file():
+        if base is not None:
+            raise ServeError(f"--base is only for adapter folders, and {folder} has no {ADAPTER_CONFIG}")
+        if not (folder / "config.json").is_file():
+            raise ServeError(f"{folder} is neither a model folder (config.json) nor an adapter folder ({ADAPTER_CONFIG})")
+        return ModelSource(base=folder, adapter=None, tokenizer=folder)
+    try:
+        recorded = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ServeError(f"{adapter_cfg}: cannot read it: {exc}") from None
+    base_dir = Path(base).expanduser() if base is not None else Path(recorded) if recorded else None
+    if base_dir is None:
+        raise ServeError(f"{adapter_cfg} names no base_model_name_or_path; pass --base DIR")
+    if not (base_dir / "config.json").is_file():
+        hint = "" if base is not None else " (recorded in adapter_config.json); pass --base DIR if it moved"
+        raise ServeError(f"base model not found: {base_dir}{hint}")
+    return ModelSource(base=base_dir, adapter=folder, tokenizer=folder if _has_tokenizer(folder) else base_dir)
+
+
+def _device_and_dtype() -> tuple[str, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32
+
+
+def load_model(path: str | Path, base: str | Path | None = None) -> LoadedModel:
+    """Load the model at `path` (base, merged, or adapter + its base) in eval mode on the best device here."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_source(path, base)
+    device, dtype = _device_and_dtype()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer)
+        model = AutoModelForCausalLM.from_pretrained(source.base, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ServeError(f"cannot load {source.base}: {exc}") from None
+    if source.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source)
