@@ -30,7 +30,6 @@ stage: sft
 finetuning: lora
 data:
   train: [data/train.jsonl]
-  eval_ratio: 0.05
   template: chatml
   max_length: 256
   packing: true
@@ -40,13 +39,12 @@ training_args:
   num_train_epochs: {epochs}
   per_device_train_batch_size: 4
   gradient_accumulation_steps: 1
-  learning_rate: 3.0e-3
+  learning_rate: 5.0e-3
   lr_scheduler_type: cosine
   warmup_ratio: 0.05
-  logging_steps: 10
-  save_steps: 50
+  logging_steps: 40
+  save_steps: 200
   save_total_limit: 2
-  eval_strategy: epoch
   report_to: tensorboard
   seed: 42
 """

@@ -15,7 +15,7 @@ from orchestrator.cli.jobs import cluster_option
 @click.option("--dir", "workspace", default="orch-demo", show_default=True, type=click.Path(file_okay=False),
               help="Demo project folder (recreated).")
 @click.option("--nproc-per-node", default=2, show_default=True, help="Training processes.")
-@click.option("--epochs", default=3, show_default=True, help="Passes over the sample data.")
+@click.option("--epochs", default=40, show_default=True, help="Passes over the sample data.")
 def demo(cluster_file, workspace, nproc_per_node, epochs):
     """Build a tiny model, LoRA-train it through the controller, show status and logs, merge, chat."""
     from orchestrator.demo import run_demo

@@ -1,0 +1,33 @@
+"""`python -m orchestrator.train CONFIG [--model DIR] [--data-dir DIR]`: the worker torchrun starts on each rank.
+
+A config mistake prints `orch train: error: ...` (naming the key and file) and exits 2 before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from orchestrator.errors import OrchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, validate the config, train; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.train", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="training config YAML")
+    parser.add_argument("--model", help="base model folder (overrides `model:` in the config)")
+    parser.add_argument("--data-dir", help="folder that relative data files resolve against")
+    ns = parser.parse_args(argv)
+    try:
+        from orchestrator.train.config import load_config
+        from orchestrator.train.run import run
+
+        run(load_config(ns.config, model=ns.model, data_dir=ns.data_dir))
+    except OrchError as exc:
+        print(f"orch train: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Build HF `TrainingArguments` (or trl's `DPOConfig`) from a config, with the defaults the worker relies on.
+
+Decisions made here, in one place:
+- no CUDA -> `use_cpu=True` (DDP then picks gloo; `ddp_backend` is left alone); bf16/fp16 asked for on a CPU-only
+  run are turned off with a warning (float32 is exact and what the CPU tests compare against);
+- TensorBoard by default; events land in `output_dir/runs/` (or `$TENSORBOARD_LOGGING_DIR`);
+- non-padding tokens are counted (for tokens/s); replicas log warnings only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from orchestrator.errors import ConfigError
+from orchestrator.train.config import TrainConfig
+from orchestrator.train.deepspeed import adapt_for_cpu, load_deepspeed_config
+
+
+def worker_defaults(cfg: TrainConfig) -> dict:
+    """The keyword arguments for `TrainingArguments`: the user's `training_args` over our defaults."""
+    import torch
+
+    kwargs = {
+        "report_to": "tensorboard",
+        "include_num_input_tokens_seen": "non_padding" if cfg.stage != "dpo" else "no",
+        "log_level_replica": "warning",
+        "ddp_find_unused_parameters": False,
+        "save_strategy": "steps",
+        "remove_unused_columns": cfg.stage == "dpo",
+        **cfg.training_args,
+        "output_dir": cfg.output_dir,
+    }
+    if not torch.cuda.is_available():
+        kwargs["use_cpu"] = True
+        for flag in ("bf16", "fp16"):
+            if kwargs.pop(flag, False):
+                if os.environ.get("RANK", "0") == "0":
+                    print(f"warning: training_args.{flag}: no CUDA device here; training in float32", file=sys.stderr)
+    ds = load_deepspeed_config(cfg.deepspeed, cfg.source)
+    if ds is not None:
+        kwargs["deepspeed"] = ds if torch.cuda.is_available() else adapt_for_cpu(ds)
+    return kwargs
+
+
+def build_training_args(cfg: TrainConfig, extra: dict | None = None):
+    """`TrainingArguments` for stages pt/sft, `DPOConfig` (with `extra`, e.g. beta) for dpo; errors name the key."""
+    if cfg.stage == "dpo":
+        from trl import DPOConfig as cls
+    else:
+        from transformers import TrainingArguments as cls
+    kwargs = {**worker_defaults(cfg), **(extra or {})}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{cfg.source}: {blame(cfg.training_args, str(exc))}: {exc}") from None
+
+
+def check_training_args(cfg: TrainConfig) -> None:
+    """Build a throwaway `TrainingArguments` (no DeepSpeed, no reporting) so bad values fail before any launch."""
+    from transformers import TrainingArguments
+
+    kwargs = {k: v for k, v in worker_defaults(cfg).items() if k not in ("deepspeed", "report_to")}
+    known = {f for f in TrainingArguments.__dataclass_fields__}
+    try:
+        TrainingArguments(**{k: v for k, v in kwargs.items() if k in known}, report_to="none")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{cfg.source}: {blame(cfg.training_args, str(exc))}: {exc}") from None
+
+
+def blame(user_args: dict, message: str) -> str:
+    """Name the `training_args` key an error message is about: the key or its value appears in the message."""
+    for key, value in user_args.items():
+        if key in message or (isinstance(value, str) and value and value in message):
+            return f"training_args.{key}"
+    return "training_args"

@@ -1,0 +1,82 @@
+"""Checkpoints: a completeness marker, and which checkpoint `resume_from_checkpoint` means.
+
+HF's Trainer writes `checkpoint-<step>/` piece by piece (weights, optimizer, RNG, trainer state); a run killed in
+the middle leaves a folder that looks like a checkpoint. After every save all ranks meet at a barrier and then each
+node's local rank 0 writes `orch_complete.json` into the folder. `latest` picks the newest folder with the marker
+and says which incomplete ones it skipped.
+
+Without a shared filesystem, each node holds only what its own ranks wrote (DeepSpeed: its optimizer shards; plain
+DDP: nothing, rank 0 writes everything on the master). Resuming then needs the same nodes in the same rank order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+
+MARKER = "orch_complete.json"
+_STEP = re.compile(r"^checkpoint-(\d+)$")
+
+
+def mark_complete(folder: str | Path, step: int) -> None:
+    """Write the completeness marker into a checkpoint folder (call after every rank has finished saving)."""
+    Path(folder, MARKER).write_text(json.dumps({"step": step, "time": time.time()}))
+
+
+def is_complete(folder: str | Path) -> bool:
+    """True when the checkpoint folder carries the marker and HF's trainer state."""
+    return Path(folder, MARKER).is_file() and Path(folder, "trainer_state.json").is_file()
+
+
+def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """All `checkpoint-<step>` folders under `output_dir`, oldest step first."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP.match(p.name))]
+    return sorted(found)
+
+
+def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -> str | None:
+    """The checkpoint folder to resume from: None (fresh run), "latest", a step number or a path."""
+    if value is None:
+        return None
+    if value == "latest":
+        skipped = []
+        for step, path in reversed(checkpoints(output_dir)):
+            if is_complete(path):
+                if skipped:
+                    log(f"resume: skipped incomplete checkpoint(s) {', '.join(skipped)} (no {MARKER})")
+                return str(path)
+            skipped.append(path.name)
+        log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
+        return None
+    path = Path(output_dir, f"checkpoint-{value}") if isinstance(value, int) else Path(value)
+    if not path.is_dir():
+        raise ConfigError(f"resume_from_checkpoint: checkpoint not found: {path}")
+    if not is_complete(path):
+        raise ConfigError(f"resume_from_checkpoint: {path} is incomplete (no {MARKER}); the save was interrupted")
+    return str(path)
+
+
+def completeness_callback():
+    """A TrainerCallback that marks each checkpoint complete once every rank has saved it."""
+    from transformers import TrainerCallback
+
+    class MarkComplete(TrainerCallback):
+        """Barrier, then local rank 0 writes the marker (each node marks its own copy without a shared FS)."""
+
+        def on_save(self, args, state, control, **kwargs):
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+            folder = Path(args.output_dir, f"checkpoint-{state.global_step}")
+            if state.is_local_process_zero and folder.is_dir():
+                mark_complete(folder, state.global_step)
+
+    return MarkComplete()

@@ -1,0 +1,67 @@
+"""DeepSpeed ZeRO configs: the shipped templates (`zero2`, `zero3`, `zero3_offload`) or the user's own JSON.
+
+The templates leave batch size, accumulation, clipping and precision as `auto`, so HF's Trainer fills them from
+`training_args`; they carry no `optimizer` block, so the Trainer's torch AdamW is used (DeepSpeed's fused/CPU Adam
+would first compile a C++ op, ~70 s here). Trade-off: with `zero3_offload` on GPUs, DeepSpeedCPUAdam would step
+faster; add an `optimizer` block in your own JSON if you want it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ConfigError
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "deepspeed"
+
+
+def load_deepspeed_config(value: str | dict | None, source: str = "<config>") -> dict | None:
+    """Return the DeepSpeed config dict for a preset name, a JSON path or an inline mapping (None: no DeepSpeed)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        cfg = dict(value)
+    else:
+        path = TEMPLATE_DIR / f"{value}.json" if "/" not in value and not value.endswith(".json") else Path(value)
+        try:
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: deepspeed: config not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: deepspeed: {path} is not valid JSON: {exc}") from None
+    if not isinstance(cfg.get("zero_optimization", {}), dict):
+        raise ConfigError(f"{source}: deepspeed: zero_optimization must be a mapping")
+    return cfg
+
+
+def zero_stage(cfg: dict | None) -> int:
+    """The ZeRO stage of a DeepSpeed config (0 when there is none)."""
+    return int((cfg or {}).get("zero_optimization", {}).get("stage", 0))
+
+
+def adapt_for_cpu(cfg: dict) -> dict:
+    """Make a config runnable without CUDA: no pinned memory, no fp16/bf16 engines, torch's Adam if one is named."""
+    cfg = json.loads(json.dumps(cfg))
+    zero = cfg.get("zero_optimization", {})
+    for key in ("offload_optimizer", "offload_param"):
+        if isinstance(zero.get(key), dict):
+            zero[key]["pin_memory"] = False
+    for key in ("fp16", "bf16"):
+        if isinstance(cfg.get(key), dict):
+            cfg[key]["enabled"] = False
+    optimizer: dict[str, Any] | None = cfg.get("optimizer")
+    if optimizer and str(optimizer.get("type", "")).lower().startswith("adam"):
+        optimizer.setdefault("params", {})["torch_adam"] = True
+    cfg["zero_force_ds_cpu_optimizer"] = False
+    return cfg
+
+
+def init_cpu_distributed() -> None:
+    """Start DeepSpeed's process group on gloo (CPU): must run after `TrainingArguments` and before `from_pretrained`."""
+    import deepspeed
+
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
+    deepspeed.init_distributed(dist_backend="gloo")

@@ -1,0 +1,66 @@
+"""Recipe: direct preference optimisation (`stage: dpo`) with trl's `DPOTrainer`.
+
+Features: preference pairs `{"prompt","chosen","rejected"}` (strings or message lists); full, LoRA, QLoRA or freeze
+on the policy; with LoRA/QLoRA the reference model is the same weights with the adapter switched off (no second
+copy in memory); `dpo.beta` and `dpo.loss_type` go to `DPOConfig`, `data.max_length` caps prompt+answer.
+Trade-offs: string pairs are wrapped as one user and one assistant message when the tokenizer has a chat template,
+so the policy sees the chat format it was fine-tuned on; packing does not apply.
+"""
+
+from __future__ import annotations
+
+from orchestrator.train.arguments import build_training_args
+from orchestrator.train.callbacks import run_summary, say
+from orchestrator.train.checkpoints import completeness_callback, resolve_resume
+from orchestrator.train.config import TrainConfig
+from orchestrator.train.deepspeed import init_cpu_distributed
+from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
+
+
+def as_chat(pair: dict) -> dict:
+    """A string preference pair as message lists (prompt -> user, answers -> assistant); message lists pass."""
+    if not isinstance(pair["prompt"], str):
+        return pair
+    return {"prompt": [{"role": "user", "content": pair["prompt"]}],
+            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+            "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
+
+
+def preference_dataset(paths: list[str], cfg: TrainConfig, chat: bool):
+    """A `datasets.Dataset` of preference pairs read by the data pipeline."""
+    from datasets import Dataset
+
+    from orchestrator.train.data.readers import read_preference
+
+    pairs = read_preference(paths, cfg.data_dir, skip_bad=cfg.data.skip_bad)
+    return Dataset.from_list([as_chat(p) for p in pairs] if chat else pairs)
+
+
+def run_dpo(cfg: TrainConfig) -> str:
+    """Train the policy on preference pairs and return the output folder."""
+    import torch
+    from trl import DPOTrainer
+
+    # 1. Arguments first (process group, DeepSpeed config); DPO knobs come from the `dpo:` section.
+    args = build_training_args(cfg, extra={"beta": cfg.dpo.beta, "loss_type": [cfg.dpo.loss_type],
+                                           "max_length": cfg.data.max_length})
+    if args.deepspeed and not torch.cuda.is_available():
+        init_cpu_distributed()
+    # 2. Data before the model, so a bad file fails before loading weights.
+    tokenizer = load_tokenizer(cfg.model)
+    chat = bool(tokenizer.chat_template)
+    train_ds = preference_dataset(cfg.data.train, cfg, chat)
+    eval_ds = preference_dataset([cfg.data.eval], cfg, chat) if cfg.data.eval else None
+    say(args, f"preference pairs: {len(train_ds)} train, {len(eval_ds) if eval_ds else 0} eval")
+    # 3. Policy model; the reference is implicit (adapter off) for LoRA, a frozen copy made by trl otherwise.
+    model = load_model(cfg, use_bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing)
+    trainable, total = parameter_counts(model)
+    say(args, run_summary(trainable, total, args, len(train_ds)))
+    trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=[completeness_callback()])
+    # 4. Resume decision, train, save.
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=lambda m: say(args, m))
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(args.output_dir)
+    say(args, f"saved to {args.output_dir}")
+    return args.output_dir

@@ -1,0 +1,43 @@
+"""Merge a LoRA/QLoRA adapter into its base model, producing a folder `AutoModelForCausalLM` loads alone.
+
+The base is found in `adapter_config.json` (`base_model_name_or_path`) unless given. For QLoRA the base is loaded
+unquantized (float32 on CPU, the checkpoint's dtype on GPU) before merging: merging into 4-bit weights would round
+the update away. The tokenizer is copied from the adapter folder when it has one, else from the base.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+
+
+def adapter_base(adapter_dir: str | Path) -> str:
+    """The base model recorded in an adapter folder's `adapter_config.json`."""
+    path = Path(adapter_dir, "adapter_config.json")
+    if not path.is_file():
+        raise ConfigError(f"--adapter: {adapter_dir} has no adapter_config.json (not a LoRA adapter folder)")
+    base = json.loads(path.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"{path}: no base_model_name_or_path; pass --base")
+    return base
+
+
+def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | None = None) -> Path:
+    """Load base + adapter, merge the LoRA weights in, and save model and tokenizer to `output_dir`."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = base or adapter_base(adapter_dir)
+    if not Path(base).is_dir():
+        raise ConfigError(f"--base: base model folder not found: {base}")
+    dtype = "auto" if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    out = Path(output_dir)
+    merged.save_pretrained(out)
+    has_tokenizer = any(Path(adapter_dir, n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
+    AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(out)
+    return out

@@ -1,0 +1,119 @@
+"""Load the tokenizer and the model for one fine-tuning mode: full, LoRA, QLoRA or freeze.
+
+- full: every weight trains, loaded in float32 (mixed precision, if any, comes from the Trainer or DeepSpeed).
+- lora: the base is frozen (bf16 when training in bf16 on a GPU, else float32) and peft adds adapters to the named
+  modules or `all-linear`; adapters stay float32.
+- qlora: the base is quantized by bitsandbytes (4-bit NF4 by default; also runs on CPU) and prepared for k-bit
+  training, then LoRA goes on top. Trade-off: slower steps, a quarter of the base memory.
+- freeze: only the top fraction of decoder layers plus parameters whose names contain an `extra_trainable` entry.
+"""
+
+from __future__ import annotations
+
+import math
+
+from orchestrator.errors import ConfigError
+from orchestrator.train.config import TrainConfig
+
+
+def load_tokenizer(path: str):
+    """The model's tokenizer, with a pad token (the EOS token when it has none) and right padding."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = False):
+    """Load the base model and apply the fine-tuning mode of `cfg`; returns the model ready for the Trainer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict = {"dtype": torch.float32}
+    if cfg.finetuning == "lora" and use_bf16 and torch.cuda.is_available():
+        kwargs["dtype"] = torch.bfloat16
+    if cfg.finetuning == "qlora":
+        kwargs.update(quantization_kwargs(cfg))
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+    model.config.use_cache = False  # the KV cache only costs memory during training
+    if cfg.finetuning == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    if cfg.finetuning in ("lora", "qlora"):
+        return add_lora(model, cfg)
+    if cfg.finetuning == "freeze":
+        freeze_lower_layers(model, cfg.freeze.trainable_fraction, cfg.freeze.extra_trainable)
+    return model
+
+
+def quantization_kwargs(cfg: TrainConfig) -> dict:
+    """`from_pretrained` arguments that quantize the base with bitsandbytes (CPU keeps float32 compute)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    q = cfg.qlora
+    compute = getattr(torch, q.compute_dtype)
+    if not torch.cuda.is_available():
+        compute = torch.float32  # bf16 4-bit matmuls on CPU are slower and less exact; float32 is what works here
+    if q.bits == 8:
+        bnb = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
+                                 bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=q.double_quant)
+    device = "cpu" if not torch.cuda.is_available() else torch.cuda.current_device()
+    return {"quantization_config": bnb, "device_map": {"": device}}
+
+
+def add_lora(model, cfg: TrainConfig):
+    """Wrap `model` with LoRA adapters as configured in `cfg.lora`."""
+    from peft import LoraConfig, get_peft_model
+
+    lc = cfg.lora
+    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=_targets(lc.target_modules),
+                          modules_to_save=lc.modules_to_save, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, peft_cfg)
+    except ValueError as exc:  # e.g. a target module name that is not in the model
+        raise ConfigError(f"{cfg.source}: lora.target_modules: {exc}") from None
+
+
+def decoder_layers(model) -> list:
+    """The model's stack of decoder layers: its longest `nn.ModuleList`."""
+    import torch
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else []
+
+
+def freeze_lower_layers(model, trainable_fraction: float, extra: list[str]) -> None:
+    """Freeze everything except the top `trainable_fraction` of decoder layers and parameters matching `extra`."""
+    layers = decoder_layers(model)
+    keep = max(1, math.ceil(len(layers) * trainable_fraction))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in layers[len(layers) - keep:]:
+        for p in layer.parameters():
+            p.requires_grad_(True)
+    for name in extra:
+        hits = [p for n, p in model.named_parameters() if name in n]
+        if not hits:
+            raise ConfigError(f"freeze.extra_trainable: no parameter name contains {name!r}")
+        for p in hits:
+            p.requires_grad_(True)
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; 4-bit weights count as stored."""
+    sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]  # ZeRO-3: ds_numel
+    trainable = sum(n for n, grad in sizes if grad)
+    total = sum(n for n, _ in sizes)
+    return trainable, total
+
+
+def _targets(value: str | list[str]) -> str | list[str]:
+    """peft reads a plain string as a regex over full module paths: keep `all-linear`, wrap a single name."""
+    return value if value == "all-linear" or isinstance(value, list) else [value]

@@ -1,0 +1,66 @@
+"""Recipe: supervised fine-tuning (`stage: sft`) and continued pretraining (`stage: pt`) with HF's Trainer.
+
+Features: full / LoRA / QLoRA / freeze; DDP or DeepSpeed ZeRO-2/3 (gloo on CPU, NCCL on GPUs); packing;
+checkpoints with a completeness marker and resume (`latest`, a step, a path) that continues the same data order
+(the Trainer restores RNG state and skips the batches already seen); TensorBoard under `output_dir/runs/`.
+Trade-offs: one process per device, no tensor/pipeline parallelism; tokenization happens up front on rank 0
+(others wait on a file lock, not a collective), so the first step waits for it.
+"""
+
+from __future__ import annotations
+
+from orchestrator.train.arguments import build_training_args
+from orchestrator.train.callbacks import run_summary, sanity_table, say, throughput_callback
+from orchestrator.train.checkpoints import completeness_callback, resolve_resume
+from orchestrator.train.config import TrainConfig
+from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
+from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
+
+
+def data_spec(cfg: TrainConfig):
+    """The data pipeline's `DataSpec` for this config."""
+    from dataclasses import asdict
+
+    from orchestrator.train.data.spec import DataSpec
+
+    return DataSpec(**asdict(cfg.data), base_dir=cfg.data_dir)
+
+
+def run_sft(cfg: TrainConfig) -> str:
+    """Train as configured and return the output folder (weights or adapter, tokenizer, checkpoints, runs/)."""
+    import torch
+    from transformers import Trainer
+
+    from orchestrator.train.data.collate import make_collator
+    from orchestrator.train.data.dataset import build_sft_datasets
+
+    # 1. Arguments first: they start the process group and register DeepSpeed's config for from_pretrained.
+    args = build_training_args(cfg)
+    # 2. ZeRO-3 on CPU: DeepSpeed's gloo group must exist before from_pretrained partitions the weights.
+    if args.deepspeed and not torch.cuda.is_available():
+        init_cpu_distributed()
+    # 3. Data before the model: a bad file fails fast and cheaply. The first process to take the cache's file
+    #    lock tokenizes, the others wait on the lock (never on a collective, which could time out) and read it.
+    tokenizer = load_tokenizer(cfg.model)
+    train_ds, eval_ds, report = build_sft_datasets(data_spec(cfg), tokenizer, stage=cfg.stage)
+    say(args, report.summary())
+    say(args, sanity_table(list(train_ds[0]["input_ids"]), list(train_ds[0]["labels"]), tokenizer))
+    # 4. Model in its fine-tuning mode.
+    model = load_model(cfg, use_bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing)
+    trainable, total = parameter_counts(model)
+    say(args, run_summary(trainable, total, args, len(train_ds)))
+    if zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3:
+        say(args, "ZeRO-3: parameters are partitioned across ranks (counts above are full sizes)")
+    # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      data_collator=make_collator(tokenizer, cfg.data.packing), processing_class=tokenizer,
+                      callbacks=[completeness_callback()])
+    trainer.callback_handler.callbacks.insert(0, throughput_callback())
+    # 6. Resume decision, train, save the final weights (LoRA: the adapter) and the tokenizer.
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=lambda m: say(args, m))
+    if resume:
+        say(args, f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(args.output_dir)
+    say(args, f"saved to {args.output_dir}")
+    return args.output_dir
