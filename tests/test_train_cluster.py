@@ -1,0 +1,73 @@
+"""`orch launch --nodes node0,node1 job.yaml` on the namespace test cluster: the built-in worker trains LoRA across
+two nodes (gloo), checkpoints and TensorBoard events land on the master, and the loss matches a one-process run
+with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.orch_cli import job_json, orch
+
+CONFIG = """\
+model: base
+stage: sft
+finetuning: lora
+data: {{train: [data/train.jsonl], template: chatml, max_length: 128, packing: true}}
+lora: {{r: 8, alpha: 16, dropout: 0.0, target_modules: all-linear}}
+training_args: {{output_dir: out/lora, max_steps: 20, per_device_train_batch_size: {batch}, learning_rate: 1.0e-2,
+                 lr_scheduler_type: constant, logging_steps: 5, save_steps: 10, save_total_limit: 3,
+                 report_to: tensorboard, seed: 7, dataloader_num_workers: 0}}
+"""
+
+
+@pytest.fixture(scope="module")
+def train_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from orchestrator.demo import build_project
+
+    folder = tmp_path_factory.mktemp("cluster-train") / "llm"
+    build_project(folder, epochs=1)
+    (folder / ".orchignore").write_text("out/\n")  # the base model travels with the project
+    (folder / "two_nodes.yaml").write_text(CONFIG.format(batch=2))
+    (folder / "one_process.yaml").write_text(CONFIG.format(batch=4))
+    return folder
+
+
+def losses(trainer_state: Path) -> list[float]:
+    return [e["loss"] for e in json.loads(trainer_state.read_text())["log_history"] if "loss" in e]
+
+
+def test_two_node_lora_run_matches_one_process(train_project, env, cluster, tmp_path):
+    launched = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "two_nodes.yaml",
+                    cwd=train_project, env=env, timeout=600)
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]
+    job_id = launched.stdout.splitlines()[0].strip()
+    status = job_json(job_id, env=env)
+    assert status["state"] == "SUCCEEDED" and [n["exit_code"] for n in status["nodes"]] == [0, 0]
+    assert "world size: 2; effective global batch: 4" in launched.stdout
+    out = cluster.node_path("node0", "outputs", "llm", "out", "lora")
+    assert (out / "adapter_model.safetensors").exists()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-20"]
+    assert list(out.glob("runs/**/events.out.tfevents*")), "no TensorBoard events on the master"
+    # without a shared filesystem the weights and optimizer live on the master only; other nodes keep just
+    # their own RNG state in the same path (HF Trainer saves one per process), which a resume on them reads
+    worker_copy = cluster.node_path("node1", "outputs", "llm", "out", "lora", "checkpoint-10")
+    assert not (worker_copy / "adapter_model.safetensors").exists()
+    # `orch tb` brings the master's event files to the controller
+    tb = orch("tb", job_id, env=env, check=True)
+    assert "event file(s)" in tb.stdout and "tensorboard --logdir" in tb.stdout
+
+    reference = subprocess.run([sys.executable, "-m", "orchestrator.train", "one_process.yaml"], cwd=train_project,
+                               env={**os.environ, "ORCH_OUTPUT_ROOT": str(tmp_path)}, capture_output=True,
+                               text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    two = losses(out / "checkpoint-20" / "trainer_state.json")
+    one = losses(tmp_path / "out" / "lora" / "checkpoint-20" / "trainer_state.json")
+    assert len(two) == len(one) == 4
+    for a, b in zip(two, one):
+        assert abs(a - b) <= 0.03 * b, (two, one)
