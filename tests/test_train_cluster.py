@@ -71,3 +71,22 @@ def test_two_node_lora_run_matches_one_process(train_project, env, cluster, tmp_
     assert len(two) == len(one) == 4
     for a, b in zip(two, one):
         assert abs(a - b) <= 0.03 * b, (two, one)
+
+
+def test_node_killed_during_checkpoint_save_restarts_from_the_previous_complete_one(train_project, env, cluster):
+    (train_project / "crash.yaml").write_text(
+        CONFIG.format(batch=2).replace("out/lora", "out/crash").replace("max_steps: 20", "max_steps: 30"))
+    launched = orch("launch", "--nodes", "node2,node3", "--nproc-per-node", "1", "--max-restarts", "1",
+                    "--env", "ORCH_FAILPOINT=checkpoint-save:20", "crash.yaml", cwd=train_project, env=env,
+                    timeout=600)
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]
+    first = job_json(launched.stdout.splitlines()[0].strip(), env=env)
+    assert first["state"] == "FAILED" and "SIGKILL" in first["root_cause"]
+    second = job_json(first["restarted_as"], env=env)
+    assert second["state"] == "SUCCEEDED" and second["attempt"] == 1
+    # the half-written checkpoint-20 of the first attempt was skipped: training resumed from step 10
+    assert "skipped incomplete checkpoint(s) checkpoint-20" in launched.stdout
+    assert "resuming from" in launched.stdout and "checkpoint-10" in launched.stdout
+    out = cluster.node_path("node2", "outputs", "llm", "out", "crash")
+    assert (out / "checkpoint-30" / "trainer_state.json").exists()
+    assert json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())["global_step"] == 30

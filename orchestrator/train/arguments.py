@@ -14,7 +14,7 @@ import sys
 
 from orchestrator.errors import ConfigError
 from orchestrator.train.config import TrainConfig
-from orchestrator.train.deepspeed import adapt_for_cpu, load_deepspeed_config
+from orchestrator.train.deepspeed import adapt_for_cpu, load_deepspeed_config, skip_shm_comm_op
 
 
 def worker_defaults(cfg: TrainConfig) -> dict:
@@ -39,7 +39,11 @@ def worker_defaults(cfg: TrainConfig) -> dict:
                     print(f"warning: training_args.{flag}: no CUDA device here; training in float32", file=sys.stderr)
     ds = load_deepspeed_config(cfg.deepspeed, cfg.source)
     if ds is not None:
-        kwargs["deepspeed"] = ds if torch.cuda.is_available() else adapt_for_cpu(ds)
+        if torch.cuda.is_available():
+            kwargs["deepspeed"] = ds
+        else:
+            skip_shm_comm_op()
+            kwargs["deepspeed"] = adapt_for_cpu(ds)
     return kwargs
 
 

@@ -76,7 +76,20 @@ def completeness_callback():
             if dist.is_available() and dist.is_initialized():
                 dist.barrier()
             folder = Path(args.output_dir, f"checkpoint-{state.global_step}")
+            crash_during_save(state.global_step)
             if state.is_local_process_zero and folder.is_dir():
                 mark_complete(folder, state.global_step)
 
     return MarkComplete()
+
+
+def crash_during_save(step: int) -> None:
+    """Fault injection for the reliability suite: `ORCH_FAILPOINT=checkpoint-save:STEP` SIGKILLs this process
+    after checkpoint STEP is written but before it is marked complete (a node dying mid-save). It fires on a
+    job's first attempt only (`ORCH_RESTART_COUNT` unset), so the restart can show the recovery."""
+    import os
+    import signal
+
+    point, _, at = os.environ.get("ORCH_FAILPOINT", "").partition(":")
+    if point == "checkpoint-save" and at == str(step) and not os.environ.get("ORCH_RESTART_COUNT"):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -59,6 +59,15 @@ def adapt_for_cpu(cfg: dict) -> dict:
     return cfg
 
 
+def skip_shm_comm_op() -> None:
+    """On CPU, stop DeepSpeed from compiling its shared-memory comm op (~90 s per fresh machine, used only by
+    inference all-reduce, never by training). Must run before anything builds DeepSpeed's torch backend."""
+    import importlib
+
+    # `import deepspeed.comm.torch as m` would bind the torch package itself (deepspeed.comm re-exports `torch`)
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
 def init_cpu_distributed() -> None:
     """Start DeepSpeed's process group on gloo (CPU): must run after `TrainingArguments` and before `from_pretrained`."""
     import deepspeed

@@ -39,6 +39,7 @@ def preference_dataset(paths: list[str], cfg: TrainConfig, chat: bool):
 def run_dpo(cfg: TrainConfig) -> str:
     """Train the policy on preference pairs and return the output folder."""
     import torch
+    from transformers import set_seed
     from trl import DPOTrainer
 
     # 1. Arguments first (process group, DeepSpeed config); DPO knobs come from the `dpo:` section.
@@ -53,6 +54,7 @@ def run_dpo(cfg: TrainConfig) -> str:
     eval_ds = preference_dataset([cfg.data.eval], cfg, chat) if cfg.data.eval else None
     say(args, f"preference pairs: {len(train_ds)} train, {len(eval_ds) if eval_ds else 0} eval")
     # 3. Policy model; the reference is implicit (adapter off) for LoRA, a frozen copy made by trl otherwise.
+    set_seed(args.seed)  # the same adapter init on any world size, so runs compare
     model = load_model(cfg, use_bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing)
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))

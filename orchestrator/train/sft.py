@@ -29,7 +29,7 @@ def data_spec(cfg: TrainConfig):
 def run_sft(cfg: TrainConfig) -> str:
     """Train as configured and return the output folder (weights or adapter, tokenizer, checkpoints, runs/)."""
     import torch
-    from transformers import Trainer
+    from transformers import Trainer, set_seed
 
     from orchestrator.train.data.collate import make_collator
     from orchestrator.train.data.dataset import build_sft_datasets
@@ -46,6 +46,7 @@ def run_sft(cfg: TrainConfig) -> str:
     say(args, report.summary())
     say(args, sanity_table(list(train_ds[0]["input_ids"]), list(train_ds[0]["labels"]), tokenizer))
     # 4. Model in its fine-tuning mode.
+    set_seed(args.seed)  # the same adapter init on any world size, so runs compare
     model = load_model(cfg, use_bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing)
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
