@@ -93,7 +93,7 @@ def pick_nproc(nodes: list[Node], requested: int | None) -> int:
     return counts.pop() or 1
 
 
-def job_env(inventory_env: dict[str, str], node: Node, spec: JobSpec, rank: int, nnodes: int) -> dict[str, str]:
+def job_env(node: Node, spec: JobSpec, rank: int, nnodes: int, shared_fs: bool) -> dict[str, str]:
     """The environment a node's job runs with: node/cluster env, the user's --env, and orch's own tags."""
     for key in spec.env:
         if not _ENV_KEY.match(key):
@@ -104,6 +104,7 @@ def job_env(inventory_env: dict[str, str], node: Node, spec: JobSpec, rank: int,
         "ORCH_NODE": node.name,
         "ORCH_NODE_RANK": str(rank),
         "ORCH_NNODES": str(nnodes),
+        "ORCH_SHARED_FS": "1" if shared_fs else "0",
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -122,7 +123,7 @@ def plan_job(inventory: Inventory, spec: JobSpec, master_port: int) -> JobPlan:
     for rank, node in enumerate(nodes):
         job_dir = posixpath.join(node.workdir, "jobs", spec.job_id)
         code_dir = posixpath.join(job_dir, "code")
-        env = job_env(inventory.env, node, spec, rank, len(nodes))
+        env = job_env(node, spec, rank, len(nodes), inventory.shared_fs)
         context = dict(
             job_id=spec.job_id, node=node, rank=rank, nnodes=len(nodes), nproc_per_node=nproc,
             master_addr=master.addr, master_port=master_port, job_dir=job_dir, code_dir=code_dir,

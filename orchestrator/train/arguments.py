@@ -28,6 +28,9 @@ def worker_defaults(cfg: TrainConfig) -> dict:
         "ddp_find_unused_parameters": False,
         "save_strategy": "steps",
         "remove_unused_columns": cfg.stage == "dpo",
+        # launched by orch on nodes without a shared filesystem: every node keeps whole checkpoints, so a restart
+        # resumes on every rank (otherwise only the master has weights, optimizer and trainer state)
+        "save_on_each_node": os.environ.get("ORCH_SHARED_FS") == "0",
         **cfg.training_args,
         "output_dir": cfg.output_dir,
     }

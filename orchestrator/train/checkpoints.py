@@ -68,7 +68,8 @@ def completeness_callback():
     from transformers import TrainerCallback
 
     class MarkComplete(TrainerCallback):
-        """Barrier, then local rank 0 writes the marker (each node marks its own copy without a shared FS)."""
+        """Barrier, then local rank 0 writes the marker (each node marks its own copy without a shared FS:
+        orch then sets `save_on_each_node`, so every node's copy is whole)."""
 
         def on_save(self, args, state, control, **kwargs):
             import torch.distributed as dist
