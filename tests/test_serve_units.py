@@ -77,3 +77,17 @@ def test_adapter_base_comes_from_its_config_or_the_override(tmp_path: Path) -> N
     with pytest.raises(ServeError, match="--base"):
         resolve_source(adapter)
     assert resolve_source(adapter, base=base).base == base
+
+
+def test_stray_bytes_are_released_instead_of_held_forever(tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from orchestrator.serve.detok import IncrementalDecoder
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    stray = tokenizer.convert_tokens_to_ids("Ģ")  # byte-level BPE's symbol for the lone byte 0x80
+    ids = [stray] * 20 + tokenizer("ok", add_special_tokens=False)["input_ids"]
+    decoder = IncrementalDecoder(tokenizer)
+    pieces = [decoder.push(i) for i in ids]
+    assert "".join(pieces[:12]), "an answer of stray bytes must not stay invisible until the end"
+    assert "".join(pieces) + decoder.flush() == tokenizer.decode(ids)

@@ -29,7 +29,9 @@ def _engine(model: Path, base: Path | None):
         from orchestrator.serve.generation import Engine
         from orchestrator.serve.loader import load_model
     except ImportError as exc:
-        raise ServeError(f"serving needs torch and transformers ({exc.name} is missing): pip install 'orchestrator[train,serve]'") from None
+        raise ServeError(
+            f"serving needs torch and transformers ({exc.name} is missing): pip install 'orchestrator[train,serve]'"
+        ) from None
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     loaded = load_model(model, base)
@@ -77,7 +79,9 @@ def serve_command(model: Path, base: Path | None, host: str, port: int, model_na
     try:
         from orchestrator.serve.api import create_app
     except ImportError as exc:
-        raise ServeError(f"serving needs fastapi and uvicorn ({exc.name} is missing): pip install 'orchestrator[serve]'") from None
+        raise ServeError(
+            f"serving needs fastapi and uvicorn ({exc.name} is missing): pip install 'orchestrator[serve]'"
+        ) from None
     name = model_name or model.resolve().name
     app = create_app(engine, name, api_key=api_key, default_max_tokens=max_new_tokens)
     url = url_of(sock)

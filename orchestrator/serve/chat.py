@@ -42,7 +42,10 @@ def chat_loop(engine: Engine, params: SamplingParams, stdin: TextIO, stdout: Tex
     while True:
         if interactive:
             say("you> ")
-        line = stdin.readline()
+        try:
+            line = stdin.readline()
+        except KeyboardInterrupt:
+            line = ""
         if not line:
             if interactive:
                 say("\n")

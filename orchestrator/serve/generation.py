@@ -133,6 +133,7 @@ class Engine:
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         pieces: list[str] = []
+        pad = self.tokenizer.pad_token_id
 
         def emit(piece: str) -> None:
             pieces.append(piece)
@@ -149,7 +150,7 @@ class Engine:
             top_p=None if params.greedy else params.top_p,
             top_k=None if params.greedy else 0,
             eos_token_id=sorted(self.eos_ids) or None,
-            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids, default=0),
+            pad_token_id=pad if pad is not None else min(self.eos_ids, default=0),
         )
         processors = LogitsProcessorList()
         if params.presence_penalty or params.frequency_penalty:

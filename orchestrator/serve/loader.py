@@ -58,7 +58,9 @@ def resolve_source(path: str | Path, base: str | Path | None = None) -> ModelSou
         if base is not None:
             raise ServeError(f"--base is only for adapter folders, and {folder} has no {ADAPTER_CONFIG}")
         if not (folder / "config.json").is_file():
-            raise ServeError(f"{folder} is neither a model folder (config.json) nor an adapter folder ({ADAPTER_CONFIG})")
+            raise ServeError(
+                f"{folder} is neither a model folder (config.json) nor an adapter folder ({ADAPTER_CONFIG})"
+            )
         return ModelSource(base=folder, adapter=None, tokenizer=folder)
     try:
         recorded = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")

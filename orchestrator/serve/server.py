@@ -44,8 +44,11 @@ def _server(app: Any) -> Any:
 
 
 def serve_forever(app: Any, sock: socket.socket) -> None:
-    """Serve until Ctrl-C / SIGTERM."""
-    _server(app).run(sockets=[sock])
+    """Serve until Ctrl-C (returns quietly) or SIGTERM (uvicorn shuts down, then lets the signal end the process)."""
+    try:
+        _server(app).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
 
 
 class ServerThread:
