@@ -1,0 +1,58 @@
+"""`orch doctor` and the launch preflight on the namespace test cluster, and `orch restart --exclude-node`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.orch_cli import job_json, orch
+from tests.test_controller_cluster import wait_state
+
+PROJECT_SCRIPTS = ("allreduce.py",)  # copied into the `project` fixture (tests/conftest.py)
+
+
+def test_doctor_reports_every_node_and_the_smoke_all_reduce_passes(env, cluster):
+    result = orch("doctor", "--nodes", "node0,node1,node2", "--smoke", "--json", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["hard"] == [] and report["smoke"] == "SUCCEEDED"
+    facts = {n["name"]: n for n in report["nodes"]}
+    assert set(facts) == {"node0", "node1", "node2"}
+    torch_versions = {n["versions"]["torch"] for n in facts.values()}
+    assert len(torch_versions) == 1 and None not in torch_versions
+    assert all(abs(n["clock_skew_s"]) < 2 and n["disk_free_gb"] > 0 for n in facts.values())
+    assert facts["node1"]["route"] == "eth0"  # the interface that reaches the master
+
+
+def test_launch_refuses_a_node_without_torch_and_names_it(project, env, cluster, tmp_path):
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    text = cluster.inventory.read_text()
+    node1 = next(n for n in cluster.nodes if n.name == "node1")
+    text = text.replace(f'addr = "{node1.addr}"\n', f'addr = "{node1.addr}"\npython = "{bare}/bin/python"\n')
+    inventory = tmp_path / "cluster.toml"
+    inventory.write_text(text)
+    launched = orch("launch", "--cluster", str(inventory), "--nodes", "node0,node1", "--", "python", "allreduce.py",
+                    cwd=project, env=env)
+    assert launched.returncode == 2
+    assert "preflight checks failed" in launched.stderr and "node1: torch is not installed" in launched.stderr
+    assert "--skip-checks" in launched.stderr and "Traceback" not in launched.stderr
+    doctor = orch("doctor", "--cluster", str(inventory), "--nodes", "node0,node1", env=env)
+    assert doctor.returncode == 2 and "node1: torch is not installed" in doctor.stderr
+
+
+def test_restart_without_a_bad_node(project, env, cluster):
+    failed = orch("launch", "--nodes", "node2,node3", "--env", "FAIL_RANK=1", "--", "python", "allreduce.py",
+                  cwd=project, env=env)
+    first = failed.stdout.splitlines()[0].strip()
+    assert job_json(first, env=env)["state"] == "FAILED"
+    restarted = orch("restart", first, "--exclude-node", "node3", env=env, timeout=120)
+    assert restarted.returncode == 0, restarted.stderr
+    second = restarted.stdout.splitlines()[0].strip()
+    status = wait_state(second, {"SUCCEEDED", "FAILED"}, env)
+    assert status["state"] == "SUCCEEDED" and [n["name"] for n in status["nodes"]] == ["node2"]
+    assert status["restart_of"] == first and status["attempt"] == 1
+    assert "rank 0/1 node node2 sum 1" in restarted.stdout
+    assert Path(status["run_dir"]).is_dir()
