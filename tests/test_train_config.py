@@ -71,3 +71,32 @@ def test_a_launched_jobs_relative_output_dir_lands_in_the_output_root(tmp_path, 
     cfg = load_config(config)
     assert cfg.output_dir == str(tmp_path / "outputs" / "out")
     assert cfg.resume_from_checkpoint == "latest"
+
+
+def test_chatglm3_style_yaml_runs_like_the_demo_passes_it(tmp_path):
+    """`python -m orchestrator.train configs/lora.yaml --model BASE --data-dir data/AdvertiseGen`, as in
+    ChatGLM3's finetune_hf.py, trains on its conversations files."""
+    import json
+
+    from orchestrator.demo import build_project
+
+    build_project(tmp_path / "project", epochs=1)
+    data = tmp_path / "AdvertiseGen"
+    data.mkdir()
+    rows = [json.loads(line) for line in (tmp_path / "project" / "data" / "train.jsonl").read_text().splitlines()]
+    conversations = [{"conversations": row["messages"]} for row in rows if "messages" in row][:40]
+    (data / "train.json").write_text(json.dumps(conversations, ensure_ascii=False))
+    (data / "dev.json").write_text(json.dumps(conversations[:4], ensure_ascii=False))
+    config = tmp_path / "lora.yaml"
+    config.write_text(
+        "data_config: {train_file: train.json, val_file: dev.json, test_file: dev.json, num_proc: 1}\n"
+        "max_input_length: 96\nmax_output_length: 32\n"
+        f"training_args: {{output_dir: {tmp_path / 'output'}, max_steps: 2, per_device_train_batch_size: 2,"
+        " learning_rate: 5.0e-4, save_strategy: 'no', report_to: none, predict_with_generate: true}\n"
+        "peft_config: {peft_type: LORA, task_type: CAUSAL_LM, r: 4, lora_alpha: 16, lora_dropout: 0.1,"
+        " target_modules: [q_proj, v_proj]}\n")
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.train", str(config), "--model",
+                           str(tmp_path / "project" / "base"), "--data-dir", str(data)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "output" / "adapter_model.safetensors").exists()
