@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import socket
 import time
 from pathlib import Path
 from typing import Callable
@@ -81,9 +83,6 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
 
 def launcher_died(job: JobRecord) -> bool:
     """A PENDING job whose `orch launch` process no longer exists on this host will never finish starting."""
-    import os
-    import socket
-
     launcher = job.options.get("launcher") or {}
     if launcher.get("host") != socket.gethostname() or not launcher.get("pid"):
         return False
