@@ -67,6 +67,7 @@ def probe_command(job_dir: str, log_offset: int | None) -> str:
         "[ -f started_at ] && echo started=$(cat started_at); "
         "[ -f ended_at ] && echo ended=$(cat ended_at); "
         "[ -f stopped_at ] && echo stopped=1; "
+        "[ -f stop_started ] && [ ! -f stop_done ] && echo stopping=1; "
         "if [ -n \"$pgid\" ] && [ -r /proc/$pgid/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pgid/status;"
         " then echo alive=1; else echo alive=0; fi; "
         "[ -f log ] && echo quiet=$(( $(date +%s) - $(stat -c %Y log) )); "
@@ -95,7 +96,8 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
     probe = Probe(
         reachable=True, dir_exists=facts.get("dir") == "1", pgid=number("pgid"), alive=facts.get("alive") == "1",
         exit_code=number("exit_code"), started=number("started", float), ended=number("ended", float),
-        stopped=facts.get("stopped") == "1", last_line=facts.get("last", ""), quiet_s=number("quiet", float),
+        stopped=facts.get("stopped") == "1", stopping=facts.get("stopping") == "1",
+        last_line=facts.get("last", ""), quiet_s=number("quiet", float),
     )
     return probe, log
 

@@ -23,6 +23,7 @@ class Probe:
     started: float | None = None
     ended: float | None = None
     stopped: bool = False  # `orch stop` ran there before the job wrote an exit code
+    stopping: bool = False  # a stop sweep is under way there: not final until it has left nothing behind
     last_line: str = ""
     quiet_s: float | None = None  # seconds since the node's log last grew
 
@@ -33,6 +34,8 @@ def node_state(probe: Probe, since_launch: float, previous: str) -> str:
         return previous
     if not probe.reachable:  # the probe already waited out ssh's keep-alives (~15 s): a real outage
         return LOST if previous != STARTING or since_launch > START_GRACE_S else previous
+    if probe.stopping:
+        return RUNNING
     if probe.exit_code is not None:
         return SUCCEEDED if probe.exit_code == 0 else FAILED
     if probe.alive:
