@@ -63,13 +63,15 @@ def probe_command(job_dir: str, log_offset: int | None) -> str:
     script = (
         f"cd {d} 2>/dev/null || {{ echo dir=0; exit 0; }}; echo dir=1; "
         "pgid=$(cat pgid 2>/dev/null); echo pgid=$pgid; "
+        # liveness before the exit code: the script writes exit_code before it exits, so a dead launcher seen
+        # here always has its exit_code visible below (the other order races a job that ends mid-probe)
+        "if [ -n \"$pgid\" ] && [ -r /proc/$pgid/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pgid/status;"
+        " then echo alive=1; else echo alive=0; fi; "
         "[ -f exit_code ] && echo exit_code=$(cat exit_code); "
         "[ -f started_at ] && echo started=$(cat started_at); "
         "[ -f ended_at ] && echo ended=$(cat ended_at); "
         "[ -f stopped_at ] && echo stopped=1; "
         "[ -f stop_started ] && [ ! -f stop_done ] && echo stopping=1; "
-        "if [ -n \"$pgid\" ] && [ -r /proc/$pgid/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pgid/status;"
-        " then echo alive=1; else echo alive=0; fi; "
         "[ -f log ] && echo quiet=$(( $(date +%s) - $(stat -c %Y log) )); "
         "echo last=$(tail -n 1 log 2>/dev/null | tr -d '\\r' | cut -c1-300)"
     )
