@@ -33,7 +33,9 @@ data:
   template: chatml
   max_length: 256
   packing: true
-lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear}}
+# the base is random: adapters alone cannot learn its vocabulary, so the embeddings and the output layer train
+# too (saved whole in the adapter folder; `orch merge` folds them in)
+lora: {{r: 16, alpha: 32, dropout: 0.0, target_modules: all-linear, modules_to_save: [embed_tokens, lm_head]}}
 training_args:
   output_dir: out/lora          # relative: lands in the node's outputs folder for this project
   num_train_epochs: {epochs}

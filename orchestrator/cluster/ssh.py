@@ -111,10 +111,12 @@ class Session:
             self._masters[node.name] = node
 
     def close(self) -> None:
-        """End every master connection this session opened and remove its control folder."""
-        for node in list(self._masters.values()):
-            subprocess.run(self.ssh_options(node) + ["-O", "exit", "--", node.host],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """End every master connection this session opened (all at once) and remove its control folder."""
+        enders = [subprocess.Popen(self.ssh_options(node) + ["-O", "exit", "--", node.host],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for node in self._masters.values()]
+        for ender in enders:
+            ender.wait()
         self._masters.clear()
         shutil.rmtree(self._control_dir, ignore_errors=True)
 
