@@ -59,8 +59,8 @@ def job_state(node_states: list[str], stop_requested: bool) -> str:
         return STOPPED
     if FAILED in node_states:
         return FAILED
-    if LOST in node_states:
-        return LOST
+    if LOST in node_states:  # a node vanished: the job failed, unless orch lost sight of every node at once
+        return LOST if all(s == LOST for s in node_states) else FAILED
     if all(s == SUCCEEDED for s in node_states):
         return SUCCEEDED
     return STOPPED

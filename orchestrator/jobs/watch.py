@@ -40,7 +40,7 @@ def settle(job: JobRecord, session: Session | None = None) -> None:
         job.root_cause = states.root_cause([n.name for n in job.nodes], [n.rank for n in job.nodes], node_states,
                                            [n.exit_code for n in job.nodes], [n.ended for n in job.nodes])
         culprit = next((n for n in job.nodes if job.root_cause and f"node {n.name} " in job.root_cause), None)
-        if job.root_cause and culprit and session is not None:
+        if job.root_cause and culprit and culprit.state == states.FAILED and session is not None:
             tail = _log_tail(session, culprit)
             error = states.last_error(tail.splitlines())
             if error:
@@ -66,8 +66,9 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
             abandon(store, session, job)
         return {}
     since = time.time() - job.created
-    by_name = {n.name: n for n in job.nodes}
-    results = fan_out([n.node for n in job.nodes], lambda node: remote.probe(
+    # a LOST node stays LOST: probing it again would only wait out another ssh timeout on every poll
+    by_name = {n.name: n for n in job.nodes if n.state != states.LOST}
+    results = fan_out([n.node for n in by_name.values()], lambda node: remote.probe(
         session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank)))
     chunks: dict[int, bytes] = {}
     for name, (probe, log) in results.items():
@@ -137,7 +138,9 @@ def fail_fast(store: Store, session: Session, job: JobRecord) -> bool:
         return False
     running = [n for n in job.nodes if n.state in (states.RUNNING, states.STARTING)]
     settle(job, session)  # records the root cause before the consequences show up
-    stop_nodes(session, job.nodes)  # the failed node too: its orphaned workers must go
+    # the failed node too (its orphaned workers must go), but not a lost one: it cannot be reached, and waiting
+    # on it would delay stopping the others; `orch stop` sweeps it once it is back
+    stop_nodes(session, [n for n in job.nodes if n.state != states.LOST])
     refresh(store, session, job)
     for record in running:  # stopped because of another node's failure, not by the user
         if record.state in (states.STOPPED, states.LOST) and record.exit_code is None:
