@@ -14,4 +14,5 @@ fi
 PY=${PYTHON:-python3}
 # torch first and pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $PY -m pip install -q torch==2.13.0
-$PY -m pip install -q -e ".[train,serve,test]"
+# the versions the suite last ran green with (scripts/constraints.txt); pyproject.toml keeps the ranges
+$PY -m pip install -q -c scripts/constraints.txt -e ".[train,serve,test]"

@@ -93,7 +93,7 @@ def test_network_loss_marks_the_job_failed_and_stop_cleans_up_after(project, env
         by_name = {n["name"]: n for n in status["nodes"]}
         assert by_name["node3"]["state"] == "LOST"
         assert "node3" in status["root_cause"]
-        assert took < 40, took  # ~10 s of missed keep-alives, a probe timeout, then the others stop at once
+        assert took < 45, took  # missed keep-alives + a probe timeout (~20 s), then the others stop at once
         assert tagged_processes(cluster, job_id)["node2"] == 0  # the reachable node was stopped
     finally:
         subprocess.run(["ip", "netns", "exec", node3.netns, "ip", "link", "set", "eth0", "up"], check=True)
