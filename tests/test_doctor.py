@@ -56,3 +56,19 @@ def test_restart_without_a_bad_node(project, env, cluster):
     assert status["restart_of"] == first and status["attempt"] == 1
     assert "rank 0/1 node node2 sum 1" in restarted.stdout
     assert Path(status["run_dir"]).is_dir()
+
+
+def test_launch_refuses_a_config_naming_a_path_a_node_lacks(project, env, cluster):
+    (project / "job.yaml").write_text("model: /opt/orch-test-no-such-model\ndata: {train: [train.jsonl]}\n")
+    (project / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
+    def job_dirs() -> list[set[str]]:
+        folders = [cluster.node_path(n, "jobs") for n in ("node0", "node1")]
+        return [{p.name for p in f.iterdir()} if f.is_dir() else set() for f in folders]
+
+    before = job_dirs()
+    launched = orch("launch", "--nodes", "node0,node1", "job.yaml", cwd=project, env=env)
+    assert launched.returncode == 2 and "Traceback" not in launched.stderr
+    for node in ("node0", "node1"):
+        assert (f"{node}: /opt/orch-test-no-such-model (job.yaml: model) does not exist there"
+                in launched.stderr), launched.stderr
+    assert job_dirs() == before  # nothing started

@@ -32,7 +32,9 @@ def train_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("cluster-train") / "llm"
     build_project(folder, epochs=1)
-    (folder / ".orchignore").write_text("out/\n")  # the base model travels with the project
+    # the base model and the data are git-ignored, as they usually are: they travel because the config names them
+    (folder / ".orchignore").write_text("out/\n")
+    (folder / ".gitignore").write_text("base/\ndata/\nmerged/\n")
     (folder / "two_nodes.yaml").write_text(CONFIG.format(batch=2))
     (folder / "one_process.yaml").write_text(CONFIG.format(batch=4))
     return folder

@@ -45,6 +45,9 @@ def _command(args: tuple[str, ...]) -> list[str]:
 @click.option("--nproc-per-node", type=int, help="Processes per node (default: the nodes' gpus, else 1).")
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Extra environment for the job.")
 @click.option("--no-sync", is_flag=True, help="Do not send the project folder (it is already on the nodes).")
+@click.option("--sync", "sync_paths", multiple=True, metavar="PATH",
+              help="A project file or folder to send even if .gitignore/.orchignore leave it out (repeatable); "
+                   "the data, model and DeepSpeed files a training config names are sent this way by themselves.")
 @click.option("--templates", type=click.Path(file_okay=False), help="Folder of templates overriding the built-ins.")
 @click.option("--dry-run", is_flag=True, help="Print every node's rendered scripts and touch nothing.")
 @click.option("--detach", is_flag=True, help="Return at once; a background watcher enforces fail-fast.")
@@ -58,8 +61,8 @@ def _command(args: tuple[str, ...]) -> list[str]:
               help="After a hang report: stop the job as FAILED, or keep waiting.")
 @click.option("--json", "as_json", is_flag=True, help="With --detach: print the job as JSON.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, templates, dry_run, detach, force,
-           skip_checks, max_restarts, hang_timeout, on_hang, as_json, command):
+def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, sync_paths, templates, dry_run, detach,
+           force, skip_checks, max_restarts, hang_timeout, on_hang, as_json, command):
     """Start CONFIG.yaml (the built-in worker) or `-- CMD ...` under torchrun on every node at once."""
     from orchestrator.cluster.inventory import load_inventory
     from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, launch as start_job
@@ -74,9 +77,9 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, t
     if nodes is not None and not names:
         raise OrchError("--nodes is empty")
     request = LaunchRequest(command=_command(command), nodes=names, nproc_per_node=nproc_per_node,
-                            env=_parse_env(env_pairs), sync_code=not no_sync, templates=templates,
-                            checks=not skip_checks, max_restarts=max_restarts, hang_timeout=hang_timeout,
-                            on_hang=on_hang)
+                            env=_parse_env(env_pairs), sync_code=not no_sync, sync_paths=list(sync_paths),
+                            templates=templates, checks=not skip_checks, max_restarts=max_restarts,
+                            hang_timeout=hang_timeout, on_hang=on_hang)
     if dry_run:
         click.echo(render_dry_run(inventory, request), nl=False)
         return

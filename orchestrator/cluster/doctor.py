@@ -60,10 +60,11 @@ class NodeFacts:
     route: str = ""
     gpus: int | None = None
     gpu_busy: int | None = None
+    missing: list[str] = field(default_factory=list)  # paths the job names that this node lacks
 
 
-def facts_command(node: Node, master_addr: str, port: int | None, deep: bool) -> str:
-    """The shell that prints key=value facts on a node."""
+def facts_command(node: Node, master_addr: str, port: int | None, deep: bool, paths: tuple[str, ...] = ()) -> str:
+    """The shell that prints key=value facts on a node; `paths` must exist there (one `missing=` line each)."""
     setup = "".join(f"{line}; " for line in node.setup)
     py = _VERSIONS_PY.replace("DEEP", str(deep)).replace("PORT", str(port or 0))
     workdir = shlex.quote(node.workdir)
@@ -75,7 +76,8 @@ def facts_command(node: Node, master_addr: str, port: int | None, deep: bool) ->
         "if command -v nvidia-smi >/dev/null 2>&1; then "
         "echo gpus=$(nvidia-smi -L 2>/dev/null | grep -c GPU); "
         "echo gpu_busy=$(nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null | grep -c .); fi; "
-        f"{shlex.quote(node.python)} -c {shlex.quote(py)} 2>&1 | tail -n 1"
+        + "".join(f"[ -e {shlex.quote(p)} ] || echo missing={shlex.quote(p)}; " for p in paths)
+        + f"{shlex.quote(node.python)} -c {shlex.quote(py)} 2>&1 | tail -n 1"
     )
 
 
@@ -90,6 +92,8 @@ def parse_facts(name: str, text: str) -> NodeFacts:
             facts.route = words[words.index("dev") + 1] if "dev" in words else ""
         elif key in ("gpus", "gpu_busy") and value.isdigit():
             setattr(facts, key, int(value))
+        elif key == "missing":
+            facts.missing.append(value)
         elif key == "py":
             facts.versions = json.loads(value)
     if not facts.versions:
@@ -97,8 +101,10 @@ def parse_facts(name: str, text: str) -> NodeFacts:
     return facts
 
 
-def gather(session: Session, nodes: list[Node], port: int | None = None, deep: bool = False) -> list[NodeFacts]:
-    """Facts from every node at once; an unreachable node is reported, not raised."""
+def gather(session: Session, nodes: list[Node], port: int | None = None, deep: bool = False,
+           paths: tuple[str, ...] = ()) -> list[NodeFacts]:
+    """Facts from every node at once (and which of `paths` each lacks); an unreachable node is reported, not
+    raised."""
     master = nodes[0]
 
     def one(node: Node) -> NodeFacts:
@@ -107,8 +113,8 @@ def gather(session: Session, nodes: list[Node], port: int | None = None, deep: b
             sent = time.time()  # a bare round trip: latency, and the clock read half-way through it
             clock = float(session.run(node, "date +%s.%N", timeout=20).text.strip())
             received = time.time()
-            result = session.run(node, facts_command(node, master.addr, port if node is master else None, deep),
-                                 timeout=120, check=False)
+            command = facts_command(node, master.addr, port if node is master else None, deep, paths)
+            result = session.run(node, command, timeout=120, check=False)
             facts = parse_facts(node.name, result.text)
             facts.latency_ms = (received - sent) * 1000
             facts.clock_skew_s = clock - (sent + received) / 2
@@ -120,8 +126,10 @@ def gather(session: Session, nodes: list[Node], port: int | None = None, deep: b
     return [found[node.name] for node in nodes]
 
 
-def problems(facts: list[NodeFacts], max_skew_s: float = 2.0, min_disk_gb: float = 1.0) -> tuple[list[str], list[str]]:
-    """(hard, soft) problems: hard ones make `orch launch` refuse; soft ones are warnings."""
+def problems(facts: list[NodeFacts], max_skew_s: float = 2.0, min_disk_gb: float = 1.0,
+             named_by: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """(hard, soft) problems: hard ones make `orch launch` refuse; soft ones are warnings. `named_by` says which
+    config key named each checked path, for the message."""
     hard, soft = [], []
     reference = next((f for f in facts if f.reachable and f.versions), None)
     for f in facts:
@@ -136,6 +144,10 @@ def problems(facts: list[NodeFacts], max_skew_s: float = 2.0, min_disk_gb: float
                     (hard if key in HARD_KEYS else soft).append(
                         f"{f.name}: {key} {f.versions.get(key)} differs from {reference.name}'s "
                         f"{reference.versions.get(key)}")
+        for path in f.missing:
+            key = (named_by or {}).get(path)
+            hard.append(f"{f.name}: {path}{f' ({key})' if key else ''} does not exist there; orch sends only the "
+                        "project folder: stage it on every node or on the shared filesystem")
         if f.versions.get("port_free") is False:
             hard.append(f"{f.name}: master port is already in use")
         if f.clock_skew_s is not None and abs(f.clock_skew_s) > max_skew_s:

@@ -42,11 +42,13 @@ def _remote(session: Session, node: Node, path: str) -> tuple[list[str], str]:
     return ["-e", session.rsync_shell(node)], f"{node.host}:{path}"
 
 
-def rsync_argv(session: Session, node: Node, source: Path, target: str) -> list[str]:
-    """The rsync command line: same ssh as commands, a locked target, itemised output and stats."""
+def rsync_argv(session: Session, node: Node, source: Path, target: str, named: bool = False) -> list[str]:
+    """The rsync command line: same ssh as commands, a locked target, itemised output and stats. With `named`,
+    the paths listed on stdin (NUL-separated, relative to `source`) are sent whatever the ignore files say."""
     lock = shlex.quote(target + ".lock")
     remote_rsync = f"mkdir -p {shlex.quote(target)} && flock {lock} rsync"
-    argv = ["rsync", "-a", "--delete", "--itemize-changes", "--stats", *FILTERS]
+    selection = ["-r", "--from0", "--files-from=-"] if named else ["--delete", *FILTERS]
+    argv = ["rsync", "-a", "--itemize-changes", "--stats", *selection]
     if node.is_local:
         Path(target).mkdir(parents=True, exist_ok=True)
         return ["flock", target + ".lock", *argv, f"{source}/", f"{target}/"]
@@ -61,9 +63,18 @@ def parse_stats(node: str, output: str) -> SyncStats:
     return SyncStats(node, files, int(match.group(1).replace(",", "")) if match else 0)
 
 
-def sync(session: Session, node: Node, source: Path, target: str) -> SyncStats:
-    """rsync `source/` to `target/` on `node`; raise RemoteError naming the node on failure."""
-    return _run(node, rsync_argv(session, node, source, target), f"sync of {source}")
+def sync(session: Session, node: Node, source: Path, target: str, also: tuple[str, ...] = ()) -> SyncStats:
+    """rsync `source/` to `target/` on `node`; raise RemoteError naming the node on failure.
+
+    `also` (paths relative to `source`) are sent by a second pass even when `.gitignore`/`.orchignore` leave them
+    out, and only they: rsync filters cannot re-include one file of an ignored folder without its neighbours."""
+    stats = _run(node, rsync_argv(session, node, source, target), f"sync of {source}")
+    if not also:
+        return stats
+    listing = b"".join(path.encode() + b"\0" for path in also)
+    extra = _run(node, rsync_argv(session, node, source, target, named=True), f"sync of {', '.join(also)}",
+                 listing)
+    return SyncStats(node.name, stats.files_sent + extra.files_sent, stats.bytes_sent + extra.bytes_sent)
 
 
 def pull(session: Session, node: Node, source: str, target: Path, patterns: list[str]) -> SyncStats:
@@ -75,10 +86,12 @@ def pull(session: Session, node: Node, source: str, target: Path, patterns: list
     return _run(node, argv, f"copy of {source}")
 
 
-def _run(node: Node, argv: list[str], what: str) -> SyncStats:
+def _run(node: Node, argv: list[str], what: str, stdin: bytes | None = None) -> SyncStats:
     cwd = str(Path.home()) if node.is_local else None
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(argv, capture_output=True, cwd=cwd, input=stdin,
+                          stdin=subprocess.DEVNULL if stdin is None else None)
+    out, err = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace").strip()
     if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rsync exited {proc.returncode}"
+        last = err.splitlines()[-1] if err else f"rsync exited {proc.returncode}"
         raise RemoteError(f"node {node.name}: {what} failed: {last}")
-    return parse_stats(node.name, proc.stdout)
+    return parse_stats(node.name, out)

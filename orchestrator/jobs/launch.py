@@ -18,6 +18,7 @@ from orchestrator.cluster.sync import SyncStats, cache_dir, sync
 from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, states, watch
+from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import masked_env
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
@@ -32,6 +33,7 @@ class LaunchRequest:
     env: dict[str, str] = field(default_factory=dict)
     project_dir: Path = field(default_factory=Path.cwd)
     sync_code: bool = True
+    sync_paths: list[str] = field(default_factory=list)  # ignored project paths to send anyway (`--sync`)
     templates: str | None = None
     checks: bool = True  # preflight (versions, port) on every node; a hard mismatch refuses the launch
     max_restarts: int = 0  # relaunch this many times after a failure (training resumes from its checkpoint)
@@ -63,9 +65,13 @@ def make_spec(request: LaunchRequest, job_id: str) -> planning.JobSpec:
 
 
 def dry_run(inventory: Inventory, request: LaunchRequest) -> str:
-    """The rendered scripts for every node, touching nothing (an auto port shows as a placeholder 29500)."""
+    """The rendered scripts for every node, touching nothing (an auto port shows as a placeholder 29500), and
+    the files the job names: sent with the code, or checked on the nodes."""
     spec = make_spec(request, "DRYRUN")
-    return planning.describe(planning.plan_job(inventory, spec, inventory.master_port or 29500))
+    text = planning.describe(planning.plan_job(inventory, spec, inventory.master_port or 29500))
+    inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
+    text += "".join(f"# sent with the code even if ignored: {path}\n" for path in inputs.inside)
+    return text + "".join(f"# must exist on every node ({key}): {path}\n" for key, path in inputs.outside)
 
 
 def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: Session, job_id: str,
@@ -79,6 +85,8 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     started_at = time.monotonic()
     spec = make_spec(request, job_id)
     draft = planning.plan_job(inventory, spec, inventory.master_port or 0)  # validates before any I/O
+    inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
+    outside = tuple(path for _, path in inputs.outside)
     job = _record(store, inventory, request, draft, lineage or {})
     git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
@@ -90,12 +98,14 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     def prepare(node) -> SyncStats | None:
         session.connect(node)
         with ThreadPoolExecutor(2) as side:
-            check = side.submit(doctor.gather, session, [node], inventory.master_port) if request.checks else None
+            check = side.submit(doctor.gather, session, [node], inventory.master_port, False, outside) \
+                if request.checks else None
             if node.name == master.name and not port:
                 port.append(remote.free_port(session, node))
             stats = None
             if share_code:
-                stats = sync(session, node, request.project_dir.resolve(), cache_dir(node, spec.project_name))
+                stats = sync(session, node, request.project_dir.resolve(), cache_dir(node, spec.project_name),
+                             inputs.inside)
             if check is not None:
                 facts[node.name] = check.result()[0]
         return stats
@@ -110,7 +120,9 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     plan = draft
     try:
         synced = {k: v for k, v in fan_out([p.node for p in draft.nodes], prepare).items() if v}
-        hard, _ = doctor.problems([facts[p.node.name] for p in draft.nodes]) if request.checks else ([], [])
+        named_by = {path: key for key, path in inputs.outside}
+        hard, _ = doctor.problems([facts[p.node.name] for p in draft.nodes], named_by=named_by) \
+            if request.checks else ([], [])
         if hard:
             raise PreflightError("preflight checks failed (see `orch doctor`; --skip-checks to override): "
                                  + "; ".join(hard))

@@ -1,0 +1,114 @@
+"""The files a job names besides its code: data, base model, DeepSpeed config, mixture members, `--sync` paths.
+
+Those inside the project folder travel with the code even when `.gitignore` / `.orchignore` leave them out (data
+and checkpoints usually are ignored); those outside it are never copied, so the launch preflight checks that every
+node already has them (`/data/models/...` staged on each node or on a shared filesystem). Pure decisions over the
+controller's files: no remote I/O here.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from orchestrator.errors import PlanError, located
+
+MIXTURE_MAX_BYTES = 1 << 20  # a mixture config is small; a bigger .json is a data file, not read here
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """`inside`: project-relative POSIX paths sent with the code; `outside`: absolute paths each node must have,
+    with the config key that named them."""
+
+    inside: tuple[str, ...] = ()
+    outside: tuple[tuple[str, str], ...] = ()
+
+
+def job_inputs(command: list[str], sync_paths: list[str], project: Path) -> JobInputs:
+    """Inputs of a launch: `--sync` paths, plus the files a training config names when the job runs one."""
+    project = project.resolve()
+    named: list[tuple[str, str]] = []
+    for path in sync_paths:
+        if not (project / path).exists():
+            raise PlanError(f"--sync {path}: no such file or folder in {project}")
+        named.append(("--sync", path))
+    if command[:2] == ["-m", "orchestrator.train"] and len(command) > 2:
+        config = project / command[2]
+        named += [(f"{command[2]}: {key}", path) for key, path in config_paths(config)]
+        named += [(f"{command[2]}: mixture {key}", str(p)) for key, p in mixture_members(config, project)]
+    return classify(named, project)
+
+
+def config_paths(config: Path) -> list[tuple[str, str]]:
+    """(key, path) for every path-like value in a training config: model, data.train/eval, deepspeed JSON.
+    Relative values resolve against the config's `data_dir` (default: the project folder)."""
+    try:
+        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise PlanError(located(str(config), mark.line + 1 if mark else None, f"malformed YAML: {exc}")) from None
+    if not isinstance(raw, dict):
+        return []
+    base = str(raw.get("data_dir") or ".")
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    train = data.get("train")
+    found = [("model", raw.get("model"))]
+    found += [(f"data.train[{i}]", p) for i, p in enumerate(train if isinstance(train, list) else [train])]
+    found += [("data.eval", data.get("eval"))]
+    found = [(key, p if base == "." else posixpath.join(base, p)) for key, p in found if isinstance(p, str) and p]
+    deepspeed = raw.get("deepspeed")
+    if isinstance(deepspeed, str) and deepspeed.endswith(".json"):
+        found.append(("deepspeed", deepspeed))
+    return found
+
+
+def mixture_members(config: Path, project: Path) -> list[tuple[str, Path]]:
+    """The data files and transforms of every mixture config (a small JSON list of datasets) the config trains on."""
+    members = []
+    for key, path in config_paths(config):
+        file = project / path
+        if not key.startswith("data.") or file.suffix != ".json" or not file.is_file():
+            continue
+        if file.stat().st_size > MIXTURE_MAX_BYTES:
+            continue
+        try:
+            entries = json.loads(file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue  # the worker reports a broken file with its line; here it is just not a mixture
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and "abs_weight" in e for e in entries):
+            continue
+        for entry in entries:
+            for field in ("path", "transforms"):
+                if isinstance(entry.get(field), str) and entry[field]:
+                    members.append((f"{entry.get('dataset_name', '?')}.{field}", file.parent / entry[field]))
+    return members
+
+
+def classify(named: list[tuple[str, str]], project: Path) -> JobInputs:
+    """Split named paths into project-relative ones (that exist here) and absolute ones outside the project.
+
+    A relative path that does not exist here is left to the worker (a hub model id, or a mistake it reports with
+    the config's file and key); a relative path that climbs out of the project cannot be placed on the nodes."""
+    inside: list[str] = []
+    outside: list[tuple[str, str]] = []
+    for key, value in named:
+        path = Path(value).expanduser()
+        absolute = path if path.is_absolute() else (project / path)
+        resolved = Path(posixpath.normpath(str(absolute)))
+        if resolved == project or project in resolved.parents:
+            if resolved.exists():
+                rel = resolved.relative_to(project).as_posix()
+                if rel not in inside:
+                    inside.append(rel)
+        elif path.is_absolute():
+            outside.append((key, str(resolved)))
+        elif resolved.exists():
+            raise PlanError(f"{key}: {value} is outside the project folder {project}, so it is not sent to the "
+                            "nodes; move it into the project or name it by an absolute path every node has")
+    return JobInputs(tuple(inside), tuple(outside))
+
