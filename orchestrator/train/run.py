@@ -14,6 +14,7 @@ def run(cfg: TrainConfig) -> str:
     """Train with the recipe for `cfg.stage` and return the output folder."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/torch_extensions"))
+    _quiet_other_ranks()
     try:
         if cfg.stage == "dpo":
             from orchestrator.train.dpo import run_dpo
@@ -24,6 +25,16 @@ def run(cfg: TrainConfig) -> str:
         return run_sft(cfg)
     finally:
         _leave_process_group()
+
+
+def _quiet_other_ranks() -> None:
+    """Only rank 0 draws progress bars (loading weights, writing shards); the others keep warnings and errors, so
+    the merged log of N processes reads like one."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _leave_process_group() -> None:
