@@ -110,6 +110,19 @@ def test_dry_run_prints_scripts_masks_secrets_and_touches_nothing(tmp_path, orch
     assert not (orch_home / "jobs.db").exists()
 
 
+def test_a_bad_training_config_is_refused_before_anything_starts(tmp_path, orch_home):
+    (tmp_path / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
+    (tmp_path / "job.yaml").write_text("model: /models/on-the-nodes\ndata: {train: [train.jsonl]}\n"
+                                       "lora: {r: 8, alpah: 16}\n")
+    result = orch("launch", "job.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "job.yaml: lora.alpah: unknown key (did you mean lora.alpha?)" in result.stderr
+    assert not (orch_home / "jobs.db").exists()  # no job recorded, nothing launched
+    (tmp_path / "job.yaml").write_text("model: /models/on-the-nodes\ndata: {train: [train.jsonl]}\n")
+    dry = orch("launch", "--dry-run", "job.yaml", cwd=tmp_path)  # a path only the nodes have is theirs to check
+    assert dry.returncode == 0 and "# must exist on every node (job.yaml: model): /models/on-the-nodes" in dry.stdout
+
+
 @pytest.mark.parametrize("command,expected", [
     (["python", "train.py", "--lr", "1"], ["train.py", "--lr", "1"]),
     (["python3", "-m", "pkg.main"], ["-m", "pkg.main"]),

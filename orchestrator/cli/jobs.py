@@ -30,10 +30,12 @@ def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _command(args: tuple[str, ...]) -> list[str]:
-    """A config YAML runs under the built-in worker; anything else is the user's own command."""
+    """A config YAML runs under the built-in worker (checked here first, so a typo starts nothing); anything else
+    is the user's own command."""
     if len(args) == 1 and args[0].endswith(CONFIG_SUFFIXES):
-        if not Path(args[0]).is_file():
-            raise OrchError(f"{args[0]}: config file not found")
+        from orchestrator.train.config import load_config
+
+        load_config(args[0], on_controller=True)
         return ["-m", "orchestrator.train", args[0]]
     return list(args)
 

@@ -120,8 +120,12 @@ class TrainConfig:
         return os.path.abspath(path)
 
 
-def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None) -> TrainConfig:
-    """Read and validate a YAML config; `model` and `data_dir` override the config (the command line wins)."""
+def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None,
+                on_controller: bool = False) -> TrainConfig:
+    """Read and validate a YAML config; `model` and `data_dir` override the config (the command line wins).
+
+    `on_controller`: the check `orch launch` runs before anything starts, on a machine that may lack the nodes'
+    absolute paths and transformers: those paths and the `training_args` names are left to the worker."""
     src = str(path)
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -137,7 +141,7 @@ def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str
         raw["model"] = model
     try:
         cfg = _build(TrainConfig, {**raw, "source": src, "data_dir": data_dir or raw.get("data_dir", ".")}, "")
-        _check(cfg)
+        _check(cfg, on_controller)
     except ConfigError as exc:
         raise ConfigError(f"{src}: {exc}") from None
     return cfg
@@ -174,21 +178,21 @@ def translate_chatglm3(raw: dict, src: str) -> dict:
     return out
 
 
-def _check(cfg: TrainConfig) -> None:
+def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
     """Cross-field checks and file existence; the messages name the key."""
     if not cfg.data.train:
         raise ConfigError("data.train: at least one training file is required")
     for i, p in enumerate(cfg.data.train):
-        _must_exist(p, cfg.data_dir, f"data.train[{i}]")
+        _must_exist(p, cfg.data_dir, f"data.train[{i}]", on_controller)
     if cfg.data.eval:
-        _must_exist(cfg.data.eval, cfg.data_dir, "data.eval")
+        _must_exist(cfg.data.eval, cfg.data_dir, "data.eval", on_controller)
     if not 0.0 <= cfg.data.eval_ratio < 1.0:
         raise ConfigError(f"data.eval_ratio: must be in [0, 1) (got {cfg.data.eval_ratio})")
     if cfg.data.max_length < 8:
         raise ConfigError(f"data.max_length: must be at least 8 (got {cfg.data.max_length})")
     if Path(cfg.model).expanduser().is_dir():
         cfg.model = str(Path(cfg.model).expanduser().resolve())  # adapters then record an absolute base path
-    elif cfg.model.startswith((".", "/", "~")):
+    elif cfg.model.startswith(".") or (cfg.model.startswith(("/", "~")) and not on_controller):
         raise ConfigError(f"model: folder not found: {cfg.model}")
     if cfg.lora.r < 1:
         raise ConfigError(f"lora.r: must be a positive integer (got {cfg.lora.r})")
@@ -197,10 +201,11 @@ def _check(cfg: TrainConfig) -> None:
     if not 0.0 < cfg.freeze.trainable_fraction <= 1.0:
         raise ConfigError(f"freeze.trainable_fraction: must be in (0, 1] (got {cfg.freeze.trainable_fraction})")
     if isinstance(cfg.deepspeed, str) and cfg.deepspeed not in DEEPSPEED_PRESETS:
-        if not cfg.deepspeed.endswith(".json") or not Path(cfg.deepspeed).is_file():
+        on_nodes_only = on_controller and Path(cfg.deepspeed).expanduser().is_absolute()
+        if not cfg.deepspeed.endswith(".json") or not (on_nodes_only or Path(cfg.deepspeed).is_file()):
             raise ConfigError(f"deepspeed: expected one of {', '.join(DEEPSPEED_PRESETS)} or an existing .json file "
                               f"(got {cfg.deepspeed!r})")
-    cfg.training_args = _normalise_training_args(cfg)
+    cfg.training_args = _normalise_training_args(cfg, check_names=not on_controller)
     wants_eval = str(cfg.training_args.get("eval_strategy", "no")) not in ("no", "IntervalStrategy.NO")
     if wants_eval and not cfg.data.eval and not cfg.data.eval_ratio:
         raise ConfigError("training_args.eval_strategy: evaluation needs data.eval or data.eval_ratio")
@@ -209,8 +214,9 @@ def _check(cfg: TrainConfig) -> None:
         cfg.resume_from_checkpoint = _normalise_resume(os.environ["ORCH_RESUME"])
 
 
-def _normalise_training_args(cfg: TrainConfig) -> dict:
-    """Apply aliases, lift `deepspeed`/`resume_from_checkpoint` to the top level, and reject unknown names."""
+def _normalise_training_args(cfg: TrainConfig, check_names: bool = True) -> dict:
+    """Apply aliases, lift `deepspeed`/`resume_from_checkpoint` to the top level, and reject unknown names
+    (`check_names`: against the installed transformers/trl)."""
     args = dict(cfg.training_args)
     for old, new in TRAINING_ARG_ALIASES.items():
         if old in args:
@@ -227,6 +233,8 @@ def _normalise_training_args(cfg: TrainConfig) -> dict:
         if cfg.resume_from_checkpoint is None:
             cfg.resume_from_checkpoint = args["resume_from_checkpoint"]
         args.pop("resume_from_checkpoint")
+    if not check_names:
+        return args
     names = training_arg_names(cfg.stage)
     _reject_unknown(args, set(names), "training_args.")
     for key, value in args.items():
@@ -255,9 +263,12 @@ def training_arg_names(stage: str) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(cls) if f.init}
 
 
-def _must_exist(path: str, base: str, key: str) -> None:
-    """Raise naming `key` when the data file or folder `path` (relative to `base`) does not exist."""
+def _must_exist(path: str, base: str, key: str, on_controller: bool = False) -> None:
+    """Raise naming `key` when the data file or folder `path` (relative to `base`) does not exist; on the
+    controller an absolute path is left to the nodes (the launch preflight checks it there)."""
     full = Path(base, path).expanduser()
+    if on_controller and full.is_absolute():
+        return
     if not full.exists():
         raise ConfigError(f"{key}: file not found: {full}")
 
