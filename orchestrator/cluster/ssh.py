@@ -65,14 +65,14 @@ class Session:
         self.close()
 
     # -- building ssh command lines -------------------------------------------------------------------------
-    def ssh_options(self, node: Node) -> list[str]:
+    def ssh_options(self, node: Node, connect_timeout: float = CONNECT_TIMEOUT_S) -> list[str]:
         """ssh options (no destination) shared by commands and rsync's `-e` for this node."""
         opts = ["ssh"]
         if self.ssh_config:
             opts += ["-F", self.ssh_config]
         opts += [
             "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
+            "-o", f"ConnectTimeout={connect_timeout:.0f}",
             "-o", f"ControlPath={self._control_dir}/%C",
             "-o", f"ServerAliveInterval={KEEPALIVE_S}",
             "-o", "ServerAliveCountMax=3",
@@ -125,15 +125,16 @@ class Session:
 
     # -- running --------------------------------------------------------------------------------------------
     def run(self, node: Node, command: str, *, input: bytes | None = None, timeout: float | None = 60,
-            check: bool = True) -> Result:
+            check: bool = True, reconnect_timeout: float = CONNECT_TIMEOUT_S) -> Result:
         """Run a shell command on `node` (from the login home; locally from $HOME). Every value inside
-        `command` must already be quoted by the caller (shlex.quote)."""
+        `command` must already be quoted by the caller (shlex.quote). `reconnect_timeout` bounds the fresh
+        connection ssh falls back to when the master connection has died (watchers keep it short)."""
         if node.is_local:
             argv = ["bash", "-c", command]
             cwd = str(Path.home())
         else:
             self.connect(node)
-            argv = self.ssh_options(node) + ["-o", "ControlMaster=no", "--", node.host, command]
+            argv = self.ssh_options(node, reconnect_timeout) + ["-o", "ControlMaster=no", "--", node.host, command]
             cwd = None
         try:
             proc = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd=cwd,

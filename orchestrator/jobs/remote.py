@@ -15,6 +15,7 @@ from orchestrator.jobs.store import NodeRecord
 LOG_MARK = b"\n--orch-log--\n"
 SITECUSTOMIZE = Path(__file__).resolve().parent.parent / "templates" / "sitecustomize.py"
 LOG_CHUNK = 1 << 20
+PROBE_RECONNECT_S = 3
 
 
 def _tar(files: dict[str, tuple[str, int]]) -> bytes:
@@ -109,7 +110,10 @@ def probe(session: Session, record: NodeRecord, log_offset: int | None = None) -
     from orchestrator.errors import RemoteError
 
     try:
-        result = session.run(record.node, probe_command(record.job_dir, log_offset), timeout=20)
+        # a master connection that died of missed keep-alives means the node stopped answering: a quick retry
+        # only, so the watchers call it LOST ~10 s after it went quiet, not after another full connect timeout
+        result = session.run(record.node, probe_command(record.job_dir, log_offset), timeout=20,
+                             reconnect_timeout=PROBE_RECONNECT_S)
     except RemoteError:
         return Probe(reachable=False), b""
     return parse_probe(result.stdout)
