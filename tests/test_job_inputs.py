@@ -59,6 +59,11 @@ def test_data_dir_prefixes_relative_paths(project):
     assert inputs.outside == (("job.yaml: model", "/models/llama"),)
 
 
+def test_the_chatglm3_layout_names_its_data_files_too(project):
+    write_config(project, "data_dir: data/medical\ndata_config: {train_file: train.jsonl, val_file: unused.jsonl}\n")
+    assert set(job_inputs(TRAIN, [], project).inside) == {"data/medical/train.jsonl", "data/medical/unused.jsonl"}
+
+
 def test_mistakes_are_plan_errors_naming_the_path(project, tmp_path):
     (tmp_path / "elsewhere.jsonl").write_text("{}\n")
     write_config(project, "data: {train: [../elsewhere.jsonl]}\n")

@@ -56,10 +56,12 @@ def config_paths(config: Path) -> list[tuple[str, str]]:
         return []
     base = str(raw.get("data_dir") or ".")
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    glm = raw.get("data_config") if isinstance(raw.get("data_config"), dict) else {}  # the ChatGLM3 layout
     train = data.get("train")
     found = [("model", raw.get("model"))]
     found += [(f"data.train[{i}]", p) for i, p in enumerate(train if isinstance(train, list) else [train])]
     found += [("data.eval", data.get("eval"))]
+    found += [(f"data_config.{key}", glm.get(key)) for key in ("train_file", "val_file", "test_file")]
     found = [(key, p if base == "." else posixpath.join(base, p)) for key, p in found if isinstance(p, str) and p]
     deepspeed = raw.get("deepspeed")
     if isinstance(deepspeed, str) and deepspeed.endswith(".json"):
