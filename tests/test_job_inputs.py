@@ -43,7 +43,7 @@ def test_a_training_config_names_what_travels_and_what_each_node_needs(project):
     inputs = job_inputs(TRAIN, ["train.py"], project)
     assert set(inputs.inside) == {"train.py", "base", "data/medical/train.jsonl", "mix/mixture.json", "ds.json",
                                   "data/zh/part.jsonl", "mix/upper.py", "data/medical"}
-    assert inputs.outside == (("job.yaml: data.eval", "/srv/eval.jsonl"),)
+    assert inputs.outside == {"/srv/eval.jsonl": "job.yaml: data.eval"}
 
 
 def test_a_hub_model_id_and_a_plain_command_name_nothing(project):
@@ -56,7 +56,7 @@ def test_data_dir_prefixes_relative_paths(project):
     write_config(project, "model: /models/llama\ndata_dir: data/medical\ndata: {train: [train.jsonl]}\n")
     inputs = job_inputs(TRAIN, [], project)
     assert inputs.inside == ("data/medical/train.jsonl",)
-    assert inputs.outside == (("job.yaml: model", "/models/llama"),)
+    assert inputs.outside == {"/models/llama": "job.yaml: model"}
 
 
 def test_the_chatglm3_layout_names_its_data_files_too(project):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -23,10 +23,10 @@ MIXTURE_MAX_BYTES = 1 << 20  # a mixture config is small; a bigger .json is a da
 @dataclass(frozen=True)
 class JobInputs:
     """`inside`: project-relative POSIX paths sent with the code; `outside`: absolute paths each node must have,
-    with the config key that named them."""
+    mapped to the config key that named them."""
 
     inside: tuple[str, ...] = ()
-    outside: tuple[tuple[str, str], ...] = ()
+    outside: dict[str, str] = field(default_factory=dict)
 
 
 def job_inputs(command: list[str], sync_paths: list[str], project: Path) -> JobInputs:
@@ -38,9 +38,9 @@ def job_inputs(command: list[str], sync_paths: list[str], project: Path) -> JobI
             raise PlanError(f"--sync {path}: no such file or folder in {project}")
         named.append(("--sync", path))
     if command[:2] == ["-m", "orchestrator.train"] and len(command) > 2:
-        config = project / command[2]
-        named += [(f"{command[2]}: {key}", path) for key, path in config_paths(config)]
-        named += [(f"{command[2]}: mixture {key}", str(p)) for key, p in mixture_members(config, project)]
+        found = config_paths(project / command[2])
+        named += [(f"{command[2]}: {key}", path) for key, path in found]
+        named += [(f"{command[2]}: mixture {key}", str(p)) for key, p in mixture_members(found, project)]
     return classify(named, project)
 
 
@@ -69,10 +69,11 @@ def config_paths(config: Path) -> list[tuple[str, str]]:
     return found
 
 
-def mixture_members(config: Path, project: Path) -> list[tuple[str, Path]]:
-    """The data files and transforms of every mixture config (a small JSON list of datasets) the config trains on."""
+def mixture_members(found: list[tuple[str, str]], project: Path) -> list[tuple[str, Path]]:
+    """The data files and transforms of every mixture config (a small JSON list of datasets) among a config's
+    paths (`config_paths`)."""
     members = []
-    for key, path in config_paths(config):
+    for key, path in found:
         file = project / path
         if not key.startswith("data.") or file.suffix != ".json" or not file.is_file():
             continue
@@ -85,9 +86,9 @@ def mixture_members(config: Path, project: Path) -> list[tuple[str, Path]]:
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "abs_weight" in e for e in entries):
             continue
         for entry in entries:
-            for field in ("path", "transforms"):
-                if isinstance(entry.get(field), str) and entry[field]:
-                    members.append((f"{entry.get('dataset_name', '?')}.{field}", file.parent / entry[field]))
+            for name in ("path", "transforms"):
+                if isinstance(entry.get(name), str) and entry[name]:
+                    members.append((f"{entry.get('dataset_name', '?')}.{name}", file.parent / entry[name]))
     return members
 
 
@@ -97,7 +98,7 @@ def classify(named: list[tuple[str, str]], project: Path) -> JobInputs:
     A relative path that does not exist here is left to the worker (a hub model id, or a mistake it reports with
     the config's file and key); a relative path that climbs out of the project cannot be placed on the nodes."""
     inside: list[str] = []
-    outside: list[tuple[str, str]] = []
+    outside: dict[str, str] = {}
     for key, value in named:
         path = Path(value).expanduser()
         absolute = path if path.is_absolute() else (project / path)
@@ -108,9 +109,9 @@ def classify(named: list[tuple[str, str]], project: Path) -> JobInputs:
                 if rel not in inside:
                     inside.append(rel)
         elif path.is_absolute():
-            outside.append((key, str(resolved)))
+            outside.setdefault(str(resolved), key)
         elif resolved.exists():
             raise PlanError(f"{key}: {value} is outside the project folder {project}, so it is not sent to the "
                             "nodes; move it into the project or name it by an absolute path every node has")
-    return JobInputs(tuple(inside), tuple(outside))
+    return JobInputs(tuple(inside), outside)
 

@@ -71,7 +71,7 @@ def dry_run(inventory: Inventory, request: LaunchRequest) -> str:
     text = planning.describe(planning.plan_job(inventory, spec, inventory.master_port or 29500))
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
     text += "".join(f"# sent with the code even if ignored: {path}\n" for path in inputs.inside)
-    return text + "".join(f"# must exist on every node ({key}): {path}\n" for key, path in inputs.outside)
+    return text + "".join(f"# must exist on every node ({key}): {path}\n" for path, key in inputs.outside.items())
 
 
 def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: Session, job_id: str,
@@ -86,7 +86,6 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     spec = make_spec(request, job_id)
     draft = planning.plan_job(inventory, spec, inventory.master_port or 0)  # validates before any I/O
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
-    outside = tuple(path for _, path in inputs.outside)
     job = _record(store, inventory, request, draft, lineage or {})
     git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
@@ -98,8 +97,8 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     def prepare(node) -> SyncStats | None:
         session.connect(node)
         with ThreadPoolExecutor(2) as side:
-            check = side.submit(doctor.gather, session, [node], inventory.master_port, False, outside) \
-                if request.checks else None
+            check = side.submit(doctor.gather, session, [node], inventory.master_port,
+                                paths=tuple(inputs.outside)) if request.checks else None
             if node.name == master.name and not port:
                 port.append(remote.free_port(session, node))
             stats = None
@@ -120,8 +119,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     plan = draft
     try:
         synced = {k: v for k, v in fan_out([p.node for p in draft.nodes], prepare).items() if v}
-        named_by = {path: key for key, path in inputs.outside}
-        hard, _ = doctor.problems([facts[p.node.name] for p in draft.nodes], named_by=named_by) \
+        hard, _ = doctor.problems([facts[p.node.name] for p in draft.nodes], named_by=inputs.outside) \
             if request.checks else ([], [])
         if hard:
             raise PreflightError("preflight checks failed (see `orch doctor`; --skip-checks to override): "
