@@ -10,6 +10,7 @@ from pathlib import Path
 
 from orchestrator.cluster.inventory import Node
 from orchestrator.errors import JobError
+from orchestrator.jobs.states import FINAL as FINAL_STATES
 from orchestrator.paths import orch_home
 
 SCHEMA = """
@@ -128,16 +129,31 @@ class Store:
             )
 
     def save_progress(self, job: JobRecord) -> None:
-        """Write the observed job and node states back."""
+        """Write the observed job and node states back. A final state, once recorded by any process, stays:
+        a slower watcher adopts it instead of overwriting it. Options are not written here (see `set_option`)."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=?, master=?, options=?"
-                       " WHERE id=?", (job.state, job.ended, job.root_cause, int(job.stop_requested), job.master,
-                                       json.dumps(job.options), job.id))
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT state, ended, root_cause FROM jobs WHERE id=?", (job.id,)).fetchone()
+            if row is not None and row["state"] in FINAL_STATES:
+                job.state, job.ended, job.root_cause = row["state"], row["ended"], row["root_cause"]
+            db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=MAX(stop_requested, ?),"
+                       " master=? WHERE id=?",
+                       (job.state, job.ended, job.root_cause, int(job.stop_requested), job.master, job.id))
             db.executemany(
                 "UPDATE job_nodes SET state=?, pid=?, exit_code=?, started=?, ended=?, last_line=?"
                 " WHERE job_id=? AND rank=?",
                 [(n.state, n.pid, n.exit_code, n.started, n.ended, n.last_line, job.id, n.rank) for n in job.nodes],
             )
+
+    def set_option(self, job: JobRecord, key: str, value: object) -> None:
+        """Set one job option in the database and in `job`, keeping what other processes wrote to the others."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT options FROM jobs WHERE id=?", (job.id,)).fetchone()
+            options = json.loads(row["options"] or "{}")
+            options[key] = value
+            db.execute("UPDATE jobs SET options=? WHERE id=?", (json.dumps(options), job.id))
+        job.options = options
 
     def flags(self, job_id: str) -> tuple[bool, dict]:
         """(stop_requested, options) as other processes (a stop, the supervisor) last wrote them."""

@@ -52,8 +52,7 @@ class Guard:
                    f"(node_rank {laggard.rank}) has been quiet longest ({laggard.quiet_s:.0f} s); stacks: {report}")
         self.say(f"orch: job {job.id}: {message}")
         if self.on_hang == "fail":
-            job.options["failure"] = message  # saved first: any watcher then settles the stop as FAILED
-            self.store.save_progress(job)
+            self.store.set_option(job, "failure", message)  # saved first: any watcher then settles it as FAILED
             watch.stop_nodes(self.session, job.nodes)
             watch.refresh(self.store, self.session, job)
 
@@ -84,8 +83,7 @@ def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobR
     lineage = {"attempt": attempt, "restart_of": job.id, "first_job": job.options.get("first_job", job.id)}
     with Session(inventory.ssh_config) as session:
         new_job = launch(inventory, request, store, session, new_job_id(), lineage).job
-    job.options["restarted_as"] = new_job.id
-    store.save_progress(job)
+    store.set_option(job, "restarted_as", new_job.id)
     return new_job
 
 

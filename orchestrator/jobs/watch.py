@@ -31,8 +31,8 @@ def settle(job: JobRecord, session: Session | None = None) -> None:
     """Recompute the job state, end time and root cause (with the failed rank's last error lines)."""
     node_states = [n.state for n in job.nodes]
     job.state = states.job_state(node_states, job.stop_requested)
-    failure = job.options.get("failure")  # orch itself stopped the job as failed (a hang)
-    if failure and job.state == states.STOPPED and not job.stop_requested:
+    failure = job.options.get("failure")  # orch itself stopped the job as failed (a hang): whatever the nodes
+    if failure and job.state in (states.STOPPED, states.FAILED, states.LOST) and not job.stop_requested:
         job.state, job.root_cause = states.FAILED, failure
     if job.state in states.FINAL and job.ended is None:
         job.ended = time.time()
@@ -60,8 +60,8 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
     """Probe every node at once, update `job` and the store; return new log bytes per rank if `offsets` given."""
     if job.state in states.FINAL:
         return {}
-    job.stop_requested, job.options = store.flags(job.id)
     if job.state == states.PENDING:
+        job.stop_requested, job.options = store.flags(job.id)
         if launcher_died(job):
             abandon(store, session, job)
         return {}
@@ -70,6 +70,8 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
     by_name = {n.name: n for n in job.nodes if n.state != states.LOST}
     results = fan_out([n.node for n in by_name.values()], lambda node: remote.probe(
         session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank)))
+    # read after the probes: whoever stopped the nodes (a user's stop, a hang report) flagged why before stopping
+    job.stop_requested, job.options = store.flags(job.id)
     chunks: dict[int, bytes] = {}
     for name, (probe, log) in results.items():
         record = by_name[name]
