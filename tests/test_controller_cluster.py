@@ -125,6 +125,28 @@ def test_relaunch_sends_only_the_changed_file(project, env, cluster):
     old = cluster.node_path("node1", "jobs", first, "code", "data", "part3.txt").read_text()
     new = cluster.node_path("node1", "jobs", second, "code", "data", "part3.txt").read_text()
     assert old.startswith("shard 3") and new == "changed\n"
+    # nothing changed since: no rsync at all, the node's cache is known current and snapshotted as is
+    third = orch(*args, cwd=project, env=env, check=True).stdout.splitlines()[0]
+    sent_third = json.loads((Path(env["ORCH_HOME"]) / "runs" / third / "sync.json").read_text())
+    for node in ("node0", "node1"):
+        assert sent_third[node] == {"files_sent": [], "bytes_sent": 0, "up_to_date": True}
+    snapshot = cluster.node_path("node1", "jobs", third, "code")
+    assert sorted(p.name for p in (snapshot / "data").iterdir()) == [f"part{i}.txt" for i in range(5)]
+    assert (snapshot / "data" / "part3.txt").read_text() == "changed\n" and not (snapshot / "big.ckpt").exists()
+
+
+def test_a_cache_another_checkout_synced_into_is_not_taken_as_current(project, env, cluster, tmp_path):
+    """Two checkouts with the same folder name share a node's code cache: each launch gets its own files."""
+    other = tmp_path / "elsewhere" / project.name
+    shutil.copytree(project, other)
+    (other / "only_in_other.txt").write_text("other checkout\n")
+    args = ("launch", "--nodes", "node0", "--", "python", "allreduce.py")
+    orch(*args, cwd=project, env=env, check=True)
+    orch(*args, cwd=other, env=env, check=True)
+    mine = orch(*args, cwd=project, env=env, check=True).stdout.splitlines()[0]
+    sent = json.loads((Path(env["ORCH_HOME"]) / "runs" / mine / "sync.json").read_text())
+    assert sent["node0"]["up_to_date"] is False
+    assert not cluster.node_path("node0", "jobs", mine, "code", "only_in_other.txt").exists()
 
 
 def test_changed_host_key_is_refused(project, env, cluster, tmp_path):

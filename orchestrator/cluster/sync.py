@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+import secrets
 import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.cluster import quickcheck
 from orchestrator.cluster.inventory import Node
 from orchestrator.cluster.ssh import Session
 from orchestrator.errors import RemoteError
@@ -28,6 +30,7 @@ class SyncStats:
     node: str
     files_sent: list[str]
     bytes_sent: int
+    up_to_date: bool = False  # the node's cache already held this exact tree: no rsync ran (see quickcheck)
 
 
 def cache_dir(node: Node, project_name: str) -> str:
@@ -42,18 +45,20 @@ def _remote(session: Session, node: Node, path: str) -> tuple[list[str], str]:
     return ["-e", session.rsync_shell(node)], f"{node.host}:{path}"
 
 
-def rsync_argv(session: Session, node: Node, source: Path, target: str, named: bool = False) -> list[str]:
+def rsync_argv(session: Session, node: Node, source: Path, target: str, named: bool = False,
+               script: str = 'rsync "$@"') -> list[str]:
     """The rsync command line: same ssh as commands, a locked target, itemised output and stats. With `named`,
-    the paths listed on stdin (NUL-separated, relative to `source`) are sent whatever the ignore files say."""
+    the paths listed on stdin (NUL-separated, relative to `source`) are sent whatever the ignore files say.
+    `script` runs on the receiving side under the lock, with rsync's arguments as "$@" (see quickcheck)."""
     lock = shlex.quote(target + ".lock")
-    remote_rsync = f"mkdir -p {shlex.quote(target)} && flock {lock} rsync"
     selection = ["-r", "--from0", "--files-from=-"] if named else ["--delete", *FILTERS]
-    argv = ["rsync", "-a", "--itemize-changes", "--stats", *selection]
+    options = ["-a", "--itemize-changes", "--stats", *selection]
     if node.is_local:
         Path(target).mkdir(parents=True, exist_ok=True)
-        return ["flock", target + ".lock", *argv, f"{source}/", f"{target}/"]
+        return ["flock", target + ".lock", "sh", "-c", script, "sh", *options, f"{source}/", f"{target}/"]
     transport, spec = _remote(session, node, target)
-    return [*argv, *transport, f"--rsync-path={remote_rsync}", f"{source}/", f"{spec}/"]
+    remote_rsync = f"mkdir -p {shlex.quote(target)} && flock {lock} sh -c {shlex.quote(script)} sh"
+    return ["rsync", *options, *transport, f"--rsync-path={remote_rsync}", f"{source}/", f"{spec}/"]
 
 
 def parse_stats(node: str, output: str) -> SyncStats:
@@ -63,17 +68,22 @@ def parse_stats(node: str, output: str) -> SyncStats:
     return SyncStats(node, files, int(match.group(1).replace(",", "")) if match else 0)
 
 
-def sync(session: Session, node: Node, source: Path, target: str, also: tuple[str, ...] = ()) -> SyncStats:
+def sync(session: Session, node: Node, source: Path, target: str, also: tuple[str, ...] = (),
+         digest: str | None = None) -> SyncStats:
     """rsync `source/` to `target/` on `node`; raise RemoteError naming the node on failure.
 
     `also` (paths relative to `source`) are sent by a second pass even when `.gitignore`/`.orchignore` leave them
-    out, and only they: rsync filters cannot re-include one file of an ignored folder without its neighbours."""
-    stats = _run(node, rsync_argv(session, node, source, target), f"sync of {source}")
+    out, and only they: rsync filters cannot re-include one file of an ignored folder without its neighbours.
+    `digest` (quickcheck.tree_digest of `source`) is recorded on the node once the sync is complete."""
+    token = secrets.token_hex(8)
+    first = quickcheck.sync_script(target, token, first=True, digest=None if also else digest)
+    stats = _run(node, rsync_argv(session, node, source, target, script=first), f"sync of {source}")
     if not also:
         return stats
     listing = b"".join(path.encode() + b"\0" for path in also)
-    extra = _run(node, rsync_argv(session, node, source, target, named=True), f"sync of {', '.join(also)}",
-                 listing)
+    last = quickcheck.sync_script(target, token, first=False, digest=digest)
+    extra = _run(node, rsync_argv(session, node, source, target, named=True, script=last),
+                 f"sync of {', '.join(also)}", listing)
     return SyncStats(node.name, stats.files_sent + extra.files_sent, stats.bytes_sent + extra.bytes_sent)
 
 

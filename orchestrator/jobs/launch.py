@@ -14,7 +14,8 @@ from pathlib import Path
 from orchestrator.cluster.inventory import Inventory
 from orchestrator.cluster import doctor
 from orchestrator.cluster.ssh import Session, fan_out
-from orchestrator.cluster.sync import SyncStats, cache_dir, sync
+from orchestrator.cluster import quickcheck
+from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
 from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, states, watch
@@ -89,10 +90,14 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     job = _record(store, inventory, request, draft, lineage or {})
     git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
+    project = request.project_dir.resolve()
+    digest = quickcheck.tree_digest(project, inputs.inside, tuple(FILTERS)) if share_code else None
+    staged: set[str] = set()  # nodes whose cache was current: their snapshot is already taken
     master = draft.nodes[0].node
     port: list[int] = [inventory.master_port] if inventory.master_port else []
 
     facts: dict[str, doctor.NodeFacts] = {}
+    node_plans = {p.node.name: p for p in draft.nodes}
 
     def prepare(node) -> SyncStats | None:
         session.connect(node)
@@ -103,8 +108,12 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
                 port.append(remote.free_port(session, node))
             stats = None
             if share_code:
-                stats = sync(session, node, request.project_dir.resolve(), cache_dir(node, spec.project_name),
-                             inputs.inside)
+                cache = cache_dir(node, spec.project_name)
+                if digest and remote.stage_current_code(session, node_plans[node.name], cache, digest):
+                    staged.add(node.name)
+                    stats = SyncStats(node.name, [], 0, up_to_date=True)
+                else:
+                    stats = sync(session, node, project, cache, inputs.inside, digest)
             if check is not None:
                 facts[node.name] = check.result()[0]
         return stats
@@ -112,7 +121,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     def start(node) -> None:
         failpoint("before-start")
         node_plan = next(p for p in plan.nodes if p.node.name == node.name)
-        snapshot = cache_dir(node, spec.project_name) if share_code else None
+        snapshot = cache_dir(node, spec.project_name) if share_code and node.name not in staged else None
         shared = str(request.project_dir.resolve()) if request.sync_code and inventory.shared_fs else None
         remote.put_and_start(session, node_plan, snapshot, shared)
 
@@ -208,7 +217,8 @@ def write_run_folder(run_dir: Path, plan: planning.JobPlan, request: LaunchReque
         (run_dir / "git-commit.txt").write_text(git[0])
         (run_dir / "git-diff.patch").write_text(git[1])
     (run_dir / "sync.json").write_text(json.dumps(
-        {name: {"files_sent": s.files_sent, "bytes_sent": s.bytes_sent} for name, s in synced.items()}, indent=1))
+        {name: {"files_sent": s.files_sent, "bytes_sent": s.bytes_sent, "up_to_date": s.up_to_date}
+         for name, s in synced.items()}, indent=1))
 
 
 def git_state(folder: Path) -> tuple[str, str] | None:

@@ -7,7 +7,9 @@ import shlex
 import tarfile
 from pathlib import Path
 
+from orchestrator.cluster import quickcheck
 from orchestrator.cluster.ssh import Session
+from orchestrator.errors import RemoteError
 from orchestrator.jobs.plan import NodePlan
 from orchestrator.jobs.states import Probe
 from orchestrator.jobs.store import NodeRecord
@@ -28,6 +30,19 @@ def _tar(files: dict[str, tuple[str, int]]) -> bytes:
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def stage_current_code(session: Session, plan: NodePlan, cache: str, digest: str) -> bool:
+    """Snapshot the node's code cache into the job folder if the cache already holds this exact project tree
+    (quickcheck digest); False, touching nothing, when it needs a sync first."""
+    command = quickcheck.stage_if_current(cache, digest, plan.job_dir, plan.code_dir)
+    result = session.run(plan.node, command, check=False)
+    if result.returncode == quickcheck.NOT_CURRENT:
+        return False
+    if result.returncode != 0:
+        raise RemoteError(f"node {plan.node.name}: snapshot of the code cache failed: "
+                          f"{result.error_text or f'exit {result.returncode}'}")
+    return True
 
 
 def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, shared_code: str | None = None) -> None:
@@ -107,8 +122,6 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
 
 def probe(session: Session, record: NodeRecord, log_offset: int | None = None) -> tuple[Probe, bytes]:
     """Look at one node's job; an unreachable node gives `Probe(reachable=False)`."""
-    from orchestrator.errors import RemoteError
-
     try:
         # a master connection that died of missed keep-alives means the node stopped answering: a quick retry
         # only, so the watchers call it LOST ~10 s after it went quiet, not after another full connect timeout
