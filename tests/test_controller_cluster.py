@@ -133,6 +133,16 @@ def test_relaunch_sends_only_the_changed_file(project, env, cluster):
     snapshot = cluster.node_path("node1", "jobs", third, "code")
     assert sorted(p.name for p in (snapshot / "data").iterdir()) == [f"part{i}.txt" for i in range(5)]
     assert (snapshot / "data" / "part3.txt").read_text() == "changed\n" and not (snapshot / "big.ckpt").exists()
+    # a job that writes into a synced file in place changes the cache through the hard link: the next launch
+    # notices and repairs it
+    with open(snapshot / "data" / "part1.txt", "a") as written_by_the_job:
+        written_by_the_job.write("appended by job 3\n")
+    fourth = orch(*args, cwd=project, env=env, check=True).stdout.splitlines()[0]
+    sent_fourth = json.loads((Path(env["ORCH_HOME"]) / "runs" / fourth / "sync.json").read_text())
+    assert sent_fourth["node1"]["up_to_date"] is False and sent_fourth["node1"]["files_sent"] == ["data/part1.txt"]
+    assert sent_fourth["node0"]["up_to_date"] is True  # node0's cache was not touched
+    repaired = cluster.node_path("node1", "jobs", fourth, "code", "data", "part1.txt").read_text()
+    assert repaired == "shard 1\n" * 100
 
 
 def test_a_cache_another_checkout_synced_into_is_not_taken_as_current(project, env, cluster, tmp_path):

@@ -6,8 +6,10 @@ every entry of the project folder (path, type, size, mtime, mode; ignored files 
 test is stricter than rsync's own quick check). The node keeps the digest of its last complete sync in
 `<cache>.digest`; when it matches, the job's snapshot is taken at once, under the cache's lock, without rsync.
 
-The digest file is only ever true: every sync removes it first and writes it back at the end, under the cache's
-lock, only if no other launch began syncing into the same cache meanwhile (a per-sync token in `<cache>.syncing`).
+The record is only ever true: every sync removes it first and writes it back at the end, under the cache's lock,
+only if no other launch began syncing into the same cache meanwhile (a per-sync token in `<cache>.syncing`). It
+also holds a checksum of the cache's own listing (path, type, size, mtime, mode): a job that wrote into a synced
+file in place (jobs run from hard links of the cache) changes it, and the next launch syncs again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import socket
 import stat
 from pathlib import Path
 
+# the node's own view of its cache: any in-place change to a cached file changes this line
+NODE_LISTING = "find . -printf '%p %y %s %T@ %m\\n' | LC_ALL=C sort | cksum"
 MAX_ENTRIES = 20_000  # a bigger tree (a virtualenv, a dataset folder kept in the project) is left to rsync alone
 NOT_CURRENT = 75  # exit status of the staging command when the node's cache is not at this digest
 
@@ -61,7 +65,7 @@ def sync_script(cache: str, token: str, first: bool, digest: str | None) -> str:
     steps.append('rsync "$@"')
     if digest:
         steps.append(f'{{ [ "$(cat {claim} 2>/dev/null)" != {shlex.quote(token)} ] || '
-                     f"printf %s {shlex.quote(digest)} > {record}; }}")
+                     f"printf '%s %s' {shlex.quote(digest)} \"$({_listing(cache)})\" > {record}; }}")
     return " && ".join(steps)
 
 
@@ -69,6 +73,10 @@ def stage_if_current(cache: str, digest: str, job_dir: str, code_dir: str) -> st
     """A command that, under the cache's lock, snapshots the cache into the job's code folder if the cache is at
     `digest`, or exits NOT_CURRENT and touches nothing."""
     record = shlex.quote(cache + ".digest")
-    inner = (f'[ "$(cat {record} 2>/dev/null)" = {shlex.quote(digest)} ] || exit {NOT_CURRENT}; '
+    inner = (f'[ "$(cat {record} 2>/dev/null)" = "{digest} $({_listing(cache)})" ] || exit {NOT_CURRENT}; '
              f"umask 077 && mkdir -p {shlex.quote(job_dir)} && cp -al {shlex.quote(cache)} {shlex.quote(code_dir)}")
     return f"mkdir -p {shlex.quote(cache)} && flock {shlex.quote(cache + '.lock')} sh -c {shlex.quote(inner)}"
+
+
+def _listing(cache: str) -> str:
+    return f"cd {shlex.quote(cache)} && {NODE_LISTING}"
