@@ -92,8 +92,11 @@ def test_stop_leaves_nothing_and_spares_the_other_job(project, env, cluster):
     victim, neighbour = ids
     for job_id in ids:
         assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
-    time.sleep(2)  # let the workers (own sessions, started by torchrun) come up
-    assert all(count >= 3 for count in tagged_processes(cluster, victim).values() if count)
+    # let the workers (own sessions, started by torchrun) come up: torchrun + 2 workers on each of the two nodes
+    deadline = time.monotonic() + 60
+    while not all(tagged_processes(cluster, victim)[name] >= 3 for name in ("node2", "node3")):
+        assert time.monotonic() < deadline, tagged_processes(cluster, victim)
+        time.sleep(0.5)
     stopped = orch("stop", victim, env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert job_json(victim, env=env)["state"] == "STOPPED"

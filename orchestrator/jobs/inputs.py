@@ -13,7 +13,6 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from orchestrator.errors import PlanError, located
 
@@ -47,6 +46,8 @@ def job_inputs(command: list[str], sync_paths: list[str], project: Path) -> JobI
 def config_paths(config: Path) -> list[tuple[str, str]]:
     """(key, path) for every path-like value in a training config: model, data.train/eval, deepspeed JSON.
     Relative values resolve against the config's `data_dir` (default: the project folder)."""
+    import yaml  # only a launch of a training config reads YAML: plain commands skip the import
+
     try:
         raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:

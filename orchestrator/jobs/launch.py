@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.cluster.inventory import Inventory
-from orchestrator.cluster import doctor
+from orchestrator.cluster import doctor, quickcheck
 from orchestrator.cluster.ssh import Session, fan_out
-from orchestrator.cluster import quickcheck
 from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
 from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
