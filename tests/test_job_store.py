@@ -57,11 +57,15 @@ def test_a_recorded_final_state_is_adopted_not_overwritten(orch_home: Path, tmp_
     _stop(store, job_id)
     stale = store.get(job_id)
     assert stale.state == states.STOPPED
-    stale.state, stale.root_cause, stale.stop_requested = states.FAILED, "node localhost exit code 1", False
+    recorded_node = stale.nodes[0].state
+    # a watcher whose probe predates the stop: it still sees the node running
+    stale.state, stale.root_cause, stale.stop_requested = states.RUNNING, None, False
+    stale.nodes[0].state, stale.nodes[0].ended = states.RUNNING, None
     store.save_progress(stale)
     again = store.get(job_id)
     assert (again.state, again.root_cause, again.stop_requested) == (states.STOPPED, None, True)
-    assert stale.state == states.STOPPED  # the stale watcher now agrees with the record
+    assert again.nodes[0].state == recorded_node != states.RUNNING
+    assert (stale.state, stale.nodes[0].state) == (states.STOPPED, recorded_node)  # it now agrees with the record
 
 
 def test_a_watcher_probing_while_orch_fails_a_hung_job_reports_failed(orch_home: Path, tmp_path: Path):

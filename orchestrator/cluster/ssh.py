@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
+import time
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,8 +28,9 @@ from orchestrator.errors import RemoteError
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10
 # a node that answers no keep-alive for KEEPALIVE_S x 3 seconds drops its connection: every command on it fails
-# at once, which is how watchers tell an unreachable node (LOST) within ~10 s instead of waiting out a timeout
+# at once (watchers tell an unreachable node sooner by `suspect_after` + `tcp_reachable`, except behind a proxy)
 KEEPALIVE_S = 3
+TCP_CHECK_S = 2  # how long a TCP connect to a node's SSH port may take before the node counts as unreachable
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Session:
         self._masters: dict[str, Node] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._targets: dict[str, tuple[str, int] | None] = {}  # node name -> where its SSH port is (tcp_reachable)
 
     def __enter__(self) -> "Session":
         return self
@@ -125,10 +129,13 @@ class Session:
 
     # -- running --------------------------------------------------------------------------------------------
     def run(self, node: Node, command: str, *, input: bytes | None = None, timeout: float | None = 60,
-            check: bool = True, reconnect_timeout: float = CONNECT_TIMEOUT_S) -> Result:
+            check: bool = True, reconnect_timeout: float = CONNECT_TIMEOUT_S,
+            suspect_after: float | None = None) -> Result:
         """Run a shell command on `node` (from the login home; locally from $HOME). Every value inside
         `command` must already be quoted by the caller (shlex.quote). `reconnect_timeout` bounds the fresh
-        connection ssh falls back to when the master connection has died (watchers keep it short)."""
+        connection ssh falls back to when the master connection has died (watchers keep it short). With
+        `suspect_after`, a command still running after that many seconds makes us check that the node accepts
+        a TCP connection at all; if it does not, the command is abandoned as unreachable (RemoteError)."""
         if node.is_local:
             argv = ["bash", "-c", command]
             cwd = str(Path.home())
@@ -136,18 +143,63 @@ class Session:
             self.connect(node)
             argv = self.ssh_options(node, reconnect_timeout) + ["-o", "ControlMaster=no", "--", node.host, command]
             cwd = None
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
         try:
-            proc = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, cwd=cwd,
-                                  stdin=None if input is not None else subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise RemoteError(f"node {node.name}: command timed out after {timeout:.0f} s") from None
-        result = Result(node.name, proc.returncode, proc.stdout, proc.stderr)
+            stdout, stderr = self._wait(proc, node, input, timeout, None if node.is_local else suspect_after)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        result = Result(node.name, proc.returncode, stdout, stderr)
         if check and proc.returncode != 0:
             detail = result.error_text.splitlines()[-1] if result.error_text else f"exit code {proc.returncode}"
             if proc.returncode == 255 and not node.is_local:
                 raise RemoteError(f"node {node.name}: ssh failed: {detail}")
             raise RemoteError(f"node {node.name}: remote command failed: {detail}")
         return result
+
+    def _wait(self, proc: subprocess.Popen, node: Node, input: bytes | None, timeout: float | None,
+              suspect_after: float | None) -> tuple[bytes, bytes]:
+        """The command's output; RemoteError when it outlives `timeout` or the node is found unreachable."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if suspect_after is not None and (timeout is None or suspect_after < timeout):
+            try:
+                return proc.communicate(input, timeout=suspect_after)
+            except subprocess.TimeoutExpired:
+                input = None  # already being sent; communicate() resumes where it stopped
+                if self.tcp_reachable(node) is False:
+                    raise RemoteError(f"node {node.name}: unreachable (no answer for {suspect_after:.0f} s and "
+                                      f"no TCP connection to its SSH port)") from None
+        try:
+            return proc.communicate(input, timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"node {node.name}: command timed out after {timeout:.0f} s") from None
+
+    def tcp_reachable(self, node: Node, timeout: float = TCP_CHECK_S) -> bool | None:
+        """Whether the node's SSH port accepts a TCP connection (the kernel answers that even when the node is
+        busy); None when it is reached through a proxy, so that cannot be told from here."""
+        target = self._tcp_target(node)
+        if target is None:
+            return None
+        try:
+            socket.create_connection(target, timeout=timeout).close()
+        except socket.gaierror:  # a name lookup failing says nothing about the node itself
+            return None
+        except OSError:
+            return False
+        return True
+
+    def _tcp_target(self, node: Node) -> tuple[str, int] | None:
+        """(hostname, port) that ssh connects to for `node`, as `ssh -G` resolves it; None behind a proxy."""
+        if node.name not in self._targets:
+            resolved = subprocess.run(self.ssh_options(node) + ["-G", "--", node.host], capture_output=True,
+                                      text=True, stdin=subprocess.DEVNULL, timeout=10)
+            settings = dict(line.split(" ", 1) for line in resolved.stdout.splitlines() if " " in line)
+            proxied = settings.get("proxyjump", "none") != "none" or settings.get("proxycommand", "none") != "none"
+            ok = resolved.returncode == 0 and not proxied and "hostname" in settings
+            self._targets[node.name] = (settings["hostname"], int(settings.get("port", 22))) if ok else None
+        return self._targets[node.name]
 
 
 def fan_out(nodes: Iterable[Node], work: Callable[[Node], T]) -> dict[str, T]:

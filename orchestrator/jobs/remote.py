@@ -18,6 +18,8 @@ LOG_MARK = b"\n--orch-log--\n"
 SITECUSTOMIZE = Path(__file__).resolve().parent.parent / "templates" / "sitecustomize.py"
 LOG_CHUNK = 1 << 20
 PROBE_RECONNECT_S = 3
+# a probe answers in milliseconds; one still pending after this long checks whether the node is there at all
+PROBE_SUSPECT_S = 2
 
 
 def _tar(files: dict[str, tuple[str, int]]) -> bytes:
@@ -123,10 +125,11 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
 def probe(session: Session, record: NodeRecord, log_offset: int | None = None) -> tuple[Probe, bytes]:
     """Look at one node's job; an unreachable node gives `Probe(reachable=False)`."""
     try:
-        # a master connection that died of missed keep-alives means the node stopped answering: a quick retry
-        # only, so the watchers call it LOST ~10 s after it went quiet, not after another full connect timeout
+        # a node that went away: the probe hangs on the dead connection; after PROBE_SUSPECT_S a TCP connect to
+        # its SSH port (answered by the kernel even on a busy node) settles it within ~2 s more. Behind a proxy,
+        # missed keep-alives end the connection (~10 s) and the reconnect is kept short.
         result = session.run(record.node, probe_command(record.job_dir, log_offset), timeout=20,
-                             reconnect_timeout=PROBE_RECONNECT_S)
+                             reconnect_timeout=PROBE_RECONNECT_S, suspect_after=PROBE_SUSPECT_S)
     except RemoteError:
         return Probe(reachable=False), b""
     return parse_probe(result.stdout)

@@ -32,7 +32,7 @@ def node_state(probe: Probe, since_launch: float, previous: str) -> str:
     """The state of one node's share of the job."""
     if previous in FINAL and not probe.reachable:
         return previous
-    if not probe.reachable:  # the probe already waited out ssh's keep-alives (~15 s): a real outage
+    if not probe.reachable:  # no answer and no TCP connection (or the connection died of missed keep-alives)
         return LOST if previous != STARTING or since_launch > START_GRACE_S else previous
     if probe.stopping:
         return RUNNING

@@ -129,13 +129,16 @@ class Store:
             )
 
     def save_progress(self, job: JobRecord) -> None:
-        """Write the observed job and node states back. A final state, once recorded by any process, stays:
-        a slower watcher adopts it instead of overwriting it. Options are not written here (see `set_option`)."""
+        """Write the observed job and node states back. A final state, once recorded by any process, stays: a
+        watcher whose view is older (it still sees the job running) adopts the record instead of overwriting it.
+        Options are not written here (see `set_option`)."""
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT state, ended, root_cause FROM jobs WHERE id=?", (job.id,)).fetchone()
-            if row is not None and row["state"] in FINAL_STATES:
+            if row is not None and row["state"] in FINAL_STATES and row["state"] != job.state:
                 job.state, job.ended, job.root_cause = row["state"], row["ended"], row["root_cause"]
+                _adopt_nodes(job, db.execute("SELECT * FROM job_nodes WHERE job_id=?", (job.id,)).fetchall())
+                return
             db.execute("UPDATE jobs SET state=?, ended=?, root_cause=?, stop_requested=MAX(stop_requested, ?),"
                        " master=? WHERE id=?",
                        (job.state, job.ended, job.root_cause, int(job.stop_requested), job.master, job.id))
@@ -196,6 +199,15 @@ class Store:
             ids = [r["id"] for r in db.execute(
                 "SELECT id FROM jobs WHERE state IN ('PENDING','STARTING','RUNNING') ORDER BY created")]
         return [self.get(job_id) for job_id in ids]
+
+
+def _adopt_nodes(job: JobRecord, rows: list[sqlite3.Row]) -> None:
+    """Take the recorded node states into `job`'s node records."""
+    by_rank = {r["rank"]: r for r in rows}
+    for record in job.nodes:
+        row = by_rank[record.rank]
+        record.state, record.pid, record.exit_code = row["state"], row["pid"], row["exit_code"]
+        record.started, record.ended, record.last_line = row["started"], row["ended"], row["last_line"] or ""
 
 
 def _escape_like(text: str) -> str:
