@@ -91,7 +91,6 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     share_code = request.sync_code and not inventory.shared_fs
     project = request.project_dir.resolve()
     digest = quickcheck.tree_digest(project, inputs.inside, tuple(FILTERS)) if share_code else None
-    staged: set[str] = set()  # nodes whose cache was current: their snapshot is already taken
     master = draft.nodes[0].node
     port: list[int] = [inventory.master_port] if inventory.master_port else []
 
@@ -109,8 +108,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
             if share_code:
                 cache = cache_dir(node, spec.project_name)
                 if digest and remote.stage_current_code(session, node_plans[node.name], cache, digest):
-                    staged.add(node.name)
-                    stats = SyncStats(node.name, [], 0, up_to_date=True)
+                    stats = SyncStats(node.name, [], 0, up_to_date=True)  # its snapshot is already taken
                 else:
                     stats = sync(session, node, project, cache, inputs.inside, digest)
             if check is not None:
@@ -120,7 +118,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     def start(node) -> None:
         failpoint("before-start")
         node_plan = next(p for p in plan.nodes if p.node.name == node.name)
-        snapshot = cache_dir(node, spec.project_name) if share_code and node.name not in staged else None
+        snapshot = cache_dir(node, spec.project_name) if share_code and not synced[node.name].up_to_date else None
         shared = str(request.project_dir.resolve()) if request.sync_code and inventory.shared_fs else None
         remote.put_and_start(session, node_plan, snapshot, shared)
 

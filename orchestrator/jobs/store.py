@@ -201,13 +201,18 @@ class Store:
         return [self.get(job_id) for job_id in ids]
 
 
+def _observed(row: sqlite3.Row) -> dict:
+    """The fields of a node row that watchers observe (and `save_progress` writes)."""
+    return {"state": row["state"], "pid": row["pid"], "exit_code": row["exit_code"], "started": row["started"],
+            "ended": row["ended"], "last_line": row["last_line"] or ""}
+
+
 def _adopt_nodes(job: JobRecord, rows: list[sqlite3.Row]) -> None:
     """Take the recorded node states into `job`'s node records."""
     by_rank = {r["rank"]: r for r in rows}
     for record in job.nodes:
-        row = by_rank[record.rank]
-        record.state, record.pid, record.exit_code = row["state"], row["pid"], row["exit_code"]
-        record.started, record.ended, record.last_line = row["started"], row["ended"], row["last_line"] or ""
+        for name, value in _observed(by_rank[record.rank]).items():
+            setattr(record, name, value)
 
 
 def _escape_like(text: str) -> str:
@@ -222,8 +227,7 @@ def _job_from_rows(row: sqlite3.Row, nodes: list[sqlite3.Row]) -> JobRecord:
         root_cause=row["root_cause"], options=json.loads(row["options"] or "{}"),
         nodes=[
             NodeRecord(rank=n["rank"], name=n["name"], node=_node_from_json(n["node"]), job_dir=n["job_dir"],
-                       state=n["state"], pid=n["pid"], exit_code=n["exit_code"], started=n["started"],
-                       ended=n["ended"], last_line=n["last_line"] or "")
+                       **_observed(n))
             for n in nodes
         ],
     )
