@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -38,3 +42,49 @@ def make_project(tmp_path: Path, *scripts: str) -> Path:
         shutil.copy(FIXTURES / script, folder / script)
     return folder
 
+
+
+@contextlib.contextmanager
+def orch_serve(*args: str, env: dict | None = None, timeout: float = 60) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`orch serve ARGS... --port 0` in a subprocess: yields (process, base URL) once /v1/models answers; the
+    process is killed on the way out if the test left it running."""
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", *args, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    try:
+        seen: list[str] = []
+        while not (match := re.search(r"at (http://127\.0\.0\.1:\d+)/v1", seen[-1] if seen else "")):
+            line = proc.stderr.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        url = match.group(1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(f"{url}/v1/models", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.2)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# values a user expects masked: every env name containing KEY, TOKEN, SECRET, PASSWORD, PASSWD, CREDENTIAL or PRIVATE
+SECRETS = {"OPENAI_KEY": "sk-openai-4f2a", "WANDB_KEY": "wandb-9c1e", "SSH_KEY": "ssh-ed25519-77ab",
+           "db_password": "hunter2-db", "HF_TOKEN": "hf_tok_31d0", "MY_PASSWD": "pw-5e5e",
+           "AWS_SECRET": "aws-sec-0b0b", "GIT_CREDENTIALS": "cred-a1a1", "PRIVATE_PEM": "pem-c3c3"}
+
+
+def with_secrets(inventory: str) -> tuple[str, list[str]]:
+    """Half of SECRETS added to the inventory's `[cluster.env]`, half as `--env NAME=VALUE`: (inventory, args)."""
+    on_cli = dict(list(SECRETS.items())[::2])
+    in_inventory = "".join(f'{name} = "{value}"\n' for name, value in SECRETS.items() if name not in on_cli)
+    assert "[cluster.env]\n" in inventory
+    return (inventory.replace("[cluster.env]\n", "[cluster.env]\n" + in_inventory, 1),
+            [arg for name, value in on_cli.items() for arg in ("--env", f"{name}={value}")])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import FIXTURES, job_json, orch
+from tests.orch_cli import FIXTURES, SECRETS, job_json, orch, with_secrets
 
 
 
@@ -58,6 +58,13 @@ def test_allreduce_across_nodes_succeeds_with_prefixed_logs(project, env, nodes,
                    in line for line in merged), (rank, merged)
     one_node = orch("logs", job_id, "--node", names[-1], env=env, check=True).stdout
     assert f"rank {world - 1}/{world}" in one_node and "rank 0/" not in one_node
+    # piped (`orch status | cat`), the tables keep the job id and node names whole, one row per line
+    listed = orch("status", env=env, check=True).stdout.splitlines()
+    assert any(line.startswith(job_id) and f" {nodes} " in line for line in listed), listed
+    per_node = orch("status", job_id, env=env, check=True).stdout.splitlines()
+    assert per_node[0].startswith(f"job {job_id}  SUCCEEDED")
+    assert [line.split()[:3] for line in per_node[2:]] == [[name, str(rank), "SUCCEEDED"]
+                                                           for rank, name in enumerate(names)], per_node
 
 
 def test_failing_rank_fails_the_job_with_its_exit_code(project, env, cluster):
@@ -193,3 +200,42 @@ def test_hostile_arguments_and_env_pass_through_literally(project, env, cluster,
     assert not canary.exists()
     for node in cluster.nodes[:2]:
         assert not cluster.exec(node.name, f"test -e {canary} && echo yes").stdout.strip()
+
+
+def test_tb_brings_only_the_events_of_that_job_not_the_projects_other_runs(project, env, cluster):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    shutil.copy(FIXTURES / "tb_events.py", project / "tb_events.py")
+    jobs = [orch("launch", "--nodes", "node0", "--nproc-per-node", "1", "--", "python", "tb_events.py", cwd=project,
+                 env=env, check=True).stdout.splitlines()[0].strip() for _ in range(2)]
+    shared = cluster.node_path("node0", "outputs", project.name, "out", "runs")
+    assert len(list(shared.glob("*/events.out.tfevents*"))) == 2  # both jobs wrote into the project's outputs
+    for job_id in jobs:
+        tb = orch("tb", job_id, env=env, check=True)
+        assert "1 event file(s)" in tb.stdout, tb.stdout
+        fetched = (Path(env["ORCH_HOME"]) / "runs" / job_id / "tensorboard").rglob("events.out.tfevents*")
+        tags = {tag for path in fetched for tag in EventAccumulator(str(path)).Reload().Tags()["scalars"]}
+        assert tags == {f"job/{job_id}"}
+
+
+def test_secrets_stay_out_of_the_run_folder_and_reach_nodes_only_in_a_private_env_sh(project, env, cluster, tmp_path):
+    shutil.copy(FIXTURES / "echo_args.py", project / "echo_args.py")
+    text, env_args = with_secrets(cluster.inventory.read_text())
+    inventory = tmp_path / "cluster.toml"
+    inventory.write_text(text)
+    env = {**env, "ORCH_CLUSTER": str(inventory)}
+    launched = orch("launch", "--nodes", "node0,node1", *env_args, "--", "python", "echo_args.py", cwd=project, env=env)
+    assert launched.returncode == 0, launched.stderr
+    job_id = launched.stdout.splitlines()[0].strip()
+    shown = launched.stdout + launched.stderr + orch("logs", job_id, "--all", env=env, check=True).stdout
+    run_dir = Path(env["ORCH_HOME"]) / "runs" / job_id
+    kept = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    assert run_dir / "cluster.toml" in kept and run_dir / "nodes" / "0-node0" / "env.json" in kept
+    leaks = [(name, str(path)) for name, value in SECRETS.items() for path, data in kept.items()
+             if value.encode() in data] + [(name, "screen") for name, value in SECRETS.items() if value in shown]
+    assert not leaks
+    assert json.loads((run_dir / "nodes" / "1-node1" / "env.json").read_text())["OPENAI_KEY"] == "***"
+    for name in ("node0", "node1"):
+        env_sh = cluster.node_path(name, "jobs", job_id, "env.sh")
+        assert env_sh.stat().st_mode & 0o777 == 0o600
+        assert all(f"{key}={value}" in env_sh.read_text() for key, value in SECRETS.items())

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.cluster.inventory import parse_inventory
 from orchestrator.errors import InventoryError, PlanError
 from orchestrator.jobs.plan import JobSpec, plan_job, torchrun_args
-from tests.orch_cli import orch
+from tests.orch_cli import SECRETS, orch, with_secrets
 
 GOOD = """\
 [cluster]
@@ -101,12 +101,16 @@ def test_plan_ranks_follow_the_order_given_and_quote_everything():
 
 def test_dry_run_prints_scripts_masks_secrets_and_touches_nothing(tmp_path, orch_home):
     inventory = tmp_path / "cluster.toml"
-    inventory.write_text(GOOD)
-    result = orch("launch", "--dry-run", "--cluster", str(inventory), "--env", "WANDB_API_KEY=abc123", "--",
-                  "python", "train.py", cwd=tmp_path)
+    text, env_args = with_secrets(GOOD)
+    inventory.write_text(text)
+    result = orch("launch", "--dry-run", "--cluster", str(inventory), *env_args, "--", "python", "train.py",
+                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("torch.distributed.run") == 2
-    assert "WANDB_API_KEY=***" in result.stdout and "abc123" not in result.stdout
+    for name, value in SECRETS.items():
+        assert result.stdout.count(f"{name}=***") == 2, name  # both nodes' env.sh, masked
+        assert value not in result.stdout + result.stderr, name
+    assert "NCCL_DEBUG=WARN" in result.stdout  # other values stay readable
     assert not (orch_home / "jobs.db").exists()
 
 

@@ -13,7 +13,7 @@ from orchestrator.errors import DataError
 from orchestrator.train.data.index import TokenIndex, build_index
 from orchestrator.train.data.meta import META_KEYS
 from orchestrator.train.data.readers import read_samples
-from orchestrator.train.data.templates import encode
+from orchestrator.train.data.encoding import encode
 
 RECORDS = [
     {"messages": [{"role": "user", "content": f"问题 {i} question"},

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from orchestrator.cli import cli
 from orchestrator.errors import DataError
 from orchestrator.train.data.mixture import iter_mixture, load_mixture, materialize_mixture, plan_mixture
+from tests.orch_cli import orch
 
 
 def _dataset(path, n, tag):
@@ -92,6 +93,20 @@ def test_bad_mixture_config_is_a_one_line_error_with_file_and_line(config, tmp_p
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert f"bad.json:3: " in result.output and problem in result.output
+
+
+def test_mix_table_piped_keeps_every_dataset_and_task_name_whole(config):
+    entries = json.loads(config.read_text())
+    for entry in entries:
+        entry["dataset_name"] = f"medical_dialogue_{entry['dataset_name']}_zh_en_cleaned_2024q3_dedup"
+        entry["task_name"] = f"{entry['task_name']}_multi_turn_with_system_prompt"
+    config.write_text(json.dumps(entries))
+    result = orch("data", "mix", str(config))  # stdout is a pipe, as in `orch data mix mix.json | less`
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "…" not in result.stdout
+    for entry in entries:
+        assert any(entry["dataset_name"] in line and entry["task_name"] in line for line in lines), entry
 
 
 def test_mix_command_prints_shares_epochs_and_tokens(config):

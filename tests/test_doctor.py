@@ -26,6 +26,19 @@ def test_doctor_reports_every_node_and_the_smoke_all_reduce_passes(env, cluster)
     assert facts["node1"]["route"] == "eth0"  # the interface that reaches the master
 
 
+def test_doctor_table_piped_keeps_headers_and_node_names_whole(env, cluster):
+    import torch
+
+    result = orch("doctor", "--nodes", "node0,node1,node2", env=env)  # stdout is a pipe: `orch doctor | cat`
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "…" not in result.stdout
+    assert lines[1].split()[:8] == ["node", "ssh", "ms", "python", "torch", "transformers", "deepspeed", "cuda"]
+    assert "gpus (busy)" in lines[1] and "iface to master" in lines[1]
+    rows = {line.split()[0]: line for line in lines[2:5]}
+    assert set(rows) == {"node0", "node1", "node2"} and all(torch.__version__ in row for row in rows.values())
+
+
 def test_launch_refuses_a_node_without_torch_and_names_it(project, env, cluster, tmp_path):
     bare = tmp_path / "bare-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
+from tests.orch_cli import orch_serve
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -99,25 +98,8 @@ def test_piped_chat_clear_and_exit(tiny_model: Path) -> None:
 def test_serve_command_answers_with_key_and_stops_on_ctrl_c(tiny_model: Path) -> None:
     import httpx
 
-    proc = subprocess.Popen(
-        [*ORCH, "serve", str(tiny_model), "--port", "0", "--model-name", "my-model", "--api-key", "k1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-    )
-    try:
-        seen = []
-        while not (match := re.search(r"at (http://127\.0\.0\.1:\d+)/v1", seen[-1] if seen else "")):
-            line = proc.stderr.readline()
-            assert line, "".join(seen)
-            seen.append(line)
-        url = match.group(1)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                resp = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer k1"}, timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-                time.sleep(0.2)
+    with orch_serve(str(tiny_model), "--model-name", "my-model", "--api-key", "k1", env=ENV) as (proc, url):
+        resp = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer k1"}, timeout=5)
         assert [m["id"] for m in resp.json()["data"]] == ["my-model"]
         assert httpx.get(f"{url}/v1/models", timeout=5).status_code == 401
         page = httpx.get(f"{url}/", timeout=5)
@@ -128,10 +110,6 @@ def test_serve_command_answers_with_key_and_stops_on_ctrl_c(tiny_model: Path) ->
         assert "Traceback" not in rest and "Aborted" not in rest
         with socket.socket() as again:  # the port is free again
             again.bind(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_cli_mistakes_are_one_line_errors_with_exit_2(tmp_path: Path, tiny_model: Path) -> None:

@@ -24,6 +24,7 @@ BAD = {
     "bad-mode": ("finetuning: lora\n", "finetuning", "finetuning: lorra\n"),
     "bad-lora-r": ("lora: {r: 8", "lora.r", "lora: {r: eight"),
     "unknown-training-arg": ("max_steps: 2", "learnin_rate", "max_steps: 2, learnin_rate: 1"),
+    "bad-generation": ("generation: {max_new_tokens: 0}\n", "generation.max_new_tokens"),
 }
 
 
@@ -100,3 +101,94 @@ def test_chatglm3_style_yaml_runs_like_the_demo_passes_it(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "output" / "adapter_model.safetensors").exists()
+
+
+CHATGLM3_GENERATION = """\
+data_config: {train_file: train.json, val_file: dev.json, test_file: dev.json, num_proc: 4}
+max_input_length: 128
+max_output_length: 64
+training_args: {output_dir: ./output, max_steps: 3, evaluation_strategy: steps, eval_strategy: steps,
+                predict_with_generate: true, generation_config: {max_new_tokens: 32, temperature: 0.7},
+                generation_num_beams: 2, sortish_sampler: true}
+peft_config: {peft_type: LORA, task_type: CAUSAL_LM, r: 8, lora_alpha: 32, target_modules: [q_proj, v_proj]}
+"""
+
+
+def _glm3_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "AdvertiseGen"
+    folder.mkdir(exist_ok=True)
+    for name in ("train.json", "dev.json"):
+        (folder / name).write_text('[{"conversations": []}]')
+    (tmp_path / "base").mkdir(exist_ok=True)
+    return folder
+
+
+def test_chatglm3_generation_keys_take_effect_and_the_rest_are_named(tmp_path):
+    data = _glm3_dir(tmp_path)
+    config = tmp_path / "lora.yaml"
+    config.write_text(CHATGLM3_GENERATION)
+    cfg = load_config(config, model=str(tmp_path / "base"), data_dir=str(data))
+    gen = cfg.generation
+    assert (gen.predict_with_generate, gen.max_new_tokens, gen.num_beams, gen.max_samples) == (True, 32, 2, 50)
+    assert cfg.data.test == "dev.json"
+    assert not {"predict_with_generate", "generation_config", "generation_num_beams", "sortish_sampler",
+                "evaluation_strategy"} & set(cfg.training_args)
+    assert sorted(cfg.warnings) == [
+        "data_config.num_proc: ignored (orch tokenizes each file once, in parallel, on its own)",
+        "training_args.evaluation_strategy: ignored (training_args.eval_strategy is set)",
+        "training_args.generation_config.temperature: ignored (do_sample is false: greedy or beam decoding)",
+        "training_args.sortish_sampler: ignored (a Seq2SeqTrainer option; orch's Trainer draws batches at random)",
+    ]
+
+
+def test_our_layout_warns_about_sections_that_cannot_apply(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
+    config = tmp_path / "job.yaml"
+    config.write_text(f"model: {tmp_path}\nfinetuning: full\nlora: {{r: 4}}\ndpo: {{beta: 0.2}}\n"
+                      "data: {train: [train.jsonl], eval: train.jsonl, eval_ratio: 0.1}\n"
+                      "generation: {max_new_tokens: 16}\ntraining_args: {output_dir: out}\n")
+    cfg = load_config(config, data_dir=str(tmp_path))
+    assert sorted(cfg.warnings) == [
+        "data.eval_ratio: ignored (data.eval is set and is the eval set)",
+        "dpo: ignored (stage is sft)",
+        ("generation.max_new_tokens: ignored (nothing is generated: predict_with_generate is off and there is no "
+         "test set)"),
+        "lora: ignored (finetuning is full; this section is for lora or qlora)",
+    ]
+
+
+@pytest.mark.parametrize("change, key", [
+    (("generation_config: {max_new_tokens: 32,", "generation_config: {max_new_token: 32,"),
+     ("training_args.generation_config.max_new_token: unknown key (did you mean "
+      "training_args.generation_config.max_new_tokens?)")),
+    (("temperature: 0.7", "temperature: 0"), "training_args.generation_config.temperature: must be a number above 0"),
+    (("generation_num_beams: 2", "generation_num_beams: two"), "training_args.generation_num_beams: expected an"),
+    (("val_file: dev.json, ", "", "evaluation_strategy: steps, eval_strategy: steps,", ""),
+     "training_args.predict_with_generate: needs an eval set"),
+    (("test_file: dev.json", "test_file: missing.json"), "data_config.test_file: file not found"),
+    (("max_input_length", "stage: pt\nmax_input_length"), "training_args.predict_with_generate: generation needs"),
+])
+def test_bad_generation_settings_name_the_key_the_user_wrote(tmp_path, change, key):
+    from orchestrator.errors import ConfigError
+
+    data = _glm3_dir(tmp_path)
+    config = tmp_path / "lora.yaml"
+    text = CHATGLM3_GENERATION
+    for i in range(0, len(change), 2):
+        text = text.replace(change[i], change[i + 1])
+    config.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config, model=str(tmp_path / "base"), data_dir=str(data))
+    assert str(err.value).startswith(f"{config}: {key}"), str(err.value)
+
+
+def test_a_generation_setting_given_twice_is_refused(tmp_path):
+    from orchestrator.errors import ConfigError
+
+    (tmp_path / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
+    config = tmp_path / "job.yaml"
+    config.write_text(f"model: {tmp_path}\ndata: {{train: [train.jsonl], eval_ratio: 0.5}}\n"
+                      "generation: {predict_with_generate: true, num_beams: 2}\n"
+                      "training_args: {output_dir: out, generation_num_beams: 4}\n")
+    with pytest.raises(ConfigError, match="training_args.generation_num_beams: also set as generation.num_beams"):
+        load_config(config, data_dir=str(tmp_path))

@@ -25,3 +25,8 @@ class OrchGroup(click.Group):
 @click.version_option(__version__, prog_name="orch")
 def cli() -> None:
     """orch: launch, watch and stop multi-node fine-tuning jobs over SSH, and the worker they run."""
+
+
+TRUST_REMOTE_CODE = click.option(
+    "--trust-remote-code", is_flag=True, default=False,
+    help="Run the code a model/tokenizer folder ships (ChatGLM3, Qwen v1, FM9G); off: such a folder is refused.")

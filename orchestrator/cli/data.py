@@ -10,20 +10,26 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.app import cli
+from orchestrator.cli.app import TRUST_REMOTE_CODE, cli
 from orchestrator.errors import DataError, located
+from orchestrator.train.data.templates import DEFAULT_TEMPLATE, parse_template
 
-_TEMPLATE_HELP = "chat template: auto (the tokenizer's own, else chatml), tokenizer, or a built-in name (chatml)"
+_TEMPLATE_HELP = ("chat template: auto (the tokenizer's own, else chatml), tokenizer, chatml, qwen, raw (the text "
+                  "carries its own markup), fm9g, chatglm3, a .jinja file, or role formats (.yaml/.json file or "
+                  "inline JSON)")
 
 
-def _load_tokenizer(path: Path):
-    """AutoTokenizer from a local folder, failures as a one-line DataError."""
+def _load_tokenizer(path: Path, trust_remote_code: bool = False):
+    """AutoTokenizer from a local folder, failures as a one-line DataError (custom code only when trusted)."""
     from transformers import AutoTokenizer
+
+    from orchestrator.train.remote_code import require_trust
 
     if not path.is_dir():
         raise DataError(located(str(path), None, "tokenizer folder not found"))
+    trust = require_trust(trust_remote_code, tokenizer=path)
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
     except (OSError, ValueError) as exc:
         raise DataError(located(str(path), None, f"cannot load a tokenizer: {str(exc).splitlines()[0]}")) from None
 
@@ -71,16 +77,18 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool)
 @click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--output", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--language", default="zh", show_default=True, help="recorded in meta.json")
-@click.option("--template", default="auto", show_default=True, help=_TEMPLATE_HELP)
+@click.option("--template", default=DEFAULT_TEMPLATE, show_default=True, help=_TEMPLATE_HELP)
 @click.option("--workers", type=int, default=None, help="processes (default: all usable cores)")
 @click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")
 @click.option("--json", "as_json", is_flag=True, help="print the build record as JSON")
+@TRUST_REMOTE_CODE
 def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: str, workers: int | None,
-          skip_bad: bool, as_json: bool) -> None:
+          skip_bad: bool, as_json: bool, trust_remote_code: bool) -> None:
     """Tokenize SRC into a memory-mapped index with meta.json in --output (cached; built once)."""
     from orchestrator.train.data.index import build_index
 
-    record = build_index(src, out, _load_tokenizer(tokenizer_dir), template=template, language=language,
+    spec = parse_template(template, "--template")
+    record = build_index(src, out, _load_tokenizer(tokenizer_dir, trust_remote_code), template=spec, language=language,
                          workers=workers, skip_bad=skip_bad)
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
@@ -112,15 +120,17 @@ def mix(config: Path, num_samples: int | None, as_json: bool) -> None:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("dataset", "task", "abs_weight", "lines", "samples", "share", "epochs", "tokens")
+    from orchestrator.cli.tables import new_table, print_table
+
+    table = new_table("dataset", "task", "abs_weight", "lines", "samples", "share", "epochs", "tokens", keys=2)
     for r in rows:
         note = " (exhausted)" if r["exhausted"] else ""
-        table.add_row(r["dataset_name"], r["task_name"], f"{r['abs_weight']:g}", str(r["nlines"]), str(r["samples"]),
-                      f"{r['share']:.1%}", f"{r['epochs']:.2f}{note}", "?" if r["tokens"] is None else str(r["tokens"]))
-    Console().print(table)
+        table.add_row(Text(r["dataset_name"]), Text(r["task_name"]), f"{r['abs_weight']:g}", str(r["nlines"]),
+                      str(r["samples"]), f"{r['share']:.1%}", f"{r['epochs']:.2f}{note}",
+                      "?" if r["tokens"] is None else str(r["tokens"]))
+    print_table(table)
     total = [r["tokens"] for r in rows]
     summary = "?" if None in total else str(sum(total))
     click.echo(f"total: {sum(r['samples'] for r in rows)} samples, {summary} tokens")
@@ -129,19 +139,21 @@ def mix(config: Path, num_samples: int | None, as_json: bool) -> None:
 @data.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--template", default="auto", show_default=True, help=_TEMPLATE_HELP)
+@click.option("--template", default=DEFAULT_TEMPLATE, show_default=True, help=_TEMPLATE_HELP)
 @click.option("--max-length", type=int, default=None, help="truncate to this many tokens")
 @click.option("--truncation", type=click.Choice(["left", "right"]), default="right", show_default=True)
 @click.option("--stage", type=click.Choice(["sft", "pt"]), default="sft", show_default=True)
 @click.option("-n", "--num", type=int, default=3, show_default=True, help="how many samples")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per sample: input_ids, labels")
+@TRUST_REMOTE_CODE
 def preview(file: Path, tokenizer_dir: Path, template: str, max_length: int | None, truncation: str, stage: str,
-            num: int, as_json: bool) -> None:
+            num: int, as_json: bool, trust_remote_code: bool) -> None:
     """Show the first samples of FILE as tokens, ids and labels (-100 where no loss)."""
     from orchestrator.train.data.preview import preview_samples
 
-    tokenizer = _load_tokenizer(tokenizer_dir)
-    for item in preview_samples(file, tokenizer, template, num, max_length, truncation, stage):
+    tokenizer = _load_tokenizer(tokenizer_dir, trust_remote_code)
+    spec = parse_template(template, "--template")
+    for item in preview_samples(file, tokenizer, spec, num, max_length, truncation, stage):
         if as_json:
             click.echo(json.dumps(item, ensure_ascii=False))
         else:
@@ -150,11 +162,13 @@ def preview(file: Path, tokenizer_dir: Path, template: str, max_length: int | No
 
 def _print_sample(item: dict, tokenizer) -> None:
     """A token / id / label table for one sample."""
-    from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("#", "token", "id", "label", title=f"{item['source']}:{item['line']}")
+    from orchestrator.cli.tables import new_table, print_table
+
+    table = new_table("#", "token", "id", "label", keys=0,
+                      title=f"{item['source']}:{item['line']} (template {item['template']})")
     for i, (tok, label) in enumerate(zip(item["input_ids"], item["labels"])):
         shown = repr(tokenizer.decode([tok]))
-        table.add_row(str(i), shown, str(tok), str(label), style=None if label == -100 else "green")
-    Console().print(table)
+        table.add_row(str(i), Text(shown), str(tok), str(label), style=None if label == -100 else "green")
+    print_table(table)

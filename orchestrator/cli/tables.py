@@ -1,11 +1,13 @@
-"""Rich tables for `orch status`."""
+"""Tables for `orch status`, `orch doctor` and `orch data`: rich on a terminal, plain rows when piped."""
 
 from __future__ import annotations
 
 import time
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.jobs.store import JobRecord
 
@@ -21,38 +23,78 @@ def _state(state: str) -> str:
     return f"[{style}]{state}[/{style}]" if style else state
 
 
+def console() -> Console:
+    """stdout; when it is not a terminal, lines are never wrapped at its assumed 80 columns."""
+    out = Console()
+    out.soft_wrap = not out.is_terminal
+    return out
+
+
+def new_table(*columns: str, keys: int = 1, title: str | None = None) -> Table:
+    """A table whose first `keys` columns hold ids or names: never wrapped or cut; long cells elsewhere fold."""
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index < keys, overflow="fold")
+    return table
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """The rich table on a terminal wide enough to show every id/name column whole; otherwise (piped, redirected,
+    too narrow) plain aligned rows with nothing cut. `--json` stays the machine format."""
+    out = out or console()
+    rows = [[_plain(out, column.header) for column in table.columns]]
+    rows += [list(cells) for cells in zip(*([_plain(out, cell) for cell in column.cells] for column in table.columns))]
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(table.columns))]
+    words = [max((cell_len(word) for row in rows for word in row[i].split()), default=1)
+             for i in range(len(table.columns))]
+    keys = [column.no_wrap for column in table.columns]
+    needed = sum(w if key else word for w, word, key in zip(widths, words, keys)) + 3 * len(widths) + 1
+    if out.is_terminal and needed <= out.width:
+        for column, width in zip(table.columns, widths):
+            column.min_width = width if column.no_wrap else None
+        out.print(table)
+        return
+    if table.title:
+        out.print(_plain(out, table.title), markup=False, highlight=False, soft_wrap=True)
+    for row in rows:
+        line = "  ".join(cell + " " * (width - cell_len(cell)) for cell, width in zip(row, widths))
+        out.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _plain(out: Console, cell: RenderableType) -> str:
+    """A cell's text as rich would show it, without styles."""
+    if isinstance(cell, Text):
+        return cell.plain
+    return out.render_str(cell).plain if isinstance(cell, str) else str(cell)
+
+
 def jobs_table(jobs: list[JobRecord]) -> None:
-    table = Table(title="recent jobs")
-    for column in ("job", "state", "nodes", "procs/node", "created", "command"):
-        table.add_column(column)
+    table = new_table("job", "state", "nodes", "procs/node", "created", "command", title="recent jobs")
     for job in jobs:
         table.add_row(job.id, _state(job.state), ",".join(n.name for n in job.nodes), str(job.nproc_per_node),
                       _when(job.created), " ".join(job.command)[:60])
-    Console().print(table)
+    print_table(table)
 
 
 def job_table(job: JobRecord) -> None:
-    console = Console()
-    console.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
+    out = console()
+    out.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
     if job.root_cause:
-        console.print(f"root cause: {job.root_cause}", markup=False)
-    table = Table()
-    for column in ("node", "rank", "state", "pid", "exit", "start", "end", "last log line"):
-        table.add_column(column)
+        out.print(f"root cause: {job.root_cause}", markup=False)
+    table = new_table("node", "rank", "state", "pid", "exit", "start", "end", "last log line")
     for n in job.nodes:
         table.add_row(n.name, str(n.rank), _state(n.state), str(n.pid or "-"),
                       "-" if n.exit_code is None else str(n.exit_code), _when(n.started), _when(n.ended),
                       (n.last_line or "")[:80])
-    console.print(table)
+    print_table(table, out)
 
 
 def doctor_table(facts, nodes) -> None:
     """One row per node; values that differ from rank 0's are shown in red."""
-    console = Console()
-    table = Table(title="orch doctor")
+    out = console()
     keys = ("python", "torch", "transformers", "deepspeed", "cuda", "nccl")
-    for column in ("node", "ssh ms", *keys, "gpus (busy)", "disk free", "clock skew", "iface to master"):
-        table.add_column(column)
+    table = new_table("node", "ssh ms", *keys, "gpus (busy)", "disk free", "clock skew", "iface to master",
+                      title="orch doctor")
     reference = facts[0].versions if facts and facts[0].reachable else {}
     for node, f in zip(nodes, facts):
         if not f.reachable or f.error:
@@ -66,9 +108,9 @@ def doctor_table(facts, nodes) -> None:
         disk = "-" if f.disk_free_gb is None else f"{f.disk_free_gb:.1f} GB"
         skew = "-" if f.clock_skew_s is None else f"{f.clock_skew_s:+.2f} s"
         table.add_row(f.name, f"{f.latency_ms:.0f}", *cells, gpus, disk, skew, f.route or "-")
-    console.print(table)
+    print_table(table, out)
     routes = {f.route for f in facts[1:] if f.reachable and f.route}
     if len(routes) == 1:
         iface = routes.pop()
-        console.print(f"nodes reach the master via {iface}: set NCCL_SOCKET_IFNAME={iface} and "
+        out.print(f"nodes reach the master via {iface}: set NCCL_SOCKET_IFNAME={iface} and "
                       f"GLOO_SOCKET_IFNAME={iface} in [cluster.env] if the default interface differs", markup=False)

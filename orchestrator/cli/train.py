@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from orchestrator.cli.app import cli
+from orchestrator.cli.app import TRUST_REMOTE_CODE, cli
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
@@ -15,16 +15,19 @@ from orchestrator.cli.app import cli
 @click.option("--nproc-per-node", type=int, default=1, show_default=True, help="Processes on this machine.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Base model folder (overrides the config).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder that relative data files resolve against.")
-def train(config: str, nproc_per_node: int, model_dir: str | None, data_dir: str | None) -> None:
+@TRUST_REMOTE_CODE
+def train(config: str, nproc_per_node: int, model_dir: str | None, data_dir: str | None,
+          trust_remote_code: bool) -> None:
     """Train CONFIG on this machine under torchrun (the config is checked first; mistakes exit 2)."""
     from orchestrator.train.arguments import check_training_args
     from orchestrator.train.config import load_config
 
-    check_training_args(load_config(config, model=model_dir, data_dir=data_dir))
+    check_training_args(load_config(config, model=model_dir, data_dir=data_dir, trust_remote_code=trust_remote_code))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
            "-m", "orchestrator.train", config]
     cmd += ["--model", model_dir] if model_dir else []
     cmd += ["--data-dir", data_dir] if data_dir else []
+    cmd += ["--trust-remote-code"] if trust_remote_code else []
     sys.exit(subprocess.call(cmd))
 
 
@@ -32,11 +35,13 @@ def train(config: str, nproc_per_node: int, model_dir: str | None, data_dir: str
 @click.option("--adapter", required=True, type=click.Path(file_okay=False), help="LoRA/QLoRA adapter folder.")
 @click.option("--base", type=click.Path(file_okay=False), help="Base model (default: from adapter_config.json).")
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Where the merged model goes.")
-def merge(adapter: str, base: str | None, output: str) -> None:
+@TRUST_REMOTE_CODE
+def merge(adapter: str, base: str | None, output: str, trust_remote_code: bool) -> None:
     """Merge a LoRA/QLoRA adapter into its base: the result loads with AutoModelForCausalLM alone."""
     from orchestrator.train.merge import merge_adapter
 
-    click.echo(f"merged model written to {merge_adapter(adapter, output, base=base)}")
+    out = merge_adapter(adapter, output, base=base, trust_remote_code=trust_remote_code)
+    click.echo(f"merged model written to {out}")
 
 
 @click.command("self-cognition")

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from orchestrator.cluster.inventory import Node
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.errors import RemoteError
+from orchestrator.train.requirements import SUPPORTED
 
 # Versions from package metadata (fast: nothing imported); with `deep`, torch is imported for CUDA/NCCL/GPUs.
 _VERSIONS_PY = """
 import json, sys
 from importlib import metadata
 out = {"python": sys.version.split()[0]}
-for name in ("torch", "transformers", "peft", "deepspeed", "orchestrator"):
+for name in PACKAGES:
     try:
         out[name] = metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -42,6 +43,7 @@ if PORT:
         out["port_free"] = False
 print("py=" + json.dumps(out))
 """
+PACKAGES = (*SUPPORTED, "orchestrator")  # what the built-in worker may need, and orch itself
 HARD_KEYS = ("python", "torch")  # a mismatch here makes a job hang or crash: refuse to launch
 SOFT_KEYS = ("transformers", "peft", "deepspeed", "orchestrator", "cuda", "nccl")
 
@@ -66,7 +68,7 @@ class NodeFacts:
 def facts_command(node: Node, master_addr: str, port: int | None, deep: bool, paths: tuple[str, ...] = ()) -> str:
     """The shell that prints key=value facts on a node; `paths` must exist there (one `missing=` line each)."""
     setup = "".join(f"{line}; " for line in node.setup)
-    py = _VERSIONS_PY.replace("DEEP", str(deep)).replace("PORT", str(port or 0))
+    py = _VERSIONS_PY.replace("PACKAGES", repr(PACKAGES)).replace("DEEP", str(deep)).replace("PORT", str(port or 0))
     workdir = shlex.quote(node.workdir)
     return (
         f"{setup}"

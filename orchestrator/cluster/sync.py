@@ -87,13 +87,13 @@ def sync(session: Session, node: Node, source: Path, target: str, also: tuple[st
     return SyncStats(node.name, stats.files_sent + extra.files_sent, stats.bytes_sent + extra.bytes_sent)
 
 
-def pull(session: Session, node: Node, source: str, target: Path, patterns: list[str]) -> SyncStats:
-    """Copy files matching `patterns` (rsync globs) from `source/` on `node` into `target/`, keeping folders."""
+def pull(session: Session, node: Node, source: str, target: Path, files: list[str]) -> SyncStats:
+    """Copy `files` (paths relative to `source/` on `node`) into `target/`, keeping their folders."""
     target.mkdir(parents=True, exist_ok=True)
     transport, spec = _remote(session, node, source)
-    filters = ["--include=*/", *(f"--include={p}" for p in patterns), "--exclude=*", "--prune-empty-dirs"]
-    argv = ["rsync", "-a", "--itemize-changes", "--stats", *filters, *transport, f"{spec}/", f"{target}/"]
-    return _run(node, argv, f"copy of {source}")
+    argv = ["rsync", "-a", "--itemize-changes", "--stats", "--from0", "--files-from=-", *transport, f"{spec}/",
+            f"{target}/"]
+    return _run(node, argv, f"copy of {source}", stdin=b"\0".join(f.encode() for f in files))
 
 
 def _run(node: Node, argv: list[str], what: str, stdin: bytes | None = None) -> SyncStats:

@@ -44,9 +44,12 @@ def job_inputs(command: list[str], sync_paths: list[str], project: Path) -> JobI
 
 
 def config_paths(config: Path) -> list[tuple[str, str]]:
-    """(key, path) for every path-like value in a training config: model, data.train/eval, deepspeed JSON.
+    """(key, path) for every path-like value in a training config: model, data.train/eval/test, deepspeed JSON, a
+    chat template file.
     Relative values resolve against the config's `data_dir` (default: the project folder)."""
     import yaml  # only a launch of a training config reads YAML: plain commands skip the import
+
+    from orchestrator.train.data.templates import TEMPLATE_FILE_SUFFIXES
 
     try:
         raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
@@ -61,12 +64,15 @@ def config_paths(config: Path) -> list[tuple[str, str]]:
     train = data.get("train")
     found = [("model", raw.get("model"))]
     found += [(f"data.train[{i}]", p) for i, p in enumerate(train if isinstance(train, list) else [train])]
-    found += [("data.eval", data.get("eval"))]
+    found += [("data.eval", data.get("eval")), ("data.test", data.get("test"))]
     found += [(f"data_config.{key}", glm.get(key)) for key in ("train_file", "val_file", "test_file")]
     found = [(key, p if base == "." else posixpath.join(base, p)) for key, p in found if isinstance(p, str) and p]
     deepspeed = raw.get("deepspeed")
     if isinstance(deepspeed, str) and deepspeed.endswith(".json"):
         found.append(("deepspeed", deepspeed))
+    template = data.get("template")
+    if isinstance(template, str) and template.endswith(TEMPLATE_FILE_SUFFIXES):
+        found.append(("data.template", template))  # a chat template file, relative to the working directory
     return found
 
 

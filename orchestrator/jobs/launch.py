@@ -17,9 +17,9 @@ from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
 from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
-from orchestrator.jobs import remote, states, watch
+from orchestrator.jobs import remote, states, watch, worker
 from orchestrator.jobs.inputs import job_inputs
-from orchestrator.jobs.render import masked_env
+from orchestrator.jobs.render import masked_env, masked_toml
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
@@ -39,6 +39,7 @@ class LaunchRequest:
     max_restarts: int = 0  # relaunch this many times after a failure (training resumes from its checkpoint)
     hang_timeout: float | None = None  # no log output from any rank this long -> dump stacks
     on_hang: str = "fail"  # fail | wait
+    worker_packages: dict[str, str] | None = None  # what the built-in worker's config needs on the nodes (preflight)
 
     def to_json(self) -> dict:
         data = dict(vars(self))
@@ -86,6 +87,8 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     spec = make_spec(request, job_id)
     draft = planning.plan_job(inventory, spec, inventory.master_port or 0)  # validates before any I/O
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
+    if request.checks and request.worker_packages is None:  # kept in the record: a restart checks the same
+        request.worker_packages = worker.needed_packages(request.command, request.project_dir)
     job = _record(store, inventory, request, draft, lineage or {})
     git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
@@ -120,16 +123,19 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
         node_plan = next(p for p in plan.nodes if p.node.name == node.name)
         snapshot = cache_dir(node, spec.project_name) if share_code and not synced[node.name].up_to_date else None
         shared = str(request.project_dir.resolve()) if request.sync_code and inventory.shared_fs else None
-        remote.put_and_start(session, node_plan, snapshot, shared)
+        remote.put_and_start(session, node_plan, snapshot, shared, shipped)
 
+    shipped = worker.code_files() if worker.runs_worker(request.command) else None
     plan = draft
     try:
         synced = {k: v for k, v in fan_out([p.node for p in draft.nodes], prepare).items() if v}
         hard, _ = doctor.problems([facts[p.node.name] for p in draft.nodes], named_by=inputs.outside) \
             if request.checks else ([], [])
+        if request.checks and request.worker_packages:
+            hard += worker.env_problems([facts[p.node.name] for p in draft.nodes], request.worker_packages)
         if hard:
-            raise PreflightError("preflight checks failed (see `orch doctor`; --skip-checks to override): "
-                                 + "; ".join(hard))
+            raise PreflightError("preflight checks failed (see `orch doctor`; --skip-checks to override):\n  "
+                                 + "\n  ".join(hard))
         failpoint("after-sync")
         plan = planning.plan_job(inventory, spec, port[0])
         job.master = f"{plan.master_addr}:{plan.master_port}"
@@ -204,7 +210,7 @@ def write_run_folder(run_dir: Path, plan: planning.JobPlan, request: LaunchReque
         (folder / "stop.sh").write_text(node_plan.stop_script)
         (folder / "env.json").write_text(json.dumps(masked_env(node_plan.env), indent=1))
     if inventory.path and Path(inventory.path).is_file():
-        (run_dir / "cluster.toml").write_text(Path(inventory.path).read_text())
+        (run_dir / "cluster.toml").write_text(masked_toml(Path(inventory.path).read_text()))
     (run_dir / "job.json").write_text(json.dumps({
         "id": plan.job_id, "command": request.command, "nodes": [p.node.name for p in plan.nodes],
         "master_addr": plan.master_addr, "master_port": plan.master_port, "nproc_per_node": plan.nproc_per_node,

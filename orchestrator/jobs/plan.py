@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from orchestrator.cluster.inventory import Inventory, Node
 from orchestrator.errors import PlanError
 from orchestrator.jobs.render import environment, masked_env
+from orchestrator.jobs.worker import runs_worker
 
 STOP_GRACE_S = 5
 _PYTHON = re.compile(r"^(.*/)?python[0-9.]*$")
@@ -127,7 +128,7 @@ def plan_job(inventory: Inventory, spec: JobSpec, master_port: int) -> JobPlan:
         context = dict(
             job_id=spec.job_id, node=node, rank=rank, nnodes=len(nodes), nproc_per_node=nproc,
             master_addr=master.addr, master_port=master_port, job_dir=job_dir, code_dir=code_dir,
-            python=node.python, setup=node.setup, torchrun_args=args, env=env,
+            python=node.python, setup=node.setup, torchrun_args=args, env=env, worker=runs_worker(spec.command),
             output_root=posixpath.join(node.workdir, "outputs", spec.project_name),
             grace_ticks=STOP_GRACE_S * 5,
         )

@@ -22,12 +22,12 @@ PROBE_RECONNECT_S = 3
 PROBE_SUSPECT_S = 2
 
 
-def _tar(files: dict[str, tuple[str, int]]) -> bytes:
-    """An in-memory tar of `{name: (text, mode)}`: one round trip puts all of a node's files in place."""
+def _tar(files: dict[str, tuple[str | bytes, int]]) -> bytes:
+    """An in-memory tar of `{name: (text or bytes, mode)}`: one round trip puts all of a node's files in place."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, (text, mode) in files.items():
-            data = text.encode()
+            data = text.encode() if isinstance(text, str) else text
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
@@ -47,9 +47,11 @@ def stage_current_code(session: Session, plan: NodePlan, cache: str, digest: str
     return True
 
 
-def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, shared_code: str | None = None) -> None:
-    """In one round trip: create the job folder with launch.sh, env.sh (mode 600) and stop.sh, snapshot the
-    code, and start the launch script detached in its own session (setsid), tagged with ORCH_JOB_ID.
+def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, shared_code: str | None = None,
+                  files: dict[str, tuple[bytes, int]] | None = None) -> None:
+    """In one round trip: create the job folder with launch.sh, env.sh (mode 600), stop.sh and `files` (the
+    shipped worker code), snapshot the code, and start the launch script detached in its own session (setsid),
+    tagged with ORCH_JOB_ID.
 
     `snapshot_from` is the node's synced code cache: hard-linked into the job folder (`cp -al`), so a later sync
     never changes a running job's files (rsync replaces files, it does not write into them). With a shared
@@ -71,6 +73,7 @@ def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, s
         "env.sh": (plan.env_script, 0o600),
         "stop.sh": (plan.stop_script, 0o700),
         "orch_site/sitecustomize.py": (SITECUSTOMIZE.read_text(), 0o644),
+        **(files or {}),
     })
     session.run(plan.node, " && ".join(steps), input=payload)
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import jinja2
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-_SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|CREDENTIAL|PRIVATE)", re.IGNORECASE)
+# an env name containing any of these words (any case) names a secret: `*KEY*`, `*TOKEN*`, ... in the README
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
+MASK = "***"
+# `NAME = value` in TOML text: a bare, dotted-part or quoted name; a multi-line, basic, literal or bare value
+_TOML_PAIR = re.compile(
+    r"""(?P<name>[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')(?P<eq>[ \t]*=[ \t]*)"""
+    r"""(?P<value>"{3}[\s\S]*?"{3}(?!")|'{3}[\s\S]*?'{3}(?!')|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s,}\]#"']+)""")
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,4 +44,13 @@ def is_secret(name: str) -> bool:
 
 def masked_env(env: dict[str, str]) -> dict[str, str]:
     """The env with secret values replaced by `***`, for screens, logs and the local run folder."""
-    return {key: ("***" if is_secret(key) else value) for key, value in env.items()}
+    return {key: (MASK if is_secret(key) else value) for key, value in env.items()}
+
+
+def masked_toml(text: str) -> str:
+    """TOML text (an inventory) with the value of every secret-named key replaced by `"***"`."""
+    def mask(pair: re.Match) -> str:
+        name = pair["name"].strip("\"'")
+        return f'{pair["name"]}{pair["eq"]}"{MASK}"' if is_secret(name) else pair[0]
+
+    return _TOML_PAIR.sub(mask, text)

@@ -9,6 +9,7 @@ from the adapter folder when training saved one there, otherwise from the base.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,22 +84,38 @@ def _device_and_dtype() -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
-def load_model(path: str | Path, base: str | Path | None = None) -> LoadedModel:
-    """Load the model at `path` (base, merged, or adapter + its base) in eval mode on the best device here."""
+def load_model(path: str | Path, base: str | Path | None = None, trust_remote_code: bool = False) -> LoadedModel:
+    """Load the model at `path` (base, merged, or adapter + its base) in eval mode on the best device here.
+
+    A folder that ships its own code loads only with `trust_remote_code`; without it, one line before any weights."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from orchestrator.train.remote_code import require_trust
+
     source = resolve_source(path, base)
+    trust = require_trust(trust_remote_code, model=source.base, tokenizer=source.tokenizer)
     device, dtype = _device_and_dtype()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer)
-        model = AutoModelForCausalLM.from_pretrained(source.base, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer, trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_pretrained(source.base, trust_remote_code=trust, dtype=dtype)
     except (OSError, ValueError) as exc:
-        raise ServeError(f"cannot load {source.base}: {exc}") from None
+        raise ServeError(f"cannot load {source.base}: {str(exc).splitlines()[0]}") from None
     if source.adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+        model = attach_adapter(model, source.adapter)
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, source=source)
+
+
+def attach_adapter(model: Any, adapter: Path) -> Any:
+    """LoRA adapters are merged into the weights (no cost per token); prompt adapters (P-Tuning v2 / prefix
+    tuning) cannot be merged, so the peft model that prepends their virtual tokens is served as it is."""
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    if peft_model.peft_config["default"].is_prompt_learning:
+        # generate() passes position ids, which peft drops for virtual tokens (correctly) with a warning per call
+        warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning")
+        return peft_model
+    return peft_model.merge_and_unload()

@@ -1,4 +1,5 @@
-"""`python -m orchestrator.train CONFIG [--model DIR] [--data-dir DIR]`: the worker torchrun starts on each rank.
+"""The worker torchrun starts on each rank: `python -m orchestrator.train CONFIG [--model DIR] [--data-dir DIR]
+[--trust-remote-code]`.
 
 A config mistake prints `orch train: error: ...` (naming the key and file) and exits 2 before any model loads.
 """
@@ -13,16 +14,18 @@ from orchestrator.errors import OrchError
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, validate the config, train; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.train", description="The training worker torchrun starts on each rank.")
     parser.add_argument("config", help="training config YAML")
     parser.add_argument("--model", help="base model folder (overrides `model:` in the config)")
     parser.add_argument("--data-dir", help="folder that relative data files resolve against")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run the model folder's own code (sets trust_remote_code: true)")
     ns = parser.parse_args(argv)
     try:
         from orchestrator.train.config import load_config
         from orchestrator.train.run import run
 
-        run(load_config(ns.config, model=ns.model, data_dir=ns.data_dir))
+        run(load_config(ns.config, model=ns.model, data_dir=ns.data_dir, trust_remote_code=ns.trust_remote_code))
     except OrchError as exc:
         print(f"orch train: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -13,6 +13,7 @@ import os
 import sys
 
 from orchestrator.errors import ConfigError
+from orchestrator.train.compat import training_args_kwargs
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import adapt_for_cpu, load_deepspeed_config, skip_shm_comm_op
 
@@ -58,7 +59,7 @@ def build_training_args(cfg: TrainConfig, extra: dict | None = None):
         from transformers import TrainingArguments as cls
     kwargs = {**worker_defaults(cfg), **(extra or {})}
     try:
-        return cls(**kwargs)
+        return cls(**training_args_kwargs(cls, kwargs))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{cfg.source}: {blame(cfg.training_args, str(exc))}: {exc}") from None
 
@@ -70,7 +71,8 @@ def check_training_args(cfg: TrainConfig) -> None:
     kwargs = {k: v for k, v in worker_defaults(cfg).items() if k not in ("deepspeed", "report_to")}
     known = {f for f in TrainingArguments.__dataclass_fields__}
     try:
-        TrainingArguments(**{k: v for k, v in kwargs.items() if k in known}, report_to="none")
+        TrainingArguments(**training_args_kwargs(TrainingArguments, {k: v for k, v in kwargs.items() if k in known}),
+                          report_to="none")
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{cfg.source}: {blame(cfg.training_args, str(exc))}: {exc}") from None
 

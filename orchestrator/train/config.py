@@ -2,7 +2,8 @@
 
 Two layouts are accepted:
 - ours: `model`, `stage`, `finetuning`, `data`, `lora`, `qlora`, `freeze`, `dpo`, `deepspeed`,
-  `resume_from_checkpoint`, `training_args` (passed through to HF `TrainingArguments`);
+  `resume_from_checkpoint`, `generation` (generation-based evaluation), `training_args` (passed through to HF
+  `TrainingArguments`; Seq2Seq's generation names move into `generation`);
 - the ChatGLM3 finetune layout: `data_config: {train_file, val_file, test_file, num_proc}`, `max_input_length`,
   `max_output_length`, `training_args`, `peft_config: {peft_type: LORA, ...}`; it is translated into ours.
 
@@ -26,15 +27,20 @@ from typing import Any, Literal, Union
 import yaml
 
 from orchestrator.errors import ConfigError
+from orchestrator.train.config_notes import Provenance, unused_keys
+from orchestrator.train.data.templates import DEFAULT_TEMPLATE
+from orchestrator.train.remote_code import CONFIG_KEY, require_trust
 
 STAGES = ("pt", "sft", "dpo")
-FINETUNING = ("full", "lora", "qlora", "freeze")
+FINETUNING = ("full", "lora", "qlora", "freeze", "prefix", "ptuning")
+PROMPT_FINETUNING = ("prefix", "ptuning")  # virtual-token adapters: P-Tuning v2 (prefix tuning) and P-Tuning
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 
 # Old or Seq2Seq-only TrainingArguments names that configs written for older transformers still carry.
 TRAINING_ARG_ALIASES = {"evaluation_strategy": "eval_strategy", "warmup_ratio": "warmup_steps"}
-IGNORED_TRAINING_ARGS = ("predict_with_generate", "generation_config", "generation_max_length",
-                         "generation_num_beams", "sortish_sampler", "logging_dir")
+# Seq2SeqTrainingArguments' generation names -> keys of our `generation:` section (HF's Trainer has none of them).
+GENERATION_TRAINING_ARGS = {"predict_with_generate": "predict_with_generate", "generation_num_beams": "num_beams",
+                            "generation_max_length": "max_new_tokens"}
 
 
 @dataclass
@@ -43,8 +49,9 @@ class DataSection:
 
     train: list[str]
     eval: str | None = None
+    test: str | None = None  # generated on after training: predictions_test.jsonl + ROUGE/BLEU (stage sft)
     eval_ratio: float = 0.0
-    template: str = "chatml"
+    template: Union[str, dict] = DEFAULT_TEMPLATE  # a name, a .jinja file or role formats: data/templates.py
     max_length: int = 1024
     truncation_strategy: Literal["delete", "left", "right"] = "delete"
     packing: bool = False
@@ -83,11 +90,37 @@ class FreezeSection:
 
 
 @dataclass
+class PromptSection:
+    """`prompt:` virtual tokens for `finetuning: prefix` (P-Tuning v2: learned keys/values at every layer) and
+    `finetuning: ptuning` (P-Tuning: learned input embeddings from a small encoder)."""
+
+    num_virtual_tokens: int = 128
+    prefix_projection: bool = False  # prefix: reparameterise through a 2-layer MLP (more parameters, steadier)
+    encoder_hidden_size: Union[int, None] = None  # the MLP/encoder width (default: the model's hidden size)
+
+
+@dataclass
 class DpoSection:
     """`dpo:` preference-optimisation knobs passed to trl's `DPOConfig`."""
 
     beta: float = 0.1
     loss_type: str = "sigmoid"
+
+
+@dataclass
+class GenerationSection:
+    """`generation:` generation-based evaluation (ROUGE-1/2/L, BLEU-4 on generated answers, like ChatGLM3's
+    finetune_hf.py) at every evaluation when `predict_with_generate`, and on `data.test` after training."""
+
+    predict_with_generate: bool = False
+    max_new_tokens: int = 256
+    num_beams: int = 1
+    do_sample: bool = False  # false: greedy (num_beams 1) or beam search
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    max_samples: Union[int, None] = None  # generate on the first N eval prompts only (the test set: all)
 
 
 @dataclass
@@ -97,16 +130,20 @@ class TrainConfig:
     model: str
     data: DataSection
     stage: Literal["pt", "sft", "dpo"] = "sft"
-    finetuning: Literal["full", "lora", "qlora", "freeze"] = "lora"
+    finetuning: Literal["full", "lora", "qlora", "freeze", "prefix", "ptuning"] = "lora"
     lora: LoraSection = field(default_factory=LoraSection)
     qlora: QLoraSection = field(default_factory=QLoraSection)
     freeze: FreezeSection = field(default_factory=FreezeSection)
+    prompt: PromptSection = field(default_factory=PromptSection)
     dpo: DpoSection = field(default_factory=DpoSection)
+    generation: GenerationSection = field(default_factory=GenerationSection)
     deepspeed: Union[str, dict, None] = None
     resume_from_checkpoint: Any = None  # YAML reads `yes` as True: normalised by _normalise_resume
+    trust_remote_code: bool = False  # run the model folder's own code (ChatGLM3, Qwen v1, FM9G)
     training_args: dict = field(default_factory=dict)
     data_dir: str = "."
     source: str = "<config>"
+    warnings: list[str] = field(default_factory=list, metadata={"internal": True})  # keys without effect
 
     @property
     def output_dir(self) -> str:
@@ -121,8 +158,9 @@ class TrainConfig:
 
 
 def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None,
-                on_controller: bool = False) -> TrainConfig:
-    """Read and validate a YAML config; `model` and `data_dir` override the config (the command line wins).
+                on_controller: bool = False, trust_remote_code: bool = False) -> TrainConfig:
+    """Read and validate a YAML config; `model`, `data_dir` and `trust_remote_code` (when true) override the config
+    (the command line wins).
 
     `on_controller`: the check `orch launch` runs before anything starts, on a machine that may lack the nodes'
     absolute paths and transformers: those paths and the `training_args` names are left to the worker."""
@@ -135,47 +173,150 @@ def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str
         raise ConfigError(f"{src}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{src}: the config must be a mapping of keys to values")
-    if "data_config" in raw or "peft_config" in raw:
-        raw = translate_chatglm3(raw, src)
-    if model:
-        raw["model"] = model
+    prov = Provenance()
     try:
+        if "data_config" in raw or "peft_config" in raw:
+            raw = translate_chatglm3(raw, prov)
+        else:
+            _lift_generation(raw, prov)
+        if model:
+            raw["model"] = model
+        if trust_remote_code:
+            raw["trust_remote_code"] = True
         cfg = _build(TrainConfig, {**raw, "source": src, "data_dir": data_dir or raw.get("data_dir", ".")}, "")
         _check(cfg, on_controller)
+        _check_generation(cfg, prov, on_controller)
+        unused_keys(raw, cfg, prov)
+        cfg.warnings = prov.warnings + cfg.warnings
     except ConfigError as exc:
         raise ConfigError(f"{src}: {exc}") from None
     return cfg
 
 
-def translate_chatglm3(raw: dict, src: str) -> dict:
-    """Turn the ChatGLM3 finetune layout into ours (the LoRA `peft_config` becomes `lora:`)."""
+CHATGLM3_PROMPT_TYPES = {"PREFIX_TUNING": "prefix", "P_TUNING": "ptuning"}  # peft_config.peft_type -> finetuning
+
+
+def translate_chatglm3(raw: dict, prov: Provenance | None = None) -> dict:
+    """Turn the ChatGLM3 finetune layout into ours (`peft_config` becomes `lora:`, or `prompt:` for PREFIX_TUNING
+    (P-Tuning v2) and P_TUNING). `test_file` becomes `data.test`; generation defaults follow finetune_hf.py (answers
+    up to `max_output_length` tokens, the first 50 eval prompts); `load_config` lifts `training_args`' generation
+    names into `generation:`. Notes on keys without effect go into `prov`."""
+    prov = prov if prov is not None else Provenance()
     known = {"data_config", "max_input_length", "max_output_length", "training_args", "peft_config", "model",
-             "stage", "deepspeed", "resume_from_checkpoint", "data_dir"}
+             "stage", "deepspeed", "resume_from_checkpoint", "data_dir", "trust_remote_code"}
     _reject_unknown(raw, known, "")
     dc = raw.get("data_config") or {}
     _reject_unknown(dc, {"train_file", "val_file", "test_file", "num_proc"}, "data_config.")
     if "train_file" not in dc:
-        raise ConfigError(f"{src}: data_config.train_file: required")
-    out: dict[str, Any] = {k: raw[k] for k in ("model", "stage", "deepspeed", "resume_from_checkpoint", "data_dir")
-                           if k in raw}
+        raise ConfigError("data_config.train_file: required")
+    out: dict[str, Any] = {k: raw[k] for k in ("model", "stage", "deepspeed", "resume_from_checkpoint", "data_dir",
+                                               "trust_remote_code") if k in raw}
     max_len = int(raw.get("max_input_length", 512)) + int(raw.get("max_output_length", 512))
     out["data"] = {"train": dc["train_file"], "max_length": max_len, "truncation_strategy": "right"}
     if dc.get("val_file"):
         out["data"]["eval"] = dc["val_file"]
+    if dc.get("test_file"):
+        out["data"]["test"] = dc["test_file"]
+        prov.origin["data.test"] = "data_config.test_file"
+    if "num_proc" in dc:
+        prov.warn("data_config.num_proc", "ignored (orch tokenizes each file once, in parallel, on its own)")
     out["training_args"] = dict(raw.get("training_args") or {})
+    _lift_generation(out, prov)
+    out["generation"] = {"max_new_tokens": int(raw.get("max_output_length", 512)), "max_samples": 50,
+                         **out.get("generation", {})}
     peft = dict(raw.get("peft_config") or {})
     if not peft:
         out["finetuning"] = "full"
         return out
     peft_type = str(peft.pop("peft_type", "LORA")).upper()
+    task_type = str(peft.pop("task_type", "CAUSAL_LM")).upper()
+    if task_type != "CAUSAL_LM":
+        prov.warn("peft_config.task_type", f"{task_type} ignored (orch trains causal language models: CAUSAL_LM)")
+    if peft_type in CHATGLM3_PROMPT_TYPES:
+        _reject_unknown(peft, set(PromptSection.__dataclass_fields__),
+                        "peft_config.")
+        out["finetuning"] = CHATGLM3_PROMPT_TYPES[peft_type]
+        out["prompt"] = peft
+        return out
     if peft_type != "LORA":
-        raise ConfigError(f"{src}: peft_config.peft_type: only LORA is supported (got {peft_type!r})")
-    peft.pop("task_type", None)
+        known = ", ".join(["LORA", *CHATGLM3_PROMPT_TYPES])
+        raise ConfigError(f"peft_config.peft_type: expected one of {known} (got {peft_type!r})")
     names = {"r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules"}
     _reject_unknown(peft, set(names), "peft_config.")
     out["finetuning"] = "lora"
     out["lora"] = {names[k]: v for k, v in peft.items()}
     return out
+
+
+def _lift_generation(raw: dict, prov: Provenance) -> None:
+    """Move Seq2SeqTrainingArguments' generation names (`predict_with_generate`, `generation_config`,
+    `generation_num_beams`, `generation_max_length`) from `training_args` into `generation:`, each checked under the
+    name the user wrote; a value set both ways is refused."""
+    gen, args = raw.get("generation", {}), raw.get("training_args")
+    if not isinstance(gen, dict) or not isinstance(args, dict):
+        return  # _build names the key that is not a mapping
+    for key in gen:
+        prov.origin.setdefault(f"generation.{key}", f"generation.{key}")
+    args = raw["training_args"] = dict(args)
+    lifted: dict[str, tuple[Any, str]] = {}
+    if "generation_config" in args:
+        given = args.pop("generation_config")
+        section = _build(GenerationSection, given, "training_args.generation_config.")
+        lifted.update({k: (getattr(section, k), f"training_args.generation_config.{k}") for k in given})
+    hints = typing.get_type_hints(GenerationSection)
+    for name, key in GENERATION_TRAINING_ARGS.items():
+        if name in args:
+            where = f"training_args.{name}"
+            if key in lifted:
+                raise ConfigError(f"{where}: also set as {lifted[key][1]}; keep one")
+            lifted[key] = (_coerce(args.pop(name), hints[key], where), where)
+            if name == "generation_max_length":
+                prov.warn(where, "read as generation.max_new_tokens (orch caps the generated tokens, not prompt + "
+                                 "answer)")
+    for key, (value, where) in lifted.items():
+        if f"generation.{key}" in prov.origin:
+            raise ConfigError(f"{where}: also set as {prov.origin[f'generation.{key}']}; keep one")
+        prov.origin[f"generation.{key}"] = where
+    if lifted:
+        raw["generation"] = {**gen, **{key: value for key, (value, _) in lifted.items()}}
+
+
+def _check_generation(cfg: TrainConfig, prov: Provenance, on_controller: bool) -> None:
+    """Ranges of `generation:` and what generating needs (stage sft, an eval set, the test file)."""
+    g = cfg.generation
+    rules = {"max_new_tokens": (g.max_new_tokens >= 1, "a positive integer"),
+             "num_beams": (g.num_beams >= 1, "a positive integer"),
+             "temperature": (g.temperature > 0, "a number above 0"),
+             "top_p": (0 < g.top_p <= 1, "in (0, 1]"),
+             "top_k": (g.top_k >= 0, "an integer >= 0"),
+             "repetition_penalty": (g.repetition_penalty > 0, "a number above 0"),
+             "max_samples": (g.max_samples is None or g.max_samples >= 1, "a positive integer or null")}
+    for key, (ok, rule) in rules.items():
+        if not ok:
+            raise ConfigError(f"{prov.name('generation.' + key)}: must be {rule} (got {getattr(g, key)!r})")
+    wanted = [k for k, on in (("generation.predict_with_generate", g.predict_with_generate),
+                              ("data.test", bool(cfg.data.test))) if on]
+    if wanted and cfg.stage != "sft":
+        raise ConfigError(f"{prov.name(wanted[0])}: generation needs stage: sft (got {cfg.stage})")
+    if g.predict_with_generate and not (cfg.data.eval or cfg.data.eval_ratio):
+        raise ConfigError(f"{prov.name('generation.predict_with_generate')}: needs an eval set "
+                          "(data.eval or data.eval_ratio)")
+    if cfg.data.test:
+        _must_exist(cfg.data.test, cfg.data_dir, prov.name("data.test"), on_controller)
+
+
+def _check_template(value: Union[str, dict], on_controller: bool) -> None:
+    """`data.template`: a known name, an existing template file or valid role formats (the controller leaves
+    absolute paths to the nodes)."""
+    from orchestrator.errors import DataError
+    from orchestrator.train.data.templates import parse_template
+
+    if on_controller and isinstance(value, str) and Path(value).expanduser().is_absolute():
+        return
+    try:
+        parse_template(value, "data.template")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
@@ -190,14 +331,18 @@ def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
         raise ConfigError(f"data.eval_ratio: must be in [0, 1) (got {cfg.data.eval_ratio})")
     if cfg.data.max_length < 8:
         raise ConfigError(f"data.max_length: must be at least 8 (got {cfg.data.max_length})")
+    _check_template(cfg.data.template, on_controller)
     if Path(cfg.model).expanduser().is_dir():
         cfg.model = str(Path(cfg.model).expanduser().resolve())  # adapters then record an absolute base path
     elif cfg.model.startswith(".") or (cfg.model.startswith(("/", "~")) and not on_controller):
         raise ConfigError(f"model: folder not found: {cfg.model}")
+    if not on_controller:  # which code a folder runs depends on the node's transformers: checked there
+        require_trust(cfg.trust_remote_code, CONFIG_KEY, model=cfg.model, tokenizer=cfg.model)
     if cfg.lora.r < 1:
         raise ConfigError(f"lora.r: must be a positive integer (got {cfg.lora.r})")
     if not 0.0 <= cfg.lora.dropout < 1.0:
         raise ConfigError(f"lora.dropout: must be in [0, 1) (got {cfg.lora.dropout})")
+    _check_prompt(cfg)
     if not 0.0 < cfg.freeze.trainable_fraction <= 1.0:
         raise ConfigError(f"freeze.trainable_fraction: must be in (0, 1] (got {cfg.freeze.trainable_fraction})")
     if isinstance(cfg.deepspeed, str) and cfg.deepspeed not in DEEPSPEED_PRESETS:
@@ -214,25 +359,39 @@ def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
         cfg.resume_from_checkpoint = _normalise_resume(os.environ["ORCH_RESUME"])
 
 
+def _check_prompt(cfg: TrainConfig) -> None:
+    """Virtual-token adapters: a positive count, and no packing (packed samples would share one prefix)."""
+    if cfg.prompt.num_virtual_tokens < 1:
+        raise ConfigError(f"prompt.num_virtual_tokens: must be a positive integer "
+                          f"(got {cfg.prompt.num_virtual_tokens})")
+    if cfg.finetuning in PROMPT_FINETUNING and cfg.data.packing:
+        raise ConfigError(f"data.packing: finetuning {cfg.finetuning} puts virtual tokens before each row, so packed "
+                          "samples would share them; set packing: false")
+
+
 def _normalise_training_args(cfg: TrainConfig, check_names: bool = True) -> dict:
     """Apply aliases, lift `deepspeed`/`resume_from_checkpoint` to the top level, and reject unknown names
     (`check_names`: against the installed transformers/trl)."""
     args = dict(cfg.training_args)
     for old, new in TRAINING_ARG_ALIASES.items():
         if old in args:
+            if new in args:
+                cfg.warnings.append(f"training_args.{old}: ignored (training_args.{new} is set)")
             args.setdefault(new, args.pop(old))
     if "logging_dir" in args:
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", os.path.abspath(str(args["logging_dir"])))
-    for name in IGNORED_TRAINING_ARGS:
-        args.pop(name, None)
-    if "deepspeed" in args:
-        if cfg.deepspeed is None:
-            cfg.deepspeed = args["deepspeed"]
-        args.pop("deepspeed")
-    if "resume_from_checkpoint" in args:
-        if cfg.resume_from_checkpoint is None:
-            cfg.resume_from_checkpoint = args["resume_from_checkpoint"]
-        args.pop("resume_from_checkpoint")
+        logging_dir = os.path.abspath(str(args.pop("logging_dir")))
+        if os.environ.setdefault("TENSORBOARD_LOGGING_DIR", logging_dir) != logging_dir:
+            cfg.warnings.append("training_args.logging_dir: ignored ($TENSORBOARD_LOGGING_DIR is set)")
+    if args.pop("sortish_sampler", False):
+        cfg.warnings.append("training_args.sortish_sampler: ignored (a Seq2SeqTrainer option; orch's Trainer "
+                            "draws batches at random)")
+    for key in ("deepspeed", "resume_from_checkpoint"):
+        if key in args:
+            value = args.pop(key)
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+            elif getattr(cfg, key) != value:
+                cfg.warnings.append(f"training_args.{key}: ignored (the top-level {key}: is set)")
     if not check_names:
         return args
     names = training_arg_names(cfg.stage)
@@ -290,7 +449,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping (got {type(raw).__name__})")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     _reject_unknown(raw, set(fields), prefix)
     values = {}
     for name, f in fields.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, say
 from orchestrator.train.checkpoints import completeness_callback, resolve_resume
+from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed
 from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
@@ -48,7 +49,7 @@ def run_dpo(cfg: TrainConfig) -> str:
     if args.deepspeed and not torch.cuda.is_available():
         init_cpu_distributed()
     # 2. Data before the model, so a bad file fails before loading weights.
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     chat = bool(tokenizer.chat_template)
     train_ds = preference_dataset(cfg.data.train, cfg, chat)
     eval_ds = preference_dataset([cfg.data.eval], cfg, chat) if cfg.data.eval else None
@@ -59,7 +60,7 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[completeness_callback()])
+                         callbacks=[completeness_callback()], **tokenizer_kwarg(DPOTrainer, tokenizer))
     # 4. Resume decision, train, save.
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=lambda m: say(args, m))
     trainer.train(resume_from_checkpoint=resume)

@@ -13,14 +13,17 @@ from __future__ import annotations
 import math
 
 from orchestrator.errors import ConfigError
-from orchestrator.train.config import TrainConfig
+from orchestrator.train.compat import from_pretrained_kwargs, prefix_as_cache
+from orchestrator.train.config import PROMPT_FINETUNING, TrainConfig
 
 
-def load_tokenizer(path: str):
-    """The model's tokenizer, with a pad token (the EOS token when it has none) and right padding."""
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """The model's tokenizer, with a pad token (the EOS token when it has none) and right padding.
+
+    `trust_remote_code` is always an explicit bool: left unset, transformers would ask on stdin."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
@@ -37,7 +40,8 @@ def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = 
         kwargs["dtype"] = torch.bfloat16
     if cfg.finetuning == "qlora":
         kwargs.update(quantization_kwargs(cfg))
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code,
+                                                 **from_pretrained_kwargs(kwargs))
     model.config.use_cache = False  # the KV cache only costs memory during training
     if cfg.finetuning == "qlora":
         from peft import prepare_model_for_kbit_training
@@ -45,6 +49,8 @@ def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     if cfg.finetuning in ("lora", "qlora"):
         return add_lora(model, cfg)
+    if cfg.finetuning in PROMPT_FINETUNING:
+        return add_prompt_adapter(model, cfg)
     if cfg.finetuning == "freeze":
         freeze_lower_layers(model, cfg.freeze.trainable_fraction, cfg.freeze.extra_trainable)
     return model
@@ -79,6 +85,21 @@ def add_lora(model, cfg: TrainConfig):
         return get_peft_model(model, peft_cfg)
     except ValueError as exc:  # e.g. a target module name that is not in the model
         raise ConfigError(f"{cfg.source}: lora.target_modules: {exc}") from None
+
+
+def add_prompt_adapter(model, cfg: TrainConfig):
+    """Wrap `model` with virtual tokens as configured in `cfg.prompt`: P-Tuning v2 (`prefix`, learned keys and values
+    at every layer, what ChatGLM3's ptuning config trains) or P-Tuning (`ptuning`, learned input embeddings)."""
+    from peft import PrefixTuningConfig, PromptEncoderConfig, get_peft_model
+
+    p = cfg.prompt
+    width = {"encoder_hidden_size": p.encoder_hidden_size} if p.encoder_hidden_size else {}
+    if cfg.finetuning == "prefix":
+        peft_cfg = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=p.num_virtual_tokens,
+                                      prefix_projection=p.prefix_projection, **width)
+    else:
+        peft_cfg = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=p.num_virtual_tokens, **width)
+    return prefix_as_cache(get_peft_model(model, peft_cfg))
 
 
 def decoder_layers(model) -> list:

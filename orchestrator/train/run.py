@@ -6,7 +6,9 @@ This is what `python -m orchestrator.train CONFIG` calls on every rank (torchrun
 from __future__ import annotations
 
 import os
+import sys
 
+from orchestrator.train.compat import allow_checkpoint_loads
 from orchestrator.train.config import TrainConfig
 
 
@@ -15,6 +17,9 @@ def run(cfg: TrainConfig) -> str:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/torch_extensions"))
     _quiet_other_ranks()
+    print_warnings(cfg)
+    _describe_env(cfg)
+    allow_checkpoint_loads()
     try:
         if cfg.stage == "dpo":
             from orchestrator.train.dpo import run_dpo
@@ -25,6 +30,33 @@ def run(cfg: TrainConfig) -> str:
         return run_sft(cfg)
     finally:
         _leave_process_group()
+
+
+def print_warnings(cfg: TrainConfig) -> None:
+    """One line per config key that has no effect (`config_notes`), printed by global rank 0 only."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        for line in cfg.warnings:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def _describe_env(cfg: TrainConfig) -> None:
+    """Rank 0 names the worker code and the node's ML stack it runs on, and warns about versions outside the
+    supported ranges (the launch preflight refuses those; a direct run or --skip-checks gets here)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    from pathlib import Path
+
+    import torch
+
+    import orchestrator
+    from orchestrator.train.requirements import installed, needed, unmet
+
+    packages = needed(cfg)
+    versions = installed(packages)
+    stack = ", ".join(f"{name} {version}" for name, version in versions.items() if version)
+    print(f"worker: {Path(orchestrator.__file__).parent} on {stack}", flush=True)
+    for line in unmet(versions, packages, has_gpu=torch.cuda.is_available()):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def _quiet_other_ranks() -> None:

@@ -1,6 +1,7 @@
 """Recipe: supervised fine-tuning (`stage: sft`) and continued pretraining (`stage: pt`) with HF's Trainer.
 
 Features: full / LoRA / QLoRA / freeze; DDP or DeepSpeed ZeRO-2/3 (gloo on CPU, NCCL on GPUs); packing;
+generation-based evaluation (ROUGE/BLEU on generated answers, `generation:`, `data.test`);
 checkpoints with a completeness marker and resume (`latest`, a step, a path) that continues the same data order
 (the Trainer restores RNG state and skips the batches already seen); TensorBoard under `output_dir/runs/`.
 Trade-offs: one process per device, no tensor/pipeline parallelism; tokenization happens up front on rank 0
@@ -12,6 +13,7 @@ from __future__ import annotations
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, sanity_table, say, throughput_callback
 from orchestrator.train.checkpoints import completeness_callback, resolve_resume
+from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
 from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
@@ -32,7 +34,8 @@ def run_sft(cfg: TrainConfig) -> str:
     from transformers import Trainer, set_seed
 
     from orchestrator.train.data.collate import make_collator
-    from orchestrator.train.data.dataset import build_sft_datasets
+    from orchestrator.train.data.dataset import build_sft_datasets, build_test_dataset
+    from orchestrator.train.generation_eval import GenerationEval
 
     # 1. Arguments first: they start the process group and register DeepSpeed's config for from_pretrained.
     args = build_training_args(cfg)
@@ -41,8 +44,10 @@ def run_sft(cfg: TrainConfig) -> str:
         init_cpu_distributed()
     # 3. Data before the model: a bad file fails fast and cheaply. The first process to take the cache's file
     #    lock tokenizes, the others wait on the lock (never on a collective, which could time out) and read it.
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     train_ds, eval_ds, report = build_sft_datasets(data_spec(cfg), tokenizer, stage=cfg.stage)
+    test_ds = build_test_dataset(data_spec(cfg), tokenizer, stage=cfg.stage) if cfg.data.test else None
+    generation = GenerationEval.create(cfg.generation, tokenizer, eval_ds, test_ds, args)  # None: nothing to generate
     say(args, report.summary())
     say(args, sanity_table(list(train_ds[0]["input_ids"]), list(train_ds[0]["labels"]), tokenizer))
     # 4. Model in its fine-tuning mode.
@@ -54,9 +59,11 @@ def run_sft(cfg: TrainConfig) -> str:
         say(args, "ZeRO-3: parameters are partitioned across ranks (counts above are full sizes)")
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=make_collator(tokenizer, cfg.data.packing), processing_class=tokenizer,
+                      data_collator=make_collator(tokenizer, cfg.data.packing), **tokenizer_kwarg(Trainer, tokenizer),
                       callbacks=[completeness_callback()])
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
+    if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
+        trainer.callback_handler.callbacks.insert(0, generation.callback())
     # 6. Resume decision, train, save the final weights (LoRA: the adapter) and the tokenizer.
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=lambda m: say(args, m))
     if resume:
@@ -64,4 +71,6 @@ def run_sft(cfg: TrainConfig) -> str:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     say(args, f"saved to {args.output_dir}")
+    if generation:
+        generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics
     return args.output_dir

@@ -40,11 +40,18 @@ def input_hash(path: Path, previous: dict | None) -> str:
 
 
 def tokenizer_hash(tokenizer) -> str:
-    """Identity of a tokenizer: its serialised vocabulary/merges, special tokens and chat template."""
+    """Identity of a tokenizer: its serialised vocabulary/merges (a slow tokenizer: class, vocabulary and added
+    tokens), special tokens and chat template."""
     cached = getattr(tokenizer, "_orch_hash", None)
     if cached:
         return cached
-    digest = hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest = hashlib.sha256(backend.to_str().encode())
+    else:
+        digest = hashlib.sha256(type(tokenizer).__qualname__.encode())
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode())
+        digest.update(json.dumps(sorted(str(t) for t in tokenizer.all_special_tokens)).encode())
     digest.update(json.dumps([tokenizer.eos_token, tokenizer.chat_template or ""]).encode())
     value = digest.hexdigest()
     with contextlib.suppress(AttributeError):

@@ -1,10 +1,11 @@
 """Batch collation: padding for plain rows, padding-free position_ids for packed rows.
 
-Packed rows carry no `attention_mask`: transformers 5.x (`masking_utils.find_packed_sequence_indices`) then
+Packed rows carry no `attention_mask`: transformers >= 4.53 (`masking_utils.find_packed_sequence_indices`) then
 detects the sample boundaries from `position_ids` restarting at 0 and builds a block-diagonal causal mask for
 eager/sdpa attention (flash-attention uses the same position_ids for varlen kernels). That detection is skipped
-when a KV cache exists, so packed batches also carry `use_cache=False`. Padding after the last sample gets its
-own position run and label -100.
+when a KV cache exists, so packed batches also carry `use_cache=False`. Older transformers get that block-diagonal
+mask from us as a 4-D `attention_mask` (compat.py). Padding after the last sample gets its own position run and
+label -100.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from orchestrator.train.data.templates import IGNORE_INDEX
+from orchestrator.train.compat import detects_packed_rows, packed_attention_mask
+from orchestrator.train.data.encoding import IGNORE_INDEX
 
 
 def _padded_length(longest: int, multiple: int | None) -> int:
@@ -47,6 +49,8 @@ def make_collator(tokenizer, packing: bool, pad_to_multiple_of: int | None = Non
                 dtype=torch.long,
             )
             batch["use_cache"] = False
+            if not detects_packed_rows():  # transformers < 4.53: no boundaries from position_ids, so a 4-D mask
+                batch["attention_mask"] = packed_attention_mask(batch["position_ids"])
         else:
             batch["attention_mask"] = _pad([[1] * len(it["input_ids"]) for it in items], length, 0)
         return batch

@@ -14,12 +14,13 @@ import torch
 
 from orchestrator.errors import DataError
 from orchestrator.train.data import cache
+from orchestrator.train.data.encoding import IGNORE_INDEX
 from orchestrator.train.data.index import TokenIndex
 from orchestrator.train.data.pack import pack_best_fit, padded_share, truncate
 from orchestrator.train.data.report import DataReport
 from orchestrator.train.data.sources import open_source
 from orchestrator.train.data.spec import STAGES, DataSpec
-from orchestrator.train.data.templates import IGNORE_INDEX, resolve_template
+from orchestrator.train.data.templates import resolve_template
 
 Entry = tuple[int, int]  # (source number, sample number)
 
@@ -117,6 +118,34 @@ def _make(rows: _Rows, entries: list[Entry], lengths: np.ndarray, spec: DataSpec
     return PackedDataset(rows, [[entries[i] for i in row] for row in packs])
 
 
+def _opener(spec: DataSpec, tokenizer):
+    """A function opening data files (names relative to `spec.base_dir`) as cached token indexes."""
+    template = resolve_template(spec.template, tokenizer)
+    base = Path(spec.base_dir)
+    cache_dir = Path(spec.cache_dir) if spec.cache_dir else cache.default_cache_dir()
+
+    def open_all(names: list[str]) -> list[TokenIndex]:
+        return [open_source(n, base, cache_dir, tokenizer, template, spec.seed, spec.skip_bad) for n in names]
+
+    return open_all
+
+
+def per_sample(dataset: SFTDataset | PackedDataset) -> SFTDataset:
+    """The same samples one per item (a packed dataset unpacked), e.g. to generate an answer for each prompt."""
+    if isinstance(dataset, PackedDataset):
+        return SFTDataset(dataset.rows, [entry for pack in dataset.packs for entry in pack])
+    return dataset
+
+
+def build_test_dataset(spec: DataSpec, tokenizer, stage: str = "sft") -> SFTDataset:
+    """`spec.test` as a per-sample dataset (never packed), truncated like the training data."""
+    if not spec.test:
+        raise DataError("no test file given (data.test is empty)")
+    sources = _opener(spec, tokenizer)([spec.test])
+    entries, _ = _select(sources, spec, stage, DataReport(truncation_strategy=spec.truncation_strategy))
+    return SFTDataset(_Rows(sources, spec.max_length, spec.truncation_strategy, stage), entries)
+
+
 def build_sft_datasets(spec: DataSpec, tokenizer, stage: str = "sft"):
     """Build (train_dataset, eval_dataset or None, DataReport) for `stage` `sft` (assistant loss) or `pt` (all).
 
@@ -126,13 +155,7 @@ def build_sft_datasets(spec: DataSpec, tokenizer, stage: str = "sft"):
         raise DataError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
     if not spec.train:
         raise DataError("no training data given (data.train is empty)")
-    template = resolve_template(spec.template, tokenizer)
-    base = Path(spec.base_dir)
-    cache_dir = Path(spec.cache_dir) if spec.cache_dir else cache.default_cache_dir()
-
-    def open_all(names: list[str]) -> list[TokenIndex]:
-        return [open_source(n, base, cache_dir, tokenizer, template, spec.seed, spec.skip_bad) for n in names]
-
+    open_all = _opener(spec, tokenizer)
     report = DataReport(truncation_strategy=spec.truncation_strategy, sources=list(spec.train))
     train_sources = open_all(spec.train)
     eval_sources = open_all([spec.eval]) if spec.eval else []

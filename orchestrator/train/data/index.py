@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,10 @@ import numpy as np
 from orchestrator.errors import DataError, located
 from orchestrator.train.data import cache
 from orchestrator.train.data.convert import write_jsonl_atomic
+from orchestrator.train.data.encoding import encode_rendered
 from orchestrator.train.data.meta import LengthHistogram, make_meta
 from orchestrator.train.data.readers import BadLines, first_char, iter_records, normalise
-from orchestrator.train.data.templates import encode_many, resolve_template
+from orchestrator.train.data.templates import DEFAULT_TEMPLATE, resolve_template
 
 CHUNK_BYTES = 4 << 20
 _ENCODE_BATCH = 512
@@ -44,12 +46,13 @@ class ChunkResult:
 
 
 def _encode_chunk(task: tuple[str, int, int]) -> ChunkResult:
-    """Parse, normalise and encode the lines in one byte range (runs in a worker)."""
+    """Parse, normalise, render and encode the lines in one byte range (runs in a worker)."""
     path, start, end = task
     with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
-    samples, rel_lines, errors = [], [], []
+    tokenizer, template = _WORKER["tokenizer"], _WORKER["template"]
+    samples, rendered, rel_lines, errors = [], [], [], []
     for i, raw in enumerate(data.split(b"\n")):
         if not raw.strip():
             continue
@@ -59,14 +62,16 @@ def _encode_chunk(task: tuple[str, int, int]) -> ChunkResult:
             errors.append((i, f"malformed JSON: {getattr(exc, 'msg', exc)}"))
             continue
         try:
-            samples.append(normalise(record))
+            sample = normalise(record)
+            rendered.append(template.render(sample))
+            samples.append(sample)
             rel_lines.append(i)
         except ValueError as exc:
             errors.append((i, str(exc)))
-    tokenizer, template = _WORKER["tokenizer"], _WORKER["template"]
     encoded = []
     for b in range(0, len(samples), _ENCODE_BATCH):
-        encoded += encode_many(samples[b : b + _ENCODE_BATCH], tokenizer, template)
+        encoded += encode_rendered(samples[b : b + _ENCODE_BATCH], rendered[b : b + _ENCODE_BATCH], tokenizer,
+                                   template)
     lengths = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
     dtype = _WORKER["dtype"]  # narrow before the ids cross the pipe
     return ChunkResult(
@@ -142,8 +147,8 @@ def _first_record(path: Path) -> object:
     return None
 
 
-def _write_index(src: Path, tmp: Path, tokenizer, template: str, language: str, workers: int, bad: BadLines,
-                 chunk_bytes: int) -> dict:
+def _write_index(src: Path, tmp: Path, tokenizer, template, language: str, workers: int, bad: BadLines,
+                 chunk_bytes: int, describe: Callable[[int], str] | None) -> dict:
     """Fill `tmp` with data.jsonl, the token arrays and meta.json; returns build counts."""
     line_map = _prepare_source(src, tmp)
     data = tmp / "data.jsonl"
@@ -156,7 +161,10 @@ def _write_index(src: Path, tmp: Path, tokenizer, template: str, language: str, 
         for result in _run_chunks(_chunks(data, chunk_bytes), workers):
             for rel, problem in result.errors:
                 line = line_base + rel
-                bad.report(src, line_map[line - 1] if line_map else line, problem)
+                if describe is not None:
+                    bad.report(describe(line), None, problem)
+                else:
+                    bad.report(src, line_map[line - 1] if line_map else line, problem)
             f_ids.write(result.ids.tobytes())
             f_mask.write(result.mask.tobytes())
             f_off.write((offset + np.cumsum(result.lengths)).tobytes())
@@ -177,11 +185,14 @@ def _check_output(src: Path, out: Path) -> None:
         raise DataError(located(str(out), None, f"the output folder must differ from the input folder of {src}"))
 
 
-def build_index(src: str | Path, out: str | Path, tokenizer, template: str = "auto", language: str = "zh",
-                workers: int | None = None, skip_bad: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
+def build_index(src: str | Path, out: str | Path, tokenizer, template: object = DEFAULT_TEMPLATE,
+                language: str = "zh", workers: int | None = None, skip_bad: bool = False,
+                chunk_bytes: int = CHUNK_BYTES, describe: Callable[[int], str] | None = None) -> dict:
     """Build (or reuse) the token index of `src` in `out`; returns the build record (with `cached: bool`).
 
-    Cached by a hash of the input content, the tokenizer and the settings; built once under a file lock.
+    `template`: a template value or a resolved `Template` (templates.py). Cached by a hash of the input content,
+    the tokenizer and the settings (the template's key among them); built once under a file lock. `describe`
+    names line N of `src` in error messages instead of `src:N` (a materialised mixture names the dataset).
     """
     src, out = Path(src), Path(out)
     if not src.is_file():
@@ -190,7 +201,7 @@ def build_index(src: str | Path, out: str | Path, tokenizer, template: str = "au
         raise DataError(located(str(src), None, "the file is empty"))
     _check_output(src, out)
     template = resolve_template(template, tokenizer)
-    settings = {"tokenizer": cache.tokenizer_hash(tokenizer), "template": template, "language": language,
+    settings = {"tokenizer": cache.tokenizer_hash(tokenizer), "template": template.key, "language": language,
                 "skip_bad": skip_bad}
     with cache.build_lock(out):
         previous = cache.read_record(out)
@@ -204,7 +215,7 @@ def build_index(src: str | Path, out: str | Path, tokenizer, template: str = "au
         try:
             bad = BadLines(skip_bad=skip_bad)
             counts = _write_index(src, tmp, tokenizer, template, language, workers or _cpu_count(), bad,
-                                  chunk_bytes)
+                                  chunk_bytes, describe)
             record = {"key": key, "input_sha256": sha, "input_stat": cache.stat_id(src), **settings, **counts,
                       "bad_examples": bad.examples}
             (tmp / "orch_index.json").write_text(json.dumps(record, indent=2))

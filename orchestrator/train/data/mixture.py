@@ -146,11 +146,24 @@ def _draw_order(n: int, size: int, allow_repeat: bool, r: random.Random) -> Iter
             return
 
 
+def draw_sequence(plans: list[MixPlan], seed: int) -> list[int]:
+    """The dataset number of every sample of the mixture, in the order `iter_mixture` yields them."""
+    order = [i for i, p in enumerate(plans) for _ in range(p.samples)]
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def sample_names(config: str | Path, seed: int, num_samples: int | None = None) -> Callable[[int], str]:
+    """Names sample N (1-based) of a materialised mixture for error messages: `mix.json: dataset NAME: transformed
+    sample N`."""
+    entries = load_mixture(config)
+    order = draw_sequence(plan_mixture(entries, num_samples), seed)
+    return lambda n: f"{config}: dataset {entries[order[n - 1]].dataset_name}: transformed sample {n}"
+
+
 def iter_mixture(entries: list[MixEntry], plans: list[MixPlan], seed: int) -> Iterator[tuple[str, dict]]:
     """Yield (dataset_name, record) in a seeded interleaving, each record transformed when a transform is set."""
-    r = random.Random(seed)
-    order = [i for i, p in enumerate(plans) for _ in range(p.samples)]
-    r.shuffle(order)
+    order = draw_sequence(plans, seed)
     streams = []
     for i, e in enumerate(entries):
         local = random.Random(f"{seed}:{e.dataset_name}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.train.data.templates import DEFAULT_TEMPLATE
+
 TRUNCATION_STRATEGIES = ("delete", "left", "right")
 STAGES = ("sft", "pt")
 
@@ -14,14 +16,17 @@ class DataSpec:
 
     `train` entries are JSONL/JSON files, `.txt` files, index folders (with `meta.json`) or a mixture config
     `.json` (a JSON list of objects with `dataset_name`). Relative paths resolve against `base_dir`.
-    `template` is a built-in template name (`chatml`) or `"tokenizer"` for the tokenizer's own chat_template.
+    `template` is `auto` (the default: the tokenizer's own chat_template, else its vocabulary's format, else chatml),
+    `tokenizer`, a built-in name (chatml, qwen, raw, fm9g, chatglm3), a `.jinja` chat template file, or a mapping
+    of role formats (see `templates.py`).
     `cache_dir` holds token indexes built from plain files (default `$XDG_CACHE_HOME/orch/data`).
     """
 
     train: list[str] = field(default_factory=list)
     eval: str | None = None
+    test: str | None = None  # generated on after training (`build_test_dataset`), never trained on
     eval_ratio: float = 0.0
-    template: str = "chatml"
+    template: str | dict = DEFAULT_TEMPLATE
     max_length: int = 1024
     truncation_strategy: str = "delete"
     packing: bool = False

@@ -1,195 +1,199 @@
-"""Chat templates and encoding with loss masks.
+"""Chat templates: which one applies, what identifies it in cache keys, and the refusal to wrap markup twice.
 
-A template renders a `Sample` to text plus the character spans that carry loss: every assistant turn's content
-and its end-of-turn token (a model that never learns to stop is the most common complaint), nothing else.
-Tokens are then mapped to spans through the tokenizer's offsets, the way transformers computes
-`return_assistant_tokens_mask`. Plain text (pretraining) is followed by the EOS token and has loss everywhere.
+`template` (training config `data.template`, `orch data index|preview --template`) is one of:
+- `auto`, the default of training, `orch data index` and `orch data preview` alike: the tokenizer's own
+  chat_template when it has one; else the format its vocabulary has single tokens for (`<|user|>`,
+  `<|assistant|>`, `[gMASK]`: chatglm3; `<用户>`, `<AI>`: fm9g); else chatml;
+- `tokenizer`: the tokenizer's own chat_template (an error when it has none);
+- a built-in format: chatml, qwen, raw, fm9g, chatglm3 (exact layouts and loss spans in `formats.py`);
+- a Jinja chat template file (`.jinja` / `.j2`): rendered like a tokenizer chat_template, masked the same way;
+- a role mapping (`custom_format.py`), inline in the training config, as a `.yaml`/`.yml`/`.json` file, or as
+  inline JSON on the command line.
+Loss is on assistant turns (with their end token) only; plain-text samples are followed by EOS and have loss on
+every token, whatever the template.
+
+Double wrapping: a chat whose text already holds chat markup (`<|im_start|>`, `<用户>`, `<|user|>`, ... of any
+built-in format, plus a user-defined template's own control tokens) is refused under every template except
+`raw`: `render` raises ValueError, which the index reports as `file:line: ...` (DataError, exit 2; counted and
+skipped with skip_bad) and mixtures as `mix.json: dataset NAME: transformed sample N: ...`. A transform that
+applies the chat template itself (the FM9G guide's add_template.py) wants `template: raw`.
+
+A template's `key` goes into index cache keys: the name, plus a hash of the content of a user-defined one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
-import numpy as np
-
-from orchestrator.errors import DataError
+from orchestrator.errors import DataError, located
+from orchestrator.train.data import formats
+from orchestrator.train.data.custom_format import check_roles, role_format, role_markers
+from orchestrator.train.data.formats import CONTENT, SPECIAL, Piece, Specials
 from orchestrator.train.data.samples import Sample
 
-IGNORE_INDEX = -100
-Span = tuple[int, int]
+DEFAULT_TEMPLATE = "auto"
+TEMPLATE_NAMES = ("auto", "tokenizer", *formats.BUILTIN_FORMATS)
+JINJA_SUFFIXES = (".jinja", ".j2")
+MAPPING_SUFFIXES = (".yaml", ".yml", ".json")
+TEMPLATE_FILE_SUFFIXES = JINJA_SUFFIXES + MAPPING_SUFFIXES
+KNOWN_MARKERS = ("<|im_start|>", "<|im_end|>", "<用户>", "<AI>", "<|system|>", "<|user|>", "<|assistant|>",
+                 "<|observation|>", "[gMASK]")
+VOCAB_FORMATS = (("chatglm3", ("<|user|>", "<|assistant|>", "[gMASK]")), ("fm9g", ("<用户>", "<AI>")))
 
 
-def render_chatml(sample: Sample) -> tuple[str, list[Span]]:
-    """ChatML: `<|im_start|>role\\ncontent<|im_end|>\\n` per turn; loss on assistant content + `<|im_end|>`."""
-    parts: list[str] = []
-    spans: list[Span] = []
-    pos = 0
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What the user asked for, checked but not yet resolved against a tokenizer."""
 
-    def add(piece: str, loss: bool = False) -> None:
-        nonlocal pos
-        parts.append(piece)
-        if loss:
-            spans.append((pos, pos + len(piece)))
-        pos += len(piece)
+    kind: str  # a name from TEMPLATE_NAMES, "jinja" or "custom"
+    source: str = ""  # a Jinja template's text
+    roles: tuple[tuple[str, str], ...] = ()  # a user-defined template's formats
 
-    for msg in sample.messages():
-        add(f"<|im_start|>{msg['role']}\n")
-        add(msg["content"] + "<|im_end|>", loss=msg["role"] == "assistant")
-        add("\n")
-    return "".join(parts), spans
+    @property
+    def key(self) -> str:
+        """The name; a user-defined template's content hash too."""
+        if self.kind == "jinja":
+            return f"jinja-{_digest(self.source)}"
+        if self.kind == "custom":
+            return f"custom-{_digest(json.dumps(self.roles, ensure_ascii=False))}"
+        return self.kind
 
 
-BUILTIN_TEMPLATES: dict[str, Callable[[Sample], tuple[str, list[Span]]]] = {"chatml": render_chatml}
-TEMPLATE_NAMES = ("auto", "tokenizer", *BUILTIN_TEMPLATES)
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def resolve_template(name: str, tokenizer) -> str:
-    """`auto` -> `tokenizer` when the tokenizer has a chat_template, else `chatml`; unknown names raise DataError."""
-    if name == "auto":
-        return "tokenizer" if getattr(tokenizer, "chat_template", None) else "chatml"
-    if name == "tokenizer" and not getattr(tokenizer, "chat_template", None):
-        raise DataError("template 'tokenizer' asked for, but the tokenizer has no chat_template")
-    if name not in TEMPLATE_NAMES:
-        raise DataError(f"unknown template {name!r}; known: {', '.join(TEMPLATE_NAMES)}")
-    return name
+def parse_template(value: object, where: str = "template") -> TemplateSpec:
+    """Check a template value (name, file path, inline JSON or mapping); DataError names `where` and the key."""
+    if isinstance(value, TemplateSpec):
+        return value
+    if isinstance(value, dict):
+        return TemplateSpec("custom", roles=check_roles(value, f"{where}."))
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: expected a template name, a .jinja file or a mapping of role formats "
+                        f"(got {value!r})")
+    if value in TEMPLATE_NAMES:
+        return TemplateSpec(value)
+    if value.lstrip().startswith("{"):
+        try:
+            mapping = json.loads(value)
+        except ValueError as exc:
+            raise DataError(f"{where}: not valid JSON: {exc}") from None
+        return parse_template(mapping if isinstance(mapping, dict) else None, where)
+    path = Path(value).expanduser()
+    if path.suffix not in TEMPLATE_FILE_SUFFIXES:
+        raise DataError(f"{where}: unknown template {value!r}; known: {', '.join(TEMPLATE_NAMES)}, a "
+                        f"{'/'.join(JINJA_SUFFIXES)} chat template file or a mapping of role formats")
+    if not path.is_file():
+        raise DataError(f"{where}: template file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in JINJA_SUFFIXES:
+        return TemplateSpec("jinja", source=text)
+    return _mapping_file(path, text)
 
 
-def render_with_tokenizer(sample: Sample, tokenizer) -> tuple[str, list[Span]]:
-    """Render with the tokenizer's own chat_template; assistant spans found by rendering growing prefixes.
+def _mapping_file(path: Path, text: str) -> TemplateSpec:
+    """A role mapping from a YAML or JSON file."""
+    import yaml
 
-    The span of assistant turn i is what `messages[:i+1]` adds to `messages[:i]` + generation prompt, trailing
-    whitespace excluded. Templates that rewrite earlier turns cannot be masked this way: DataError.
-    """
-    messages = sample.messages()
-
-    def render(msgs: list[dict], gen: bool) -> str:
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
-
-    full = render(messages, False)
-    spans: list[Span] = []
-    for i, msg in enumerate(messages):
-        if msg["role"] != "assistant":
-            continue
-        prompt, upto = render(messages[:i], True), render(messages[: i + 1], False)
-        if not (upto.startswith(prompt) and full.startswith(upto)):
-            raise DataError(
-                "the tokenizer's chat_template rewrites earlier turns, so assistant tokens cannot be masked "
-                "reliably; choose a built-in template (--template chatml)"
-            )
-        spans.append((len(prompt), len(upto.rstrip())))
-    return full, spans
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise DataError(located(str(path), mark.line + 1 if mark else None, "malformed YAML/JSON")) from None
+    if not isinstance(mapping, dict):
+        raise DataError(f"{path}: a template file must hold a mapping of role formats (user, assistant, ...)")
+    return TemplateSpec("custom", roles=check_roles(mapping, f"{path}: "))
 
 
-def render(sample: Sample, tokenizer, template: str) -> tuple[str, list[Span]]:
-    """Text and loss spans of a sample under a resolved template name (plain text: all of it + EOS)."""
-    if sample.text is not None:
-        text = sample.text + (tokenizer.eos_token or "")
-        return text, [(0, len(text))]
-    if template == "tokenizer":
-        return render_with_tokenizer(sample, tokenizer)
-    return BUILTIN_TEMPLATES[template](sample)
+@dataclass(frozen=True)
+class Template:
+    """A template resolved against a tokenizer: `render(sample)` -> pieces (see formats.py)."""
 
+    name: str  # shown to users: chatml, qwen, raw, fm9g, chatglm3, tokenizer, jinja, custom
+    key: str  # identity in cache keys
+    renderer: Callable[[Sample], list[Piece]]
+    eos: str
+    markers: re.Pattern | None = None  # chat markup refused in a sample's text (None: raw)
+    marker_starts: str = ""  # the first characters of those markers: a cheap scan before the regex
+    chatml: bool = False  # the ChatML special-token fast path applies
 
-def _token_at(encoding, char: int, step: int, stop: int) -> int | None:
-    """The token covering `char`, looking `step`-wise until `stop` when a character maps to no token."""
-    while char != stop:
-        token = encoding.char_to_token(char)
-        if token is not None:
-            return token
-        char += step
-    return None
-
-
-def _mask(encoding, spans: list[Span]) -> np.ndarray:
-    """1 for tokens inside a loss span, else 0."""
-    mask = np.zeros(len(encoding.ids), dtype=np.uint8)
-    for start, end in spans:
-        first = _token_at(encoding, start, 1, end)
-        last = _token_at(encoding, end - 1, -1, start - 1)
-        if first is not None and last is not None:
-            mask[first : last + 1] = 1
-    return mask
-
-
-def _chatml_ids(tokenizer) -> tuple[int, int, list[int]] | None:
-    """(<|im_start|> id, <|im_end|> id, ids of "assistant\\n") when the tokenizer has ChatML special tokens."""
-    cached = getattr(tokenizer, "_orch_chatml", False)
-    if cached is not False:
-        return cached
-    backend = tokenizer.backend_tokenizer
-    start, end = backend.token_to_id("<|im_start|>"), backend.token_to_id("<|im_end|>")
-    found = None
-    if start is not None and end is not None:
-        found = (start, end, backend.encode("assistant\n", add_special_tokens=False).ids)
-    tokenizer._orch_chatml = found
-    return found
-
-
-def _chatml_mask(ids: np.ndarray, turns: int, marks: tuple[int, int, list[int]]) -> np.ndarray | None:
-    """Loss mask found from the ChatML special tokens alone, or None when it cannot be trusted.
-
-    After `<|im_start|>`, the ids of `assistant\\n` followed by content mean the bytes split exactly there, so
-    loss runs from the next token through the next `<|im_end|>`. When the content's first characters merged
-    with the header's newline, or the number of assistant turns found differs, the caller uses offsets instead.
-    """
-    start, end, header = marks
-    mask = np.zeros(len(ids), dtype=np.uint8)
-    ends = np.flatnonzero(ids == end)
-    found = 0
-    for s in np.flatnonzero(ids == start).tolist():
-        first = s + 1 + len(header)
-        if ids[s + 1 : first].tolist() != header:
-            continue
-        k = np.searchsorted(ends, first)
-        if k == len(ends):
-            return None
-        mask[first : ends[k] + 1] = 1
-        found += 1
-    return mask if found == turns else None
-
-
-def _encode_fast(samples: Sequence[Sample], tokenizer, texts: list[str]) -> list[np.ndarray | None]:
-    """ChatML fast path: ids without offsets (cheaper), masks from special tokens; None where not usable."""
-    marks = _chatml_ids(tokenizer)
-    batch = getattr(tokenizer.backend_tokenizer, "encode_batch_fast", None)
-    if marks is None or batch is None:
-        return [None] * len(samples)
-    out: list[np.ndarray | None] = []
-    for sample, enc in zip(samples, batch(texts, add_special_tokens=False)):
-        ids = np.asarray(enc.ids, dtype=np.int64)
+    def render(self, sample: Sample) -> list[Piece]:
+        """The sample's pieces; ValueError for text that holds chat markup already or that the format cannot lay
+        out."""
         if sample.text is not None:
-            out.append((ids, np.ones(len(ids), dtype=np.uint8)))
-            continue
-        mask = _chatml_mask(ids, sum(role == "assistant" for role, _ in sample.turns), marks)
-        out.append(None if mask is None else (ids, mask))
-    return out
+            out = formats.Pieces()
+            out.add(sample.text, True, CONTENT)
+            out.add(self.eos, True, SPECIAL)
+            return out
+        if self.markers is not None:
+            self._refuse_markup(sample)
+        return self.renderer(sample)
+
+    def _refuse_markup(self, sample: Sample) -> None:
+        """ValueError when any turn's text holds chat markup (it would be wrapped a second time)."""
+        joined = "\0".join([sample.system or "", *(content for _, content in sample.turns), *sample.metadata.values()])
+        if not any(ch in joined for ch in self.marker_starts) or not self.markers.search(joined):
+            return  # the common case, in one scan
+        for role, content, metadata in formats.turns(sample):
+            found = self.markers.search(content) or self.markers.search(metadata)
+            if found:
+                raise ValueError(f"the {role} turn already holds chat markup {found.group()!r}, which template "
+                                 f"{self.name} would wrap a second time; for data that carries its own markup "
+                                 f"(a transform that applies the chat template) use template: raw")
 
 
-def encode_many(samples: Sequence[Sample], tokenizer, template: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Encode samples in one tokenizer batch: (token ids as int64, loss mask as uint8) per sample.
-
-    Masks come from token offsets (as transformers computes assistant masks); for the built-in ChatML template a
-    faster path reads them off the special tokens and falls back to offsets for any sample it cannot vouch for.
-    """
-    rendered = [render(s, tokenizer, template) for s in samples]
-    texts = [text for text, _ in rendered]
-    results = _encode_fast(samples, tokenizer, texts) if template == "chatml" else [None] * len(samples)
-    todo = [i for i, r in enumerate(results) if r is None]
-    if todo:
-        encodings = tokenizer.backend_tokenizer.encode_batch([texts[i] for i in todo], add_special_tokens=False)
-        for i, enc in zip(todo, encodings):
-            results[i] = (np.asarray(enc.ids, dtype=np.int64), _mask(enc, rendered[i][1]))
-    return results
+def single_id(tokenizer, token: str) -> int | None:
+    """The id of `token` when the tokenizer has it as one token, else None."""
+    try:
+        tid = tokenizer.convert_tokens_to_ids(token)
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
+    if not isinstance(tid, int) or tid < 0:
+        return None
+    if tid == tokenizer.unk_token_id and token != tokenizer.unk_token:
+        return None
+    return tid
 
 
-def labels_from_mask(ids: Sequence[int], mask: Sequence[int], stage: str = "sft") -> list[int]:
-    """Labels: the ids where the mask is set (everywhere for stage `pt`), IGNORE_INDEX elsewhere."""
-    if stage == "pt":
-        return [int(t) for t in ids]
-    return [int(t) if m else IGNORE_INDEX for t, m in zip(ids, mask)]
+def _vocab_format(tokenizer) -> str:
+    """The built-in format whose control tokens the vocabulary has, else chatml."""
+    for name, tokens in VOCAB_FORMATS:
+        if all(single_id(tokenizer, t) is not None for t in tokens):
+            return name
+    return "chatml"
 
 
-def encode(sample: Sample, tokenizer, template: str = "chatml", stage: str = "sft") -> tuple[list[int], list[int]]:
-    """Encode one sample: (input_ids, labels) with labels -100 outside assistant turns (nowhere for `pt`)."""
-    ids, mask = encode_many([sample], tokenizer, resolve_template(template, tokenizer))[0]
-    return [int(t) for t in ids], labels_from_mask(ids, mask, stage)
+def _pattern(markers: list[str]) -> re.Pattern:
+    return re.compile("|".join(map(re.escape, sorted(set(markers), key=len, reverse=True))))
+
+
+def resolve_template(value: object, tokenizer) -> Template:
+    """The `Template` for a template value (see the module docstring) and a tokenizer."""
+    if isinstance(value, Template):
+        return value
+    spec = parse_template(value)
+    kind = spec.kind
+    has_own = bool(getattr(tokenizer, "chat_template", None))
+    if kind == "auto":
+        kind = "tokenizer" if has_own else _vocab_format(tokenizer)
+    if kind == "tokenizer" and not has_own:
+        raise DataError("template 'tokenizer' asked for, but the tokenizer has no chat_template")
+    specials = Specials(bos=tokenizer.bos_token or "", eos=tokenizer.eos_token or "")
+    markers = list(KNOWN_MARKERS)
+    if kind in formats.BUILTIN_FORMATS:
+        renderer = partial(formats.BUILTIN_FORMATS[kind], specials=specials)
+    elif kind == "custom":
+        renderer = role_format(spec.roles, specials)
+        markers += role_markers(spec.roles)
+    else:  # tokenizer or jinja
+        renderer = partial(formats.chat_template, tokenizer=tokenizer, source=spec.source if kind == "jinja" else None)
+    key = spec.key if kind in ("custom", "jinja") else kind
+    return Template(kind, key, renderer, specials.eos, None if kind == "raw" else _pattern(markers),
+                    "".join(sorted({m[0] for m in markers})), chatml=kind in ("chatml", "qwen"))

@@ -1,0 +1,191 @@
+"""Models that ship their own code (a ChatGLM3-shaped tiny model: `auto_map`, a slow tokenizer with role tokens).
+
+Without `trust_remote_code` / `--trust-remote-code` every command stops in one line naming the folder and the key
+or flag, exit 2, before any weights load, and never asks transformers' `[y/N]` question (stdin is piped with "y"
+answers, or closed). With it, the model trains (LoRA, then resumes), merges, chats and serves; the ChatGLM3
+`ptuning.yaml` layout trains P-Tuning v2 on it and its adapter answers in `orch chat` but is not merged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.train.remote_code import custom_code
+from tests.orch_cli import orch, orch_serve
+from tests.remote_model import CODE_FILES, build_remote_model
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "orchestrator" / "sample_data" / "chat_zh_en.jsonl"
+ENV = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def remote_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_remote_model(tmp_path_factory.mktemp("tinyglm") / "model")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, remote_model: Path) -> Path:
+    """A project folder with 40 chat samples, our LoRA config (2 steps) and an adapter folder of the remote base."""
+    folder = tmp_path_factory.mktemp("remote-project")
+    lines = SAMPLE_DATA.read_text(encoding="utf-8").splitlines()[:40]
+    (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "lora.yaml").write_text(lora_config(remote_model, steps=2, trust=False))
+    adapter = folder / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "base_model_name_or_path": str(remote_model), "r": 4, "target_modules": ["q_proj"]}))
+    return folder
+
+
+def lora_config(model: Path, steps: int, trust: bool, resume: bool = False) -> str:
+    return (f"model: {model}\ntrust_remote_code: {str(trust).lower()}\nfinetuning: lora\n"
+            "data: {train: [train.jsonl], template: chatglm3, max_length: 96}\n"
+            "lora: {r: 8, alpha: 16, dropout: 0.0, target_modules: all-linear}\n"
+            f"resume_from_checkpoint: {'latest' if resume else 'no'}\n"
+            f"training_args: {{output_dir: out/lora, max_steps: {steps}, per_device_train_batch_size: 4, "
+            "learning_rate: 1.0e-2, logging_steps: 1, save_steps: 2, report_to: none, seed: 1}\n")
+
+
+def test_code_is_found_only_where_transformers_has_no_class_of_its_own(remote_model, tiny_model, tmp_path):
+    assert [Path(f).name for f in custom_code(remote_model, remote_model)] == sorted(CODE_FILES[:2]) + [CODE_FILES[2]]
+    assert custom_code(tiny_model, tiny_model) == []
+    llama_with_map = tmp_path / "llama"
+    shutil.copytree(tiny_model, llama_with_map)  # an auto_map on a model type transformers knows: no code runs
+    config = json.loads((llama_with_map / "config.json").read_text())
+    (llama_with_map / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "x.Y"}}))
+    assert custom_code(llama_with_map, llama_with_map) == []
+
+
+def _commands(model: Path, ws: Path) -> dict[str, list[str]]:
+    return {
+        "train": ["train", str(ws / "lora.yaml")],
+        "worker": ["-m", "orchestrator.train", str(ws / "lora.yaml")],
+        "chat": ["chat", str(model)],
+        "serve": ["serve", str(model), "--port", "0"],
+        "merge": ["merge", "--adapter", str(ws / "adapter"), "--output", str(ws / "merged-refused")],
+        "data index": ["data", "index", str(ws / "train.jsonl"), "--tokenizer", str(model), "-o", str(ws / "idx")],
+        "data preview": ["data", "preview", str(ws / "train.jsonl"), "--tokenizer", str(model)],
+    }
+
+
+@pytest.mark.parametrize("command", ["train", "worker", "chat", "serve", "merge", "data index", "data preview"])
+def test_without_the_flag_every_command_stops_in_one_line_and_never_prompts(remote_model, workspace, command):
+    args = _commands(remote_model, workspace)[command]
+    if command == "worker":  # what torchrun starts on every node
+        proc = subprocess.run([sys.executable, *args], input="y\ny\ny\n", capture_output=True, text=True,
+                              cwd=workspace, env={**os.environ, **ENV}, timeout=120)
+    else:
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", *args], input="y\ny\ny\n", capture_output=True,
+                              text=True, cwd=workspace, env={**os.environ, **ENV}, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "ships its own code" in lines[0] and str(remote_model) in lines[0], proc.stderr
+    wanted = "trust_remote_code: true" if command in ("train", "worker") else "--trust-remote-code"
+    assert wanted in lines[0]
+    assert "[y/N]" not in proc.stdout + proc.stderr and not (workspace / "merged-refused").exists()
+
+
+def test_chat_with_stdin_closed_stops_in_one_line(remote_model):
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "chat", str(remote_model)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, env={**os.environ, **ENV}, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def _greedy(model, tokenizer, question: str, max_new_tokens: int = 6) -> str:
+    import torch
+
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                        tokenize=False)
+    ids = tokenizer(ids, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+@pytest.mark.slow
+def test_lora_with_the_key_trains_resumes_merges_chats_and_serves(remote_model, workspace):
+    import openai
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    (workspace / "lora.yaml").write_text(lora_config(remote_model, steps=2, trust=True))
+    first = orch("train", "lora.yaml", cwd=workspace, env=ENV, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = workspace / "out" / "lora"
+    assert (out / "checkpoint-2").is_dir() and (out / "adapter_model.safetensors").is_file()
+    (workspace / "lora.yaml").write_text(lora_config(remote_model, steps=4, trust=False, resume=True))
+    resumed = orch("train", "lora.yaml", "--trust-remote-code", cwd=workspace, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {out / 'checkpoint-2'}" in resumed.stdout
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4]
+
+    merged = workspace / "merged"
+    done = orch("merge", "--adapter", str(out), "--output", str(merged), "--trust-remote-code", env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert {"modeling_tinyglm.py", "tokenization_tinyglm.py"} <= {p.name for p in merged.iterdir()}
+
+    tokenizer = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
+    base = AutoModelForCausalLM.from_pretrained(remote_model, trust_remote_code=True)
+    expected = _greedy(PeftModel.from_pretrained(base, out).eval(), tokenizer, "你好")
+    chat = subprocess.run([sys.executable, "-m", "orchestrator", "chat", str(out), "--trust-remote-code",
+                           "--temperature", "0", "--max-new-tokens", "6"], input="你好\n", capture_output=True,
+                          text=True, env={**os.environ, **ENV}, timeout=120)
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout == expected + "\n"
+
+    with orch_serve(str(merged), "--trust-remote-code", "--model-name", "glm", env=ENV) as (_, url):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(model="glm", messages=[{"role": "user", "content": "你好"}],
+                                               max_tokens=6, temperature=0)
+    assert reply.choices[0].message.content == expected
+
+
+PTUNING_YAML = """\
+data_config:
+  train_file: train.jsonl
+max_input_length: 64
+max_output_length: 64
+training_args:
+  output_dir: ./output
+  max_steps: 3
+  per_device_train_batch_size: 4
+  remove_unused_columns: false
+  save_strategy: steps
+  save_steps: 3
+  log_level: info
+  logging_strategy: steps
+  logging_steps: 1
+  learning_rate: 1.0e-2
+  report_to: none
+  use_cpu: true
+peft_config:
+  peft_type: PREFIX_TUNING
+  task_type: CAUSAL_LM
+  num_virtual_tokens: 16
+"""
+
+
+@pytest.mark.slow
+def test_chatglm3_ptuning_yaml_trains_answers_in_chat_and_is_not_merged(remote_model, workspace):
+    (workspace / "ptuning.yaml").write_text(PTUNING_YAML)
+    run = orch("train", "ptuning.yaml", "--model", str(remote_model), "--trust-remote-code", cwd=workspace, env=ENV,
+               timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    adapter = workspace / "output"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["peft_type"] == "PREFIX_TUNING" and config["num_virtual_tokens"] == 16
+    chat = subprocess.run([sys.executable, "-m", "orchestrator", "chat", str(adapter), "--trust-remote-code",
+                           "--temperature", "0", "--max-new-tokens", "4"], input="你好\n", capture_output=True,
+                          text=True, env={**os.environ, **ENV}, timeout=120)
+    assert chat.returncode == 0 and chat.stdout.endswith("\n") and "Traceback" not in chat.stderr, chat.stderr
+    refused = orch("merge", "--adapter", str(adapter), "--output", str(workspace / "pt-merged"), env=ENV)
+    assert refused.returncode == 2 and "cannot be merged" in refused.stderr and "orch serve" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (workspace / "pt-merged").exists()
