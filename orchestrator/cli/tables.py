@@ -113,4 +113,4 @@ def doctor_table(facts, nodes) -> None:
     if len(routes) == 1:
         iface = routes.pop()
         out.print(f"nodes reach the master via {iface}: set NCCL_SOCKET_IFNAME={iface} and "
-                      f"GLOO_SOCKET_IFNAME={iface} in [cluster.env] if the default interface differs", markup=False)
+                  f"GLOO_SOCKET_IFNAME={iface} in [cluster.env] if the default interface differs", markup=False)
