@@ -2,7 +2,8 @@
 the FM9G guide builds it (transformers 4.44.0, accelerate 0.34.0, peft 0.12; no orch installed), made by
 scripts/seed_env.sh. The preflight refuses nodes whose env the worker does not support, one line per node.
 
-The test model is built INSIDE the seed env: a tokenizer written by tokenizers >= 0.22 does not load in 4.44.
+The test models (a tiny Llama, and a ChatGLM3-shaped model that ships its own code) are built INSIDE the seed env: a
+tokenizer written by tokenizers >= 0.22 does not load in 4.44.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ OLD_ENV = Path(os.environ.get("ORCH_OLD_ENV", REPO / ".venvs" / "transformers430
 SAMPLE_DATA = REPO / "orchestrator" / "sample_data" / "chat_zh_en.jsonl"
 
 CONFIG = """\
-model: base
+{model}
 stage: sft
 finetuning: {mode}
-data: {{train: [data/train.jsonl], template: chatml, max_length: 128, packing: true}}
+data: {{train: [data/train.jsonl], {data}}}
 lora: {{r: 8, alpha: 16, dropout: 0.0, target_modules: all-linear}}
 {extra}training_args: {{output_dir: out/{out}, max_steps: {steps}, per_device_train_batch_size: 2,
                  learning_rate: 1.0e-3, logging_steps: 1, save_steps: 1, report_to: tensorboard, seed: 7}}
@@ -67,12 +68,19 @@ def seed_project(seed_python: Path, tmp_path_factory: pytest.TempPathFactory) ->
     (folder / "data").mkdir(parents=True)
     (folder / "data" / "train.jsonl").write_text(SAMPLE_DATA.read_text(encoding="utf-8"), encoding="utf-8")
     seed_run(seed_python, "from orchestrator.train.tiny import build_tiny_model; "
-                          f"build_tiny_model({str(folder / 'base')!r})")
-    (folder / ".gitignore").write_text("base/\ndata/\nmerged/\n")
-    configs = {"full": ("full", "full", 2, ""), "lora": ("lora", "lora", 2, ""),
-               "lora_more": ("lora", "lora", 3, "resume_from_checkpoint: latest\n"), "qlora": ("qlora", "qlora", 2, "")}
-    for name, (mode, out, steps, extra) in configs.items():
-        (folder / f"{name}.yaml").write_text(CONFIG.format(mode=mode, out=out, steps=steps, extra=extra))
+                          f"build_tiny_model({str(folder / 'base')!r}); from tests.remote_model import "
+                          f"build_remote_model; build_remote_model({str(folder / 'glm')!r})")
+    (folder / ".gitignore").write_text("base/\nglm/\ndata/\nmerged/\n")
+    tiny, chatml = "model: base", "template: chatml, max_length: 128, packing: true"
+    # the full run trains the ChatGLM3-shaped model that ships its own code (and its slow tokenizer)
+    glm, chatglm3 = "model: glm\ntrust_remote_code: true", "template: chatglm3, max_length: 96, packing: true"
+    configs = {"full": ("full", 2, glm, chatglm3, ""), "lora": ("lora", 2, tiny, chatml, ""),
+               "lora_more": ("lora", 3, tiny, chatml, "resume_from_checkpoint: latest\n"),
+               "qlora": ("qlora", 2, tiny, chatml, ""),
+               "prefix": ("prefix", 1, tiny, "max_length: 128", "prompt: {num_virtual_tokens: 4}\n")}
+    for name, (mode, steps, model, data, extra) in configs.items():
+        (folder / f"{name}.yaml").write_text(CONFIG.format(model=model, mode=mode, data=data, out=mode, steps=steps,
+                                                           extra=extra))
     return folder
 
 
@@ -139,6 +147,16 @@ print(float((packed[len(a):] - alone).abs().max()))
     assert float(out.strip()) < 1e-4, out
 
 
+@pytest.mark.slow
+def test_p_tuning_v2_trains_on_peft_0_12(seed_python, seed_project):
+    """peft before 0.13 hands prefix keys/values over as a tuple, which transformers 4.44's Llama refuses while
+    training: compat.prefix_as_cache wraps them."""
+    seed_run(seed_python, f"import os, sys; os.chdir({str(seed_project)!r}); "
+                          "from orchestrator.train.__main__ import main; sys.exit(main(['prefix.yaml']))")
+    adapter = json.loads((seed_project / "out" / "prefix" / "adapter_config.json").read_text())
+    assert adapter["peft_type"] == "PREFIX_TUNING" and adapter["num_virtual_tokens"] == 4
+
+
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_seed_env_full_lora_resume_and_merge_through_orch_launch(seed_python, seed_project, env, cluster, tmp_path):
@@ -162,7 +180,8 @@ def test_seed_env_full_lora_resume_and_merge_through_orch_launch(seed_python, se
     full = orch("launch", "--nodes", "node2", "--nproc-per-node", "1", "full.yaml", cwd=seed_project, env=env,
                 timeout=600)
     launched_ok(full, env)
-    assert (cluster.node_path("node2", "outputs", "fm9g", "out", "full", "model.safetensors")).is_file()
+    saved = cluster.node_path("node2", "outputs", "fm9g", "out", "full")
+    assert {"model.safetensors", "modeling_tinyglm.py", "tokenization_tinyglm.py"} <= {p.name for p in saved.iterdir()}
     # merge the LoRA result with the 4.44 stack and the worker code the job shipped; base + adapter == merged
     merged = tmp_path / "merged"
     result = seed_run(seed_python, f"""
