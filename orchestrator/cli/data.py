@@ -54,12 +54,21 @@ def data() -> None:
 @click.option("--split-ratio", type=float, default=0.0, show_default=True, help="share held out into dev.jsonl")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")
-def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool) -> None:
-    """Convert .txt, a JSON list, or a folder of chat exports (*train.json, other *.json) into JSONL."""
+@click.option("--map", "columns", default=None, metavar="OURS=THEIRS,...",
+              help="rename the file's fields to ours first, e.g. input=Question,output=Response")
+@click.option("--keep-language", type=click.Choice(["zh", "en"]), default=None,
+              help="keep records with Chinese characters (zh) or without any (en)")
+def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool, columns: str | None,
+            keep_language: str | None) -> None:
+    """Convert .txt, .csv, a JSON list, or a folder of chat exports (*train.json, other *.json, subfolders
+    included) into JSONL; preference pairs become {"prompt","chosen","rejected"} lines for stage: dpo."""
     from orchestrator.train.data.convert import convert_file, convert_to_split
+    from orchestrator.train.data.entries import DataEntry, Tally, parse_columns
 
+    entry = DataEntry(str(src), parse_columns(columns, "--map") if columns else (), keep_language)
+    tally = Tally()
     if src.is_dir() or split_ratio > 0:
-        counts, bad = convert_to_split(src, out, split_ratio, seed, skip_bad)
+        counts, bad = convert_to_split(src, out, split_ratio, seed, skip_bad, entry, tally)
         for name, n in counts.items():
             click.echo(f"{out / name}: {n} samples")
     else:
@@ -67,8 +76,10 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool)
             raise DataError(located(str(out), None, "the output of a file conversion must be a .jsonl file"))
         if out.resolve() == src.resolve():
             raise DataError(located(str(out), None, "the output must differ from the input"))
-        n, bad = convert_file(src, out, skip_bad)
+        n, bad = convert_file(src, out, skip_bad, entry, tally)
         click.echo(f"{out}: {n} samples")
+    if tally.filtered:
+        click.echo(f"left out {tally.filtered} record(s) not in language {keep_language}", err=True)
     _report_skipped(bad)
 
 
@@ -76,7 +87,8 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool)
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--output", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--language", default="zh", show_default=True, help="recorded in meta.json")
+@click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True,
+              help="recorded in meta.json")
 @click.option("--template", default=DEFAULT_TEMPLATE, show_default=True, help=_TEMPLATE_HELP)
 @click.option("--workers", type=int, default=None, help="processes (default: all usable cores)")
 @click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")

@@ -31,7 +31,7 @@ def preference_dataset(paths: list[str], cfg: TrainConfig, chat: bool):
     """A `datasets.Dataset` of preference pairs read by the data pipeline."""
     from datasets import Dataset
 
-    from orchestrator.train.data.readers import read_preference
+    from orchestrator.train.data.entries import read_preference
 
     pairs = read_preference(paths, cfg.data_dir, skip_bad=cfg.data.skip_bad)
     return Dataset.from_list([as_chat(p) for p in pairs] if chat else pairs)
