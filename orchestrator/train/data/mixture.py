@@ -191,11 +191,11 @@ def _apply(fn: Transform, record: dict, num_sample: int, r: random.Random, entry
     return out
 
 
-def _mixture_key(config: Path, entries: list[MixEntry], seed: int) -> str:
-    """Identity of a materialised mixture: config and transform contents, data file stats, seed."""
+def _mixture_key(config: Path, entries: list[MixEntry], seed: int, cache_dir: Path) -> str:
+    """Identity of a materialised mixture: config, data file and transform contents, seed (never paths)."""
     digest = hashlib.sha256(config.read_bytes())
     for e in entries:
-        digest.update(json.dumps(cache.stat_id(_data_file(e.path))).encode())
+        digest.update(cache.content_hash(_data_file(e.path), cache_dir).encode())
         if e.transforms:
             digest.update(e.transforms.read_bytes())
     digest.update(str(seed).encode())
@@ -206,7 +206,7 @@ def materialize_mixture(config: str | Path, cache_dir: Path, seed: int, num_samp
     """Write the drawn, transformed mixture as JSONL in `cache_dir` once (file lock); returns its path."""
     config = Path(config)
     entries = load_mixture(config)
-    out = cache_dir / f"mix-{config.stem}-{_mixture_key(config, entries, seed)}-{num_samples}.jsonl"
+    out = cache_dir / f"mix-{config.stem}-{_mixture_key(config, entries, seed, cache_dir)}-{num_samples}.jsonl"
     with cache.build_lock(out):
         if not out.is_file():
             write_jsonl_atomic((rec for _, rec in iter_mixture(entries, plan_mixture(entries, num_samples), seed)), out)

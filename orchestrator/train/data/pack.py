@@ -17,6 +17,20 @@ def truncate(ids: np.ndarray, mask: np.ndarray, max_length: int, strategy: str) 
     return ids[:max_length], mask[:max_length]
 
 
+def split_point(mask: np.ndarray) -> int:
+    """Where a sample's output starts: its first loss token (its length when it has none)."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if len(hits) else len(mask)
+
+
+def truncate_io(ids: np.ndarray, mask: np.ndarray, max_input: int, max_output: int) -> tuple[np.ndarray, np.ndarray]:
+    """ChatGLM3's truncation: the input (up to the first loss token) cut to `max_input` tokens, the rest (the
+    output) to `max_output`, then concatenated."""
+    cut = split_point(mask)
+    keep = np.r_[0:min(cut, max_input), cut:min(len(ids), cut + max_output)]
+    return ids[keep], mask[keep]
+
+
 def pack_best_fit(lengths: np.ndarray, capacity: int, seed: int) -> list[list[int]]:
     """Group sample indices into rows of at most `capacity` tokens (best-fit decreasing), rows in seeded order.
 
