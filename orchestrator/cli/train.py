@@ -45,14 +45,24 @@ def merge(adapter: str, base: str | None, output: str, trust_remote_code: bool) 
 
 
 @click.command("self-cognition")
-@click.option("--name", required=True, help="The model's name, as it should answer.")
-@click.option("--author", required=True, help="Who made it.")
+@click.option("--name", required=True, multiple=True,
+              help="The model's name, as it should answer; twice for Chinese then English (--name 小黄 --name 'Xiao Huang').")
+@click.option("--author", required=True, multiple=True, help="Who made it; twice for Chinese then English.")
+@click.option("--num", "count", type=click.IntRange(min=1), default=None,
+              help="How many samples (drawn with repeats; default: each template once).")
+@click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="JSONL file to write.")
-def self_cognition(name: str, author: str, output: str) -> None:
-    """Write identity Q/A samples (Chinese and English) to mix into a fine-tuning set."""
+def self_cognition(name: tuple[str, ...], author: tuple[str, ...], count: int | None, seed: int, output: str) -> None:
+    """Write identity Q/A samples (Chinese and English) to mix into a fine-tuning set (or set self_cognition: in
+    the training config)."""
+    from orchestrator.errors import ConfigError
     from orchestrator.train.self_cognition import write_self_cognition
 
-    click.echo(f"wrote {write_self_cognition(name, author, output)} samples to {output}")
+    for flag, values in (("--name", name), ("--author", author)):
+        if len(values) > 2:
+            raise ConfigError(f"{flag}: give it once (both languages) or twice (Chinese, then English)")
+    n = write_self_cognition(list(name), list(author), output, count, seed)
+    click.echo(f"wrote {n} samples to {output}")
 
 
 cli.add_command(self_cognition)

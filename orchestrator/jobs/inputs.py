@@ -61,10 +61,13 @@ def config_paths(config: Path) -> list[tuple[str, str]]:
     base = str(raw.get("data_dir") or ".")
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     glm = raw.get("data_config") if isinstance(raw.get("data_config"), dict) else {}  # the ChatGLM3 layout
-    train = data.get("train")
     found = [("model", raw.get("model"))]
-    found += [(f"data.train[{i}]", p) for i, p in enumerate(train if isinstance(train, list) else [train])]
-    found += [("data.eval", data.get("eval")), ("data.test", data.get("test"))]
+    for key in ("train", "eval"):  # a path or {path, columns, ...}; one or a list
+        value = data.get(key)
+        named = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        found += [(f"data.{key}" + (f"[{i}]" if i is not None else ""), p.get("path") if isinstance(p, dict) else p)
+                  for i, p in named]
+    found += [("data.test", data.get("test"))]
     found += [(f"data_config.{key}", glm.get(key)) for key in ("train_file", "val_file", "test_file")]
     found = [(key, p if base == "." else posixpath.join(base, p)) for key, p in found if isinstance(p, str) and p]
     deepspeed = raw.get("deepspeed")
