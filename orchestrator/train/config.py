@@ -186,9 +186,10 @@ class TrainConfig:
 
 
 def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None,
-                on_controller: bool = False, trust_remote_code: bool = False) -> TrainConfig:
-    """Read and validate a YAML config; `model`, `data_dir` and `trust_remote_code` (when true) override the config
-    (the command line wins).
+                on_controller: bool = False, trust_remote_code: bool = False, deepspeed: str | None = None,
+                resume: str | None = None) -> TrainConfig:
+    """Read and validate a YAML config; `model`, `data_dir`, `deepspeed`, `resume` and `trust_remote_code` (when
+    true) override the config (the command line wins).
 
     `on_controller`: the check `orch launch` runs before anything starts, on a machine that may lack the nodes'
     absolute paths and transformers: those paths and the `training_args` names are left to the worker."""
@@ -210,6 +211,10 @@ def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str
             _lift_generation(raw, prov)
         if model:
             raw["model"] = model
+        if deepspeed:
+            raw["deepspeed"] = deepspeed
+        if resume:
+            raw["resume_from_checkpoint"] = resume
         if trust_remote_code:
             raw["trust_remote_code"] = True
         cfg = _build(TrainConfig, {**raw, "source": src, "data_dir": data_dir or raw.get("data_dir", ".")}, "")

@@ -92,7 +92,7 @@ def open_source(entry: str | dict | DataEntry, base_dir: Path, cache_dir: Path, 
     sha = cache.content_hash(path, cache_dir)
     out = cache_dir / f"{path.stem}-{_digest(sha, tok_hash, template.key, str(skip_bad))}"
     build_index(path, out, tokenizer, template=template, skip_bad=skip_bad, describe=describe, input_sha=sha,
-                label=entry.path)
+                label=Path(entry.path).name)
     cache.mark_used(out)
     used.add(out.resolve())
     return TokenIndex(out)
