@@ -135,3 +135,37 @@ def test_language_flag_of_index_accepts_only_zh_and_en(tmp_path):
     result = CliRunner().invoke(cli, ["data", "index", str(src), "--tokenizer", str(tmp_path), "-o",
                                       str(tmp_path / "idx"), "--language", "fr"])
     assert result.exit_code == 2 and "'fr' is not one of 'zh', 'en'" in result.output
+
+
+def _mixture(tmp_path, transform: str, nlines: int):
+    _jsonl(tmp_path / "med.jsonl", [{"Question": f"问{i}", "Response": f"答{i}"} for i in range(6)])
+    (tmp_path / "add_template.py").write_text(transform)
+    config = tmp_path / "mix.json"
+    config.write_text(json.dumps([{"dataset_name": "medical", "task_name": "qa", "abs_weight": 1, "path": "med.jsonl",
+                                   "transforms": "add_template.py", "allow_repeat": True, "nlines": nlines}]))
+    return config
+
+
+GOOD_TRANSFORM = "def transform(data, num_sample, r):\n    return {'input': data['Question'], 'output': data['Response']}\n"
+
+
+def test_mix_warns_once_when_nlines_differs_from_the_data(tmp_path):
+    result = CliRunner().invoke(cli, ["data", "mix", str(_mixture(tmp_path, GOOD_TRANSFORM, 1000)), "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {tmp_path / 'mix.json'}:1: dataset medical: nlines 1000 in the config, 6 in "
+                        f"{tmp_path / 'med.jsonl'}; using 6"]
+    quiet = CliRunner().invoke(cli, ["data", "mix", str(_mixture(tmp_path, GOOD_TRANSFORM, 6))])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
+
+
+@pytest.mark.parametrize(("transform", "needle"), [
+    ("def transform(data, num_sample, r):\n    return {'input': data['question']}\n",
+     "add_template.py:2: dataset medical: transform raised KeyError('question') on sample"),
+    ("def transform(data, num_sample, r):\n    return {'prompt': data['Question']}\n",
+     "dataset medical: the transform's output for sample"),
+])
+def test_mix_runs_each_transform_on_a_few_samples_and_names_dataset_and_sample(tmp_path, transform, needle):
+    result = CliRunner().invoke(cli, ["data", "mix", str(_mixture(tmp_path, transform, 6))])
+    assert result.exit_code == 2 and needle in result.output and "med.jsonl:1" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -117,11 +117,17 @@ def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: st
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--num-samples", type=int, default=None, help="mixture size (default: all lines of all datasets)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per dataset")
-def mix(config: Path, num_samples: int | None, as_json: bool) -> None:
-    """Validate a mixture config and print effective shares, epochs and token totals per dataset."""
-    from orchestrator.train.data.mixture import load_mixture, plan_mixture
+@click.option("--seed", type=int, default=42, show_default=True, help="the seed the transforms are checked with")
+def mix(config: Path, num_samples: int | None, as_json: bool, seed: int) -> None:
+    """Validate a mixture config (each transform runs on a few samples of its dataset) and print effective shares,
+    epochs and token totals per dataset."""
+    from orchestrator.train.data.mixture import check_transforms, load_mixture, nlines_warnings, plan_mixture
 
-    plans = plan_mixture(load_mixture(config), num_samples)
+    entries = load_mixture(config)
+    for line in nlines_warnings(config, entries):
+        click.echo(f"warning: {line}", err=True)
+    check_transforms(entries, seed)
+    plans = plan_mixture(entries, num_samples)
     rows = [
         {"dataset_name": p.entry.dataset_name, "task_name": p.entry.task_name, "abs_weight": p.entry.abs_weight,
          "nlines": p.entry.nlines, "samples": p.samples, "share": round(p.share, 4), "epochs": round(p.epochs, 3),

@@ -81,8 +81,10 @@ def open_source(entry: str | dict | DataEntry, base_dir: Path, cache_dir: Path, 
     elif not path.exists():
         raise DataError(located(str(path), None, "no such file or folder"))
     elif is_mixture_config(path):
-        from orchestrator.train.data.mixture import materialize_mixture, sample_names
+        from orchestrator.train.data.mixture import load_mixture, materialize_mixture, nlines_warnings, sample_names
 
+        for line in nlines_warnings(path, load_mixture(path)):
+            _say(f"warning: {line}")
         describe = sample_names(path, seed)
         path = materialize_mixture(path, cache_dir, seed)
         used.add(path.resolve())
