@@ -155,3 +155,35 @@ def test_self_cognition_command_takes_both_languages_and_a_count(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 40 and any("Xiao Huang" in r["output"] for r in rows)
+
+
+def test_an_index_folder_is_used_as_built_or_one_line_says_what_differs(tmp_path, tokenizer, capsys):
+    from orchestrator.train.data.index import build_index
+
+    build_index(SAMPLE, tmp_path / "idx", tokenizer, workers=1)  # orch data index's defaults
+    capsys.readouterr()
+    ds, _, _ = build_sft_datasets(DataSpec(train=[str(tmp_path / "idx")], cache_dir=str(tmp_path / "c")), tokenizer)
+    assert len(ds) == 200 and capsys.readouterr().err == "" and not (tmp_path / "c").exists()
+    build_sft_datasets(DataSpec(train=[str(tmp_path / "idx")], cache_dir=str(tmp_path / "c"), template="fm9g"),
+                       tokenizer)
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {tmp_path / 'idx'}: not used as built (its template is tokenizer, this run's is fm9g); "
+                     "tokenizing its data.jsonl again"]
+
+
+def test_the_cache_is_keyed_by_content_and_bounded_by_least_recent_use(tmp_path, tokenizer, monkeypatch):
+    from orchestrator.train.data import cache
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "d.jsonl").write_bytes(open(SAMPLE, "rb").read())
+    spec = lambda folder, **kw: DataSpec(train=[str(tmp_path / folder / "d.jsonl")],  # noqa: E731
+                                         cache_dir=str(tmp_path / "c"), **kw)
+    build_sft_datasets(spec("a"), tokenizer)
+    build_sft_datasets(spec("b"), tokenizer)  # another path, the same content: one entry
+    assert len([p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]) == 1
+    old = next(p for p in (tmp_path / "c").iterdir() if not p.name.startswith("."))
+    monkeypatch.setenv("ORCH_DATA_CACHE_GB", str(cache._size(old) * 1.5 / (1 << 30)))
+    build_sft_datasets(spec("a", template="fm9g"), tokenizer)  # a second entry: the older one goes
+    left = [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]
+    assert len(left) == 1 and left[0] != old
