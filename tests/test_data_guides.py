@@ -169,3 +169,23 @@ def test_mix_runs_each_transform_on_a_few_samples_and_names_dataset_and_sample(t
     result = CliRunner().invoke(cli, ["data", "mix", str(_mixture(tmp_path, transform, 6))])
     assert result.exit_code == 2 and needle in result.output and "med.jsonl:1" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_up_to_date_index_is_reported_without_loading_the_tokenizer(tmp_path, tiny_model):
+    import subprocess
+    import sys
+
+    src = _jsonl(tmp_path / "d.jsonl", [{"input": f"问{i}", "output": f"答{i}"} for i in range(60)])
+    args = ["data", "index", str(src), "--tokenizer", str(tiny_model), "-o", str(tmp_path / "idx"), "--workers", "1"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0 and "built: 60 samples" in first.output, first.output
+    code = ("import sys; from click.testing import CliRunner; from orchestrator.cli import cli; "
+            f"r = CliRunner().invoke(cli, {args!r}); print(r.output.strip()); print('transformers' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-2].endswith("up to date (cached): 60 samples, " + first.output.split(
+        "60 samples, ")[1].split(",")[0] + ", template tokenizer")
+    assert proc.stdout.splitlines()[-1] == "False"
+    (tmp_path / "idx" / "orch_index.json").write_text(
+        (tmp_path / "idx" / "orch_index.json").read_text().replace('"request": "', '"request": "x'))
+    again = CliRunner().invoke(cli, args)  # not known from the request: the tokenizer loads, the index is still valid
+    assert again.exit_code == 0 and "up to date (cached)" in again.output

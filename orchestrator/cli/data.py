@@ -97,11 +97,13 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool,
 def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: str, workers: int | None,
           skip_bad: bool, as_json: bool, trust_remote_code: bool) -> None:
     """Tokenize SRC into a memory-mapped index with meta.json in --output (cached; built once)."""
-    from orchestrator.train.data.index import build_index
-
     spec = parse_template(template, "--template")
-    record = build_index(src, out, _load_tokenizer(tokenizer_dir, trust_remote_code), template=spec, language=language,
-                         workers=workers, skip_bad=skip_bad)
+    request, record = _index_request(src, out, tokenizer_dir, spec.key, language, skip_bad, trust_remote_code)
+    if record is None:  # not known to be up to date: load the tokenizer (the slow imports) and build or check
+        from orchestrator.train.data.index import build_index
+
+        record = build_index(src, out, _load_tokenizer(tokenizer_dir, trust_remote_code), template=spec,
+                             language=language, workers=workers, skip_bad=skip_bad, request=request)
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
         return
@@ -111,6 +113,22 @@ def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: st
         click.echo(f"skipped {record['skipped_bad']} bad line(s)", err=True)
         for example in record.get("bad_examples", []):
             click.echo(f"  {example}", err=True)
+
+
+def _index_request(src: Path, out: Path, tokenizer_dir: Path, template_key: str, language: str, skip_bad: bool,
+                   trust_remote_code: bool) -> tuple[str | None, dict | None]:
+    """The key of what `orch data index` was asked (input, tokenizer files, template, settings: no tokenizer
+    loaded), and the index's record when it was built for exactly that (an up-to-date index: nothing to import)."""
+    from orchestrator.train.data import cache
+
+    if not (src.is_file() and tokenizer_dir.is_dir()):
+        return None, None  # the slow path names the problem
+    previous = cache.read_record(out)
+    request = cache.settings_key(input=cache.input_hash(src, previous), tokenizer_files=cache.tokenizer_files_hash(
+        tokenizer_dir), template=template_key, language=language, skip_bad=skip_bad, trust=trust_remote_code)
+    if previous and previous.get("request") == request and (out / "meta.json").is_file():
+        return request, {**previous, "cached": True}
+    return request, None
 
 
 @data.command()

@@ -66,6 +66,19 @@ def tokenizer_hash(tokenizer) -> str:
     return value
 
 
+TOKENIZER_FILE_SUFFIXES = (".json", ".txt", ".model", ".py", ".jinja", ".tiktoken")
+
+
+def tokenizer_files_hash(folder: Path) -> str:
+    """Content hash of the small files of a tokenizer folder (vocabulary, merges, configs, code; not weights):
+    what can tell an index is up to date without loading the tokenizer."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and path.suffix in TOKENIZER_FILE_SUFFIXES and not path.name.endswith(".index.json"):
+            digest.update(path.name.encode() + b"\0" + file_sha256(path).encode())
+    return digest.hexdigest()
+
+
 def settings_key(**settings: object) -> str:
     """A stable hash of the build settings (input hash, tokenizer hash, template, ...)."""
     blob = json.dumps({"format": INDEX_FORMAT, **settings}, sort_keys=True)

@@ -193,13 +193,14 @@ def _check_output(src: Path, out: Path) -> None:
 def build_index(src: str | Path, out: str | Path, tokenizer, template: object = DEFAULT_TEMPLATE,
                 language: str = "zh", workers: int | None = None, skip_bad: bool = False,
                 chunk_bytes: int = CHUNK_BYTES, describe: Callable[[int], str] | None = None,
-                input_sha: str | None = None, label: str | None = None) -> dict:
+                input_sha: str | None = None, label: str | None = None, request: str | None = None) -> dict:
     """Build (or reuse) the token index of `src` in `out`; returns the build record (with `cached: bool`).
 
     `template`: a template value or a resolved `Template` (templates.py). Cached by a hash of the input content,
     the tokenizer and the settings (the template's key among them); built once under a file lock. `describe`
     names line N of `src` in error messages instead of `src:N` (a materialised mixture names the dataset).
-    `input_sha`: the content hash of `src` when the caller has it; `label`: what the progress bar names.
+    `input_sha`: the content hash of `src` when the caller has it; `label`: what the progress bar names;
+    `request`: a key of what was asked, before the tokenizer loaded (`orch data index` checks it without loading).
     """
     src, out = Path(src), Path(out)
     if not src.is_file():
@@ -215,6 +216,9 @@ def build_index(src: str | Path, out: str | Path, tokenizer, template: object = 
         sha = input_sha or cache.input_hash(src, previous)
         key = cache.settings_key(input=sha, **settings)
         if previous and previous.get("key") == key and (out / "meta.json").is_file():
+            if request and previous.get("request") != request:
+                previous["request"] = request
+                (out / "orch_index.json").write_text(json.dumps(previous, indent=2))
             return {**previous, "cached": True}
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -224,7 +228,7 @@ def build_index(src: str | Path, out: str | Path, tokenizer, template: object = 
             counts = _write_index(src, tmp, tokenizer, template, language, workers or _cpu_count(), bad,
                                   chunk_bytes, describe, label or src.name)
             record = {"key": key, "input_sha256": sha, "input_stat": cache.stat_id(src), **settings, **counts,
-                      "bad_examples": bad.examples}
+                      "bad_examples": bad.examples, "request": request}
             (tmp / "orch_index.json").write_text(json.dumps(record, indent=2))
             _replace_dir(tmp, out)
         finally:
