@@ -187,3 +187,19 @@ def test_the_cache_is_keyed_by_content_and_bounded_by_least_recent_use(tmp_path,
     build_sft_datasets(spec("a", template="fm9g"), tokenizer)  # a second entry: the older one goes
     left = [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]
     assert len(left) == 1 and left[0] != old
+
+
+def test_a_mapped_config_entry_trains_and_its_errors_name_the_original_file_and_line(tmp_path, tokenizer):
+    rows = [{"Question": "感冒了怎么办？", "Complex_CoT": "...", "Response": "多喝水。"},
+            {"Question": "What helps?", "Complex_CoT": "...", "Response": "Rest."},
+            {"Question": "发烧怎么办？", "Complex_CoT": "...", "Response": "<|im_start|>休息"}]
+    (tmp_path / "medical.json").write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    entry = {"path": "medical.json", "columns": {"input": "Question", "output": "Response"}, "keep_language": "zh"}
+    spec = lambda **kw: DataSpec(train=[entry], base_dir=str(tmp_path), cache_dir=str(tmp_path / "c"),  # noqa: E731
+                                 template="chatml", **kw)
+    with pytest.raises(DataError, match=r"medical\.json:12: the user turn|medical\.json:12: the assistant turn"):
+        build_sft_datasets(spec(), tokenizer)
+    rows[2]["Response"] = "休息。"
+    (tmp_path / "medical.json").write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    ds, _, _ = build_sft_datasets(spec(), tokenizer)
+    assert len(ds) == 2 and "感冒了怎么办？" in tokenizer.decode(ds[0]["input_ids"])

@@ -195,8 +195,8 @@ def _try_remove(entry: Path) -> bool:
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:
-            entry.unlink(missing_ok=True)
-            entry.with_name(f".{entry.name}{USED_STAMP}").unlink(missing_ok=True)
+            for sidecar in (entry, *entry.parent.glob(f".{entry.name}.*")):  # used stamp, line map
+                sidecar.unlink(missing_ok=True)
         return True
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

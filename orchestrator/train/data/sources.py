@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
@@ -48,18 +50,23 @@ def index_mismatch(record: dict | None, tok_hash: str, template: Template) -> st
     return "; ".join(differs) or None
 
 
-def _materialize(entry: DataEntry, base_dir: Path, cache_dir: Path, skip_bad: bool) -> Path:
-    """A mapped/filtered entry written once as JSONL in the cache (keyed by content and reading settings)."""
+def _materialize(entry: DataEntry, base_dir: Path, cache_dir: Path, skip_bad: bool) -> tuple[Path, Callable]:
+    """A mapped/filtered entry written once as JSONL in the cache (keyed by content and reading settings), and
+    what names its line N in messages: the original file and line."""
     path = base_dir / entry.path
     if not path.is_file():
         raise DataError(located(str(path), None, "no such file"))
     sha = cache.content_hash(path, cache_dir)
     out = cache_dir / f"{path.stem}-{_digest(sha, entry.key(), str(skip_bad))}.jsonl"
+    lines_file = out.with_name(f".{out.name}.lines.json")
     with cache.build_lock(out):
-        if not out.is_file():
-            write_jsonl_atomic((r for _, r in entry_records(entry, base_dir, BadLines(skip_bad))), out)
+        if not (out.is_file() and lines_file.is_file()):
+            kept = list(entry_records(entry, base_dir, BadLines(skip_bad)))
+            lines_file.write_text(json.dumps([line for line, _ in kept]))
+            write_jsonl_atomic((record for _, record in kept), out)
     cache.mark_used(out)
-    return out
+    lines = json.loads(lines_file.read_text())
+    return out, lambda n: located(str(path), lines[n - 1] if 0 < n <= len(lines) else None, "").rstrip(": ")
 
 
 def open_source(entry: str | dict | DataEntry, base_dir: Path, cache_dir: Path, tokenizer, template: Template,
@@ -89,7 +96,7 @@ def open_source(entry: str | dict | DataEntry, base_dir: Path, cache_dir: Path, 
         path = materialize_mixture(path, cache_dir, seed)
         used.add(path.resolve())
     elif not entry.plain:
-        path = _materialize(entry, base_dir, cache_dir, skip_bad)
+        path, describe = _materialize(entry, base_dir, cache_dir, skip_bad)
         used.add(path.resolve())
     sha = cache.content_hash(path, cache_dir)
     out = cache_dir / f"{path.stem}-{_digest(sha, tok_hash, template.key, str(skip_bad))}"
