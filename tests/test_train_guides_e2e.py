@@ -97,3 +97,18 @@ def test_second_launch_of_the_same_config_does_not_tokenize_again(tmp_path, tiny
     adapter = json.loads((tmp_path / "output" / versions[0] / "adapter_config.json").read_text())
     assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]  # peft's default for llama
     shutil.rmtree(tmp_path / "output")
+
+
+def test_launch_takes_model_and_data_dir_like_train(tmp_path, orch_home):
+    from tests.orch_cli import orch
+
+    (tmp_path / "AdvertiseGen").mkdir()
+    (tmp_path / "AdvertiseGen" / "train.json").write_text('[{"input": "hi", "output": "hello"}]')
+    (tmp_path / "job.yaml").write_text("model: /models/elsewhere\ndata: {train: [train.json]}\n")
+    dry = orch("launch", "--dry-run", "--model", "/models/chatglm3-6b", "--data-dir", "AdvertiseGen", "job.yaml",
+               cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "--model /models/chatglm3-6b --data-dir AdvertiseGen" in dry.stdout
+    assert "(job.yaml: model): /models/chatglm3-6b" in dry.stdout and "/models/elsewhere" not in dry.stdout
+    missing = orch("launch", "--dry-run", "--data-dir", "nowhere", "job.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "data.train[0]: file not found: nowhere/train.json" in missing.stderr
