@@ -203,3 +203,24 @@ def test_a_mapped_config_entry_trains_and_its_errors_name_the_original_file_and_
     (tmp_path / "medical.json").write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
     ds, _, _ = build_sft_datasets(spec(), tokenizer)
     assert len(ds) == 2 and "感冒了怎么办？" in tokenizer.decode(ds[0]["input_ids"])
+
+
+def test_the_cache_lives_beside_a_nodes_outputs_else_under_orch_home(tmp_path, monkeypatch):
+    from orchestrator.train.data.cache import default_cache_dir
+
+    for name in ("ORCH_DATA_CACHE", "ORCH_OUTPUT_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORCH_HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / "data-cache"
+    monkeypatch.setenv("ORCH_OUTPUT_ROOT", str(tmp_path / "workdir" / "outputs" / "proj"))  # a launched job
+    assert default_cache_dir() == tmp_path / "workdir" / "data-cache"  # every job and project of the node
+
+
+def test_versioned_output_dir_is_one_folder_per_run_shared_by_ranks_and_restarts(tmp_path, monkeypatch):
+    from orchestrator.train.output_dirs import versioned
+
+    monkeypatch.setenv("ORCH_JOB_ID", "job-a")
+    first = versioned(str(tmp_path / "out"))
+    assert versioned(str(tmp_path / "out")) == first and first.split("/")[-1].startswith("v0-")  # rank 1, restart
+    monkeypatch.setenv("ORCH_JOB_ID", "job-b")
+    assert versioned(str(tmp_path / "out")).split("/")[-1].startswith("v1-")
