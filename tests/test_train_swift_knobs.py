@@ -224,3 +224,14 @@ def test_versioned_output_dir_is_one_folder_per_run_shared_by_ranks_and_restarts
     assert versioned(str(tmp_path / "out")) == first and first.split("/")[-1].startswith("v0-")  # rank 1, restart
     monkeypatch.setenv("ORCH_JOB_ID", "job-b")
     assert versioned(str(tmp_path / "out")).split("/")[-1].startswith("v1-")
+
+
+def test_chatglm3_caps_keep_the_last_answer_of_a_multi_turn_chat():
+    import numpy as np
+
+    from orchestrator.train.data.pack import truncate_io
+
+    ids = np.arange(12)
+    mask = np.array([0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1], dtype=np.uint8)  # two answers; the last starts at 9
+    kept, kept_mask = truncate_io(ids, mask, max_input=5, max_output=2)
+    assert kept.tolist() == [0, 1, 2, 3, 4, 9, 10] and kept_mask.tolist() == [0, 0, 1, 1, 0, 1, 1]

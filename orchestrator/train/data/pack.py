@@ -18,14 +18,15 @@ def truncate(ids: np.ndarray, mask: np.ndarray, max_length: int, strategy: str) 
 
 
 def split_point(mask: np.ndarray) -> int:
-    """Where a sample's output starts: its first loss token (its length when it has none)."""
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if len(hits) else len(mask)
+    """Where a sample's output starts: the first token of its last loss run (the last answer; its length when it
+    has none)."""
+    starts = np.flatnonzero(np.diff(np.r_[0, np.asarray(mask, dtype=np.int8)]) == 1)
+    return int(starts[-1]) if len(starts) else len(mask)
 
 
 def truncate_io(ids: np.ndarray, mask: np.ndarray, max_input: int, max_output: int) -> tuple[np.ndarray, np.ndarray]:
-    """ChatGLM3's truncation: the input (up to the first loss token) cut to `max_input` tokens, the rest (the
-    output) to `max_output`, then concatenated."""
+    """ChatGLM3's truncation: the input (everything before the last answer) cut to its first `max_input` tokens,
+    the last answer (and what follows it) to `max_output`, then concatenated."""
     cut = split_point(mask)
     keep = np.r_[0:min(cut, max_input), cut:min(len(ids), cut + max_output)]
     return ids[keep], mask[keep]
