@@ -61,7 +61,7 @@ def merge(adapter: str, base: str | None, output: str, trust_remote_code: bool) 
 @click.option("--num", "count", type=click.IntRange(min=1), default=None,
               help="How many samples (drawn with repeats; default: each template once).")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--output", required=True, type=click.Path(dir_okay=False), help="JSONL file to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="JSONL file to write.")
 def self_cognition(name: tuple[str, ...], author: tuple[str, ...], count: int | None, seed: int, output: str) -> None:
     """Write identity Q/A samples (Chinese and English) to mix into a fine-tuning set (or set self_cognition: in
     the training config)."""
