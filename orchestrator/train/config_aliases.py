@@ -75,6 +75,6 @@ def lift_swift_keys(raw: dict[str, Any], prov: Provenance) -> dict[str, Any]:
 def renamed(message: str, prov: Provenance) -> str:
     """An error message about one of our keys, naming the key the user wrote instead."""
     for ours, theirs in prov.origin.items():
-        if ours != theirs and (message.startswith(f"{ours}:") or message.startswith(f"{ours}[")):
+        if ours != theirs and message.startswith((f"{ours}:", f"{ours}[")):
             return theirs + message[len(ours):]
     return message

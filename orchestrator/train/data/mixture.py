@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
