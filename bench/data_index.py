@@ -9,7 +9,13 @@ The token counts of both must agree (the same text is tokenized).
 plus the cached re-run time, peak RSS of ours on a quarter of the corpus (flat memory), and the real-token share of
 packed rows vs padded batches. Prints ratios.
 
-    python bench/data_index.py [--mb 200] [--workers N] [--max-length 2048]
+Launches: the training data step of a launch (`build_sft_datasets`, in a fresh process each) run three times on
+the quarter corpus with one node cache: from job 1's snapshot of the data, from job 2's snapshot (another copy,
+another path), and job 2 again (a restart). Reports the share of job 1's tokenization time job 2 saves (>= 90%),
+the re-run's time as a share of job 1's (< 2%), each launch's whole process time (imports included), and whether
+the cache grew.
+
+    python bench/data_index.py [--mb 200] [--workers N] [--max-length 2048] [--launches-only]
 """
 
 from __future__ import annotations
@@ -95,6 +101,57 @@ def child_baseline(src: str, cache: str, tok: str, workers: int) -> dict:
     return {"seconds": seconds, "load_seconds": loaded, "tokens": tokens, **_peaks()}
 
 
+def child_launch(src: str, cache: str, tok: str, workers: int) -> dict:
+    """One launch's data step: the training datasets of a config whose data is `src`, cache in `cache`."""
+    t_start = time.perf_counter()
+    from transformers import AutoTokenizer
+
+    from orchestrator.train.data.dataset import build_sft_datasets
+    from orchestrator.train.data.spec import DataSpec
+
+    tokenizer = AutoTokenizer.from_pretrained(tok)
+    t0 = time.perf_counter()
+    train, _, _ = build_sft_datasets(DataSpec(train=[src], cache_dir=cache, template="chatml", max_length=2048),
+                                     tokenizer)
+    return {"seconds": time.perf_counter() - t0, "imports_seconds": t0 - t_start, "samples": len(train)}
+
+
+def cache_bytes(folder: Path) -> tuple[int, int]:
+    """(bytes of token cache entries, bytes of the content-hash memo) under a cache folder."""
+    memo = folder / ".hashes"
+    entries = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and memo not in p.parents)
+    return entries, sum(p.stat().st_size for p in memo.rglob("*") if p.is_file()) if memo.is_dir() else 0
+
+
+def launches(src: Path, tmp_path: Path, workers: str) -> dict:
+    """Job 1, job 2 (another snapshot of the same data) and job 2 again, sharing one node cache."""
+    import shutil
+
+    cache, out = tmp_path / "node-cache", {}
+    for job in ("job1", "job2"):
+        snapshot = tmp_path / job / "data" / src.name
+        snapshot.parent.mkdir(parents=True)
+        shutil.copyfile(src, snapshot)
+    for name, job in (("first", "job1"), ("second", "job2"), ("rerun", "job2")):
+        out[name] = _in_child("launch", str(tmp_path / job / "data" / src.name), str(cache), str(tmp_path / "tok"),
+                              workers)
+        out[name]["cache"] = cache_bytes(cache)
+    return out
+
+
+def report_launches(runs: dict) -> None:
+    """Print the launch figures."""
+    first, second, rerun = runs["first"], runs["second"], runs["rerun"]
+    print(f"launch 1 (job 1's snapshot): data {first['seconds']:.2f} s (+{first['imports_seconds']:.1f} s imports), "
+          f"{first['samples']} samples; cache {first['cache'][0] / 1e6:.1f} MB")
+    print(f"launch 2 (job 2's snapshot, same config): data {second['seconds']:.3f} s (+{second['imports_seconds']:.1f}"
+          f" s imports): saves {1 - second['seconds'] / first['seconds']:.1%} of launch 1's tokenization time")
+    print(f"re-run of job 2: data {rerun['seconds']:.3f} s = {rerun['seconds'] / first['seconds']:.2%} of launch 1")
+    grew = second["cache"][0] - first["cache"][0], rerun["cache"][0] - first["cache"][0]
+    print(f"cache growth after launch 2 / re-run: {grew[0]} / {grew[1]} bytes of token data "
+          f"(content-hash memo: {second['cache'][1] - first['cache'][1]} bytes, one line per new data path)")
+
+
 def _in_child(kind: str, *args: str) -> dict:
     """Run one measurement in a fresh interpreter so peak RSS belongs to it alone."""
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_OFFLINE": "1"}
@@ -124,11 +181,12 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200, help="corpus size in MB")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--launches-only", action="store_true", help="only the launch measurements")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        fn = child_ours if kind == "ours" else child_baseline
+        fn = {"ours": child_ours, "baseline": child_baseline, "launch": child_launch}[kind]
         print(json.dumps(fn(*rest[:3], int(rest[3]))))
         return
     from orchestrator.train.tiny import build_tokenizer
@@ -146,6 +204,10 @@ def main() -> None:
         print(f"corpus: {src.stat().st_size / 1e6:.0f} MB, {nlines} lines, generated in {time.perf_counter() - t0:.0f}"
               f" s; workers {args.workers}")
         w = str(args.workers)
+        runs = launches(quarter, tmp_path, w)
+        if args.launches_only:
+            report_launches(runs)
+            return
         ours = _in_child("ours", str(src), str(tmp_path / "idx"), str(tmp_path / "tok"), w)
         small = _in_child("ours", str(quarter), str(tmp_path / "idx4"), str(tmp_path / "tok"), w)
         base = _in_child("baseline", str(src), str(tmp_path / "hf"), str(tmp_path / "tok"), w)
@@ -165,6 +227,7 @@ def main() -> None:
     print(f"cached re-run: {ours['cached_seconds'] * 1000:.0f} ms = {ours['cached_seconds'] / ours['seconds']:.2%} "
           f"of the first run")
     print(f"real-token share at max_length {args.max_length}: packed {packed:.1%}, padded (batch 8) {padded:.1%}")
+    report_launches(runs)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test_transforms_get_num_sample_and_a_seeded_rng(config):
 def test_transform_that_raises_names_the_transform_and_the_sample(config, tmp_path):
     (tmp_path / "upper.py").write_text("def transform(data, num_sample, r):\n    return data['missing']\n")
     entries = load_mixture(config)
-    expected = r"upper\.py:2: transform raised KeyError\('missing'\) on sample .*b\.jsonl:\d+"
+    expected = r"upper\.py:2: dataset b: transform raised KeyError\('missing'\) on sample .*b\.jsonl:\d+"
     with pytest.raises(DataError, match=expected):
         list(iter_mixture(entries, plan_mixture(entries, 100), seed=0))
     assert not list(tmp_path.glob("cache/*.jsonl"))

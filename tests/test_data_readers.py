@@ -8,7 +8,8 @@ import pytest
 
 from orchestrator.errors import DataError
 from orchestrator.train.data.convert import convert_file, convert_to_split
-from orchestrator.train.data.readers import iter_samples, read_preference, read_samples
+from orchestrator.train.data.entries import read_preference
+from orchestrator.train.data.readers import iter_samples, read_samples
 from orchestrator.train.data.samples import Sample
 
 

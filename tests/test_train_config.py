@@ -58,7 +58,7 @@ def test_chatglm3_layout_is_translated(tmp_path):
         " target_modules: [q_proj, v_proj]}\n")
     cfg = load_config(config, model=str(tmp_path / "base"), data_dir=str(tmp_path / "AdvertiseGen"))
     assert cfg.finetuning == "lora" and cfg.lora.r == 8 and cfg.lora.alpha == 32
-    assert cfg.data.train == ["train.json"] and cfg.data.eval == "dev.json"
+    assert cfg.data.train == ["train.json"] and cfg.data.eval == ["dev.json"]
     assert cfg.data.max_length == 192 and cfg.data_dir == str(tmp_path / "AdvertiseGen")
 
 

@@ -29,7 +29,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("distributed") / "llm"
     build_project(folder, epochs=1)
     pairs = [{"prompt": f"Question {i}: what is {i} plus {i}?", "chosen": f"It is {2 * i}.",
-              "rejected": "我不知道。"} for i in range(24)]
+              "rejected": "我不知道。"} for i in range(12)]
+    pairs += [{"system": "You add numbers.", "history": [["hi", "hello"]], "query": f"What is {i} plus {i}?",
+               "response": f"It is {2 * i}.", "rejected_response": "我不知道。"} for i in range(12, 24)]  # ms-swift's
     (folder / "data" / "prefs.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     return folder
 

@@ -54,12 +54,21 @@ def data() -> None:
 @click.option("--split-ratio", type=float, default=0.0, show_default=True, help="share held out into dev.jsonl")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")
-def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool) -> None:
-    """Convert .txt, a JSON list, or a folder of chat exports (*train.json, other *.json) into JSONL."""
+@click.option("--map", "columns", default=None, metavar="OURS=THEIRS,...",
+              help="rename the file's fields to ours first, e.g. input=Question,output=Response")
+@click.option("--keep-language", type=click.Choice(["zh", "en"]), default=None,
+              help="keep records with Chinese characters (zh) or without any (en)")
+def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool, columns: str | None,
+            keep_language: str | None) -> None:
+    """Convert .txt, .csv, a JSON list, or a folder of chat exports (*train.json, other *.json, subfolders
+    included) into JSONL; preference pairs become {"prompt","chosen","rejected"} lines for stage: dpo."""
     from orchestrator.train.data.convert import convert_file, convert_to_split
+    from orchestrator.train.data.entries import DataEntry, Tally, parse_columns
 
+    entry = DataEntry(str(src), parse_columns(columns, "--map") if columns else (), keep_language)
+    tally = Tally()
     if src.is_dir() or split_ratio > 0:
-        counts, bad = convert_to_split(src, out, split_ratio, seed, skip_bad)
+        counts, bad = convert_to_split(src, out, split_ratio, seed, skip_bad, entry, tally)
         for name, n in counts.items():
             click.echo(f"{out / name}: {n} samples")
     else:
@@ -67,8 +76,10 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool)
             raise DataError(located(str(out), None, "the output of a file conversion must be a .jsonl file"))
         if out.resolve() == src.resolve():
             raise DataError(located(str(out), None, "the output must differ from the input"))
-        n, bad = convert_file(src, out, skip_bad)
+        n, bad = convert_file(src, out, skip_bad, entry, tally)
         click.echo(f"{out}: {n} samples")
+    if tally.filtered:
+        click.echo(f"left out {tally.filtered} record(s) not in language {keep_language}", err=True)
     _report_skipped(bad)
 
 
@@ -76,7 +87,8 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool)
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tokenizer", "tokenizer_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--output", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--language", default="zh", show_default=True, help="recorded in meta.json")
+@click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True,
+              help="recorded in meta.json")
 @click.option("--template", default=DEFAULT_TEMPLATE, show_default=True, help=_TEMPLATE_HELP)
 @click.option("--workers", type=int, default=None, help="processes (default: all usable cores)")
 @click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")
@@ -85,11 +97,13 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool)
 def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: str, workers: int | None,
           skip_bad: bool, as_json: bool, trust_remote_code: bool) -> None:
     """Tokenize SRC into a memory-mapped index with meta.json in --output (cached; built once)."""
-    from orchestrator.train.data.index import build_index
-
     spec = parse_template(template, "--template")
-    record = build_index(src, out, _load_tokenizer(tokenizer_dir, trust_remote_code), template=spec, language=language,
-                         workers=workers, skip_bad=skip_bad)
+    request, record = _index_request(src, out, tokenizer_dir, spec.key, language, skip_bad, trust_remote_code)
+    if record is None:  # not known to be up to date: load the tokenizer (the slow imports) and build or check
+        from orchestrator.train.data.index import build_index
+
+        record = build_index(src, out, _load_tokenizer(tokenizer_dir, trust_remote_code), template=spec,
+                             language=language, workers=workers, skip_bad=skip_bad, request=request)
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
         return
@@ -101,15 +115,37 @@ def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: st
             click.echo(f"  {example}", err=True)
 
 
+def _index_request(src: Path, out: Path, tokenizer_dir: Path, template_key: str, language: str, skip_bad: bool,
+                   trust_remote_code: bool) -> tuple[str | None, dict | None]:
+    """The key of what `orch data index` was asked (input, tokenizer files, template, settings: no tokenizer
+    loaded), and the index's record when it was built for exactly that (an up-to-date index: nothing to import)."""
+    from orchestrator.train.data import cache
+
+    if not (src.is_file() and tokenizer_dir.is_dir()):
+        return None, None  # the slow path names the problem
+    previous = cache.read_record(out)
+    request = cache.settings_key(input=cache.input_hash(src, previous), tokenizer_files=cache.tokenizer_files_hash(
+        tokenizer_dir), template=template_key, language=language, skip_bad=skip_bad, trust=trust_remote_code)
+    if previous and previous.get("request") == request and (out / "meta.json").is_file():
+        return request, {**previous, "cached": True}
+    return request, None
+
+
 @data.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--num-samples", type=int, default=None, help="mixture size (default: all lines of all datasets)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per dataset")
-def mix(config: Path, num_samples: int | None, as_json: bool) -> None:
-    """Validate a mixture config and print effective shares, epochs and token totals per dataset."""
-    from orchestrator.train.data.mixture import load_mixture, plan_mixture
+@click.option("--seed", type=int, default=42, show_default=True, help="the seed the transforms are checked with")
+def mix(config: Path, num_samples: int | None, as_json: bool, seed: int) -> None:
+    """Validate a mixture config (each transform runs on a few samples of its dataset) and print effective shares,
+    epochs and token totals per dataset."""
+    from orchestrator.train.data.mixture import check_transforms, load_mixture, nlines_warnings, plan_mixture
 
-    plans = plan_mixture(load_mixture(config), num_samples)
+    entries = load_mixture(config)
+    for line in nlines_warnings(config, entries):
+        click.echo(f"warning: {line}", err=True)
+    check_transforms(entries, seed)
+    plans = plan_mixture(entries, num_samples)
     rows = [
         {"dataset_name": p.entry.dataset_name, "task_name": p.entry.task_name, "abs_weight": p.entry.abs_weight,
          "nlines": p.entry.nlines, "samples": p.samples, "share": round(p.share, 4), "epochs": round(p.epochs, 3),

@@ -29,14 +29,18 @@ def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
-def _command(args: tuple[str, ...]) -> list[str]:
+def _command(args: tuple[str, ...], model: str | None = None, data_dir: str | None = None) -> list[str]:
     """A config YAML runs under the built-in worker (checked here first, so a typo starts nothing); anything else
-    is the user's own command."""
+    is the user's own command. `--model` / `--data-dir` go to the worker (paths as the nodes see them)."""
     if len(args) == 1 and args[0].endswith(CONFIG_SUFFIXES):
         from orchestrator.train.config import load_config
 
-        load_config(args[0], on_controller=True)
-        return ["-m", "orchestrator.train", args[0]]
+        load_config(args[0], on_controller=True, model=model, data_dir=data_dir)
+        extra = [word for flag, value in (("--model", model), ("--data-dir", data_dir)) if value
+                 for word in (flag, value)]
+        return ["-m", "orchestrator.train", args[0], *extra]
+    if model or data_dir:
+        raise OrchError("--model and --data-dir apply to a training config (orch launch job.yaml), not to a command")
     return list(args)
 
 
@@ -62,9 +66,11 @@ def _command(args: tuple[str, ...]) -> list[str]:
 @click.option("--on-hang", type=click.Choice(["fail", "wait"]), default="fail", show_default=True,
               help="After a hang report: stop the job as FAILED, or keep waiting.")
 @click.option("--json", "as_json", is_flag=True, help="With --detach: print the job as JSON.")
+@click.option("--model", "model_dir", help="Base model folder for a training config (overrides `model:`).")
+@click.option("--data-dir", help="Folder a training config's relative data files resolve against.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, sync_paths, templates, dry_run, detach,
-           force, skip_checks, max_restarts, hang_timeout, on_hang, as_json, command):
+           force, skip_checks, max_restarts, hang_timeout, on_hang, as_json, model_dir, data_dir, command):
     """Start CONFIG.yaml (the built-in worker) or `-- CMD ...` under torchrun on every node at once."""
     from orchestrator.cluster.inventory import load_inventory
     from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, launch as start_job
@@ -78,7 +84,7 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
     names = [n.strip() for n in nodes.split(",") if n.strip()] if nodes else None
     if nodes is not None and not names:
         raise OrchError("--nodes is empty")
-    request = LaunchRequest(command=_command(command), nodes=names, nproc_per_node=nproc_per_node,
+    request = LaunchRequest(command=_command(command, model_dir, data_dir), nodes=names, nproc_per_node=nproc_per_node,
                             env=_parse_env(env_pairs), sync_code=not no_sync, sync_paths=list(sync_paths),
                             templates=templates, checks=not skip_checks, max_restarts=max_restarts,
                             hang_timeout=hang_timeout, on_hang=on_hang)

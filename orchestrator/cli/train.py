@@ -11,22 +11,32 @@ from orchestrator.cli.app import TRUST_REMOTE_CODE, cli
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("words", nargs=-1, metavar="[DATA_DIR MODEL] CONFIG [DS_CONFIG.json] [yes|no|STEP]")
 @click.option("--nproc-per-node", type=int, default=1, show_default=True, help="Processes on this machine.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Base model folder (overrides the config).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder that relative data files resolve against.")
 @TRUST_REMOTE_CODE
-def train(config: str, nproc_per_node: int, model_dir: str | None, data_dir: str | None,
+def train(words: tuple[str, ...], nproc_per_node: int, model_dir: str | None, data_dir: str | None,
           trust_remote_code: bool) -> None:
-    """Train CONFIG on this machine under torchrun (the config is checked first; mistakes exit 2)."""
+    """Train CONFIG on this machine under torchrun (the config is checked first; mistakes exit 2). ChatGLM3's
+    `finetune_hf.py DATA_DIR MODEL CONFIG [yes|no|STEP]` order works too."""
+    from orchestrator.cli.train_args import parse_train_args
+    from orchestrator.errors import ConfigError
     from orchestrator.train.arguments import check_training_args
     from orchestrator.train.config import load_config
 
-    check_training_args(load_config(config, model=model_dir, data_dir=data_dir, trust_remote_code=trust_remote_code))
+    args = parse_train_args(words)
+    for flag, given, positional in (("--model", model_dir, args.model), ("--data-dir", data_dir, args.data_dir)):
+        if given and positional and given != positional:
+            raise ConfigError(f"{flag} {given} and the positional {positional} disagree; give one")
+    model_dir, data_dir = model_dir or args.model, data_dir or args.data_dir
+    check_training_args(load_config(args.config, model=model_dir, data_dir=data_dir, trust_remote_code=trust_remote_code,
+                                    deepspeed=args.deepspeed, resume=args.resume))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
-           "-m", "orchestrator.train", config]
-    cmd += ["--model", model_dir] if model_dir else []
-    cmd += ["--data-dir", data_dir] if data_dir else []
+           "-m", "orchestrator.train", args.config]
+    for flag, value in (("--model", model_dir), ("--data-dir", data_dir), ("--deepspeed", args.deepspeed),
+                        ("--resume", args.resume)):
+        cmd += [flag, value] if value else []
     cmd += ["--trust-remote-code"] if trust_remote_code else []
     sys.exit(subprocess.call(cmd))
 
@@ -45,14 +55,24 @@ def merge(adapter: str, base: str | None, output: str, trust_remote_code: bool) 
 
 
 @click.command("self-cognition")
-@click.option("--name", required=True, help="The model's name, as it should answer.")
-@click.option("--author", required=True, help="Who made it.")
-@click.option("--output", required=True, type=click.Path(dir_okay=False), help="JSONL file to write.")
-def self_cognition(name: str, author: str, output: str) -> None:
-    """Write identity Q/A samples (Chinese and English) to mix into a fine-tuning set."""
+@click.option("--name", required=True, multiple=True,
+              help="The model's name, as it should answer; twice for Chinese then English (--name 小黄 --name 'Xiao Huang').")
+@click.option("--author", required=True, multiple=True, help="Who made it; twice for Chinese then English.")
+@click.option("--num", "count", type=click.IntRange(min=1), default=None,
+              help="How many samples (drawn with repeats; default: each template once).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="JSONL file to write.")
+def self_cognition(name: tuple[str, ...], author: tuple[str, ...], count: int | None, seed: int, output: str) -> None:
+    """Write identity Q/A samples (Chinese and English) to mix into a fine-tuning set (or set self_cognition: in
+    the training config)."""
+    from orchestrator.errors import ConfigError
     from orchestrator.train.self_cognition import write_self_cognition
 
-    click.echo(f"wrote {write_self_cognition(name, author, output)} samples to {output}")
+    for flag, values in (("--name", name), ("--author", author)):
+        if len(values) > 2:
+            raise ConfigError(f"{flag}: give it once (both languages) or twice (Chinese, then English)")
+    n = write_self_cognition(list(name), list(author), output, count, seed)
+    click.echo(f"wrote {n} samples to {output}")
 
 
 cli.add_command(self_cognition)

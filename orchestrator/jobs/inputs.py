@@ -37,15 +37,21 @@ def job_inputs(command: list[str], sync_paths: list[str], project: Path) -> JobI
             raise PlanError(f"--sync {path}: no such file or folder in {project}")
         named.append(("--sync", path))
     if command[:2] == ["-m", "orchestrator.train"] and len(command) > 2:
-        found = config_paths(project / command[2])
+        found = config_paths(project / command[2], **worker_overrides(command[3:]))
         named += [(f"{command[2]}: {key}", path) for key, path in found]
         named += [(f"{command[2]}: mixture {key}", str(p)) for key, p in mixture_members(found, project)]
     return classify(named, project)
 
 
-def config_paths(config: Path) -> list[tuple[str, str]]:
+def worker_overrides(words: list[str]) -> dict[str, str]:
+    """`--model` / `--data-dir` of a worker command line, as config_paths' keyword arguments."""
+    names = {"--model": "model", "--data-dir": "data_dir"}
+    return {names[flag]: value for flag, value in zip(words, words[1:]) if flag in names}
+
+
+def config_paths(config: Path, model: str | None = None, data_dir: str | None = None) -> list[tuple[str, str]]:
     """(key, path) for every path-like value in a training config: model, data.train/eval/test, deepspeed JSON, a
-    chat template file.
+    chat template file. `model` / `data_dir` override the config's (the launch's `--model` / `--data-dir`).
     Relative values resolve against the config's `data_dir` (default: the project folder)."""
     import yaml  # only a launch of a training config reads YAML: plain commands skip the import
 
@@ -58,13 +64,17 @@ def config_paths(config: Path) -> list[tuple[str, str]]:
         raise PlanError(located(str(config), mark.line + 1 if mark else None, f"malformed YAML: {exc}")) from None
     if not isinstance(raw, dict):
         return []
+    raw = {**raw, **{k: v for k, v in (("model", model), ("data_dir", data_dir)) if v}}
     base = str(raw.get("data_dir") or ".")
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     glm = raw.get("data_config") if isinstance(raw.get("data_config"), dict) else {}  # the ChatGLM3 layout
-    train = data.get("train")
     found = [("model", raw.get("model"))]
-    found += [(f"data.train[{i}]", p) for i, p in enumerate(train if isinstance(train, list) else [train])]
-    found += [("data.eval", data.get("eval")), ("data.test", data.get("test"))]
+    for key in ("train", "eval"):  # a path or {path, columns, ...}; one or a list
+        value = data.get(key)
+        named = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        found += [(f"data.{key}" + (f"[{i}]" if i is not None else ""), p.get("path") if isinstance(p, dict) else p)
+                  for i, p in named]
+    found += [("data.test", data.get("test"))]
     found += [(f"data_config.{key}", glm.get(key)) for key in ("train_file", "val_file", "test_file")]
     found = [(key, p if base == "." else posixpath.join(base, p)) for key, p in found if isinstance(p, str) and p]
     deepspeed = raw.get("deepspeed")

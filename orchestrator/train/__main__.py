@@ -1,5 +1,5 @@
 """The worker torchrun starts on each rank: `python -m orchestrator.train CONFIG [--model DIR] [--data-dir DIR]
-[--trust-remote-code]`.
+[--deepspeed PRESET|JSON] [--resume yes|no|STEP|PATH] [--trust-remote-code]`.
 
 A config mistake prints `orch train: error: ...` (naming the key and file) and exits 2 before any model loads.
 """
@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="training config YAML")
     parser.add_argument("--model", help="base model folder (overrides `model:` in the config)")
     parser.add_argument("--data-dir", help="folder that relative data files resolve against")
+    parser.add_argument("--deepspeed", help="DeepSpeed preset or .json (overrides `deepspeed:` in the config)")
+    parser.add_argument("--resume", help="yes | no | a step number | a checkpoint (overrides resume_from_checkpoint)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the model folder's own code (sets trust_remote_code: true)")
     ns = parser.parse_args(argv)
@@ -25,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.train.config import load_config
         from orchestrator.train.run import run
 
-        run(load_config(ns.config, model=ns.model, data_dir=ns.data_dir, trust_remote_code=ns.trust_remote_code))
+        run(load_config(ns.config, model=ns.model, data_dir=ns.data_dir, trust_remote_code=ns.trust_remote_code,
+                        deepspeed=ns.deepspeed, resume=ns.resume))
     except OrchError as exc:
         print(f"orch train: error: {exc}", file=sys.stderr, flush=True)
         return 2

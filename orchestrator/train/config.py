@@ -27,6 +27,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from orchestrator.errors import ConfigError
+from orchestrator.train.config_aliases import lift_swift_keys, renamed
 from orchestrator.train.config_notes import Provenance, unused_keys
 from orchestrator.train.data.templates import DEFAULT_TEMPLATE
 from orchestrator.train.remote_code import CONFIG_KEY, require_trust
@@ -35,6 +36,9 @@ STAGES = ("pt", "sft", "dpo")
 FINETUNING = ("full", "lora", "qlora", "freeze", "prefix", "ptuning")
 PROMPT_FINETUNING = ("prefix", "ptuning")  # virtual-token adapters: P-Tuning v2 (prefix tuning) and P-Tuning
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
+DEEPSPEED_ALIASES = {"default-zero2": "zero2", "default-zero3": "zero3", "zero3-offload": "zero3_offload"}  # ms-swift
+LORA_TARGETS = {"ALL": "all-linear", "DEFAULT": None}  # ms-swift's names: every linear layer, peft's per-model default
+LORA_DTYPES = ("auto", "fp32", "bf16", "fp16")
 
 # Old or Seq2Seq-only TrainingArguments names that configs written for older transformers still carry.
 TRAINING_ARG_ALIASES = {"evaluation_strategy": "eval_strategy", "warmup_ratio": "warmup_steps"}
@@ -45,10 +49,11 @@ GENERATION_TRAINING_ARGS = {"predict_with_generate": "predict_with_generate", "g
 
 @dataclass
 class DataSection:
-    """`data:` (mirrors the data pipeline's `DataSpec`, minus `base_dir`, which comes from `--data-dir`)."""
+    """`data:` (mirrors the data pipeline's `DataSpec`, minus `base_dir`, which comes from `--data-dir`).
+    An entry of `train`/`eval` is a path or `{path, columns, keep_language}` (data/entries.py)."""
 
-    train: list[str]
-    eval: str | None = None
+    train: list[Union[str, dict]]
+    eval: Union[list[Union[str, dict]], None] = None  # one file or several
     test: str | None = None  # generated on after training: predictions_test.jsonl + ROUGE/BLEU (stage sft)
     eval_ratio: float = 0.0
     template: Union[str, dict] = DEFAULT_TEMPLATE  # a name, a .jinja file or role formats: data/templates.py
@@ -58,17 +63,34 @@ class DataSection:
     skip_bad: bool = False
     cache_dir: str | None = None
     seed: int = 42
+    train_samples: int = -1  # take this many training samples (seeded draw; -1: all)
+    eval_samples: int = -1  # the same for the eval set
+    system: str | None = None  # the system prompt of samples that have none
+    max_input_length: int | None = None  # ChatGLM3: the input and the output are cut separately
+    max_output_length: int | None = None
 
 
 @dataclass
 class LoraSection:
-    """`lora:` adapter shape; `target_modules` is a list of module names or `all-linear`."""
+    """`lora:` adapter shape; `target_modules` is a list of module names, `all-linear` (ms-swift: `ALL`) or
+    `default` (peft's choice for the model type; ms-swift: `DEFAULT`); `dtype` the adapter weights' dtype."""
 
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
-    target_modules: Union[str, list[str]] = "all-linear"
+    target_modules: Union[str, list[str], None] = "all-linear"
     modules_to_save: list[str] | None = None
+    dtype: str = "auto"  # auto (float32) | fp32 | bf16 | fp16
+
+
+@dataclass
+class SelfCognitionSection:
+    """`self_cognition:` identity Q/A samples mixed into the training data (`samples` of them; 0: none). `name` and
+    `author` are one string, or [Chinese, English] as ms-swift's `model_name` / `model_author`."""
+
+    samples: int = 0
+    name: Union[str, list[str], None] = None
+    author: Union[str, list[str], None] = None
 
 
 @dataclass
@@ -137,6 +159,8 @@ class TrainConfig:
     prompt: PromptSection = field(default_factory=PromptSection)
     dpo: DpoSection = field(default_factory=DpoSection)
     generation: GenerationSection = field(default_factory=GenerationSection)
+    self_cognition: SelfCognitionSection = field(default_factory=SelfCognitionSection)
+    versioned_output_dir: bool = False  # a new `v<N>-<time>` folder under output_dir per run (ms-swift's suffix)
     deepspeed: Union[str, dict, None] = None
     resume_from_checkpoint: Any = None  # YAML reads `yes` as True: normalised by _normalise_resume
     trust_remote_code: bool = False  # run the model folder's own code (ChatGLM3, Qwen v1, FM9G)
@@ -154,13 +178,18 @@ class TrainConfig:
         root = os.environ.get("ORCH_OUTPUT_ROOT")
         if root and not os.path.isabs(path):
             path = os.path.join(root, path)
+        if self.versioned_output_dir:
+            from orchestrator.train.output_dirs import versioned
+
+            return versioned(os.path.abspath(path))
         return os.path.abspath(path)
 
 
 def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None,
-                on_controller: bool = False, trust_remote_code: bool = False) -> TrainConfig:
-    """Read and validate a YAML config; `model`, `data_dir` and `trust_remote_code` (when true) override the config
-    (the command line wins).
+                on_controller: bool = False, trust_remote_code: bool = False, deepspeed: str | None = None,
+                resume: str | None = None) -> TrainConfig:
+    """Read and validate a YAML config; `model`, `data_dir`, `deepspeed`, `resume` and `trust_remote_code` (when
+    true) override the config (the command line wins).
 
     `on_controller`: the check `orch launch` runs before anything starts, on a machine that may lack the nodes'
     absolute paths and transformers: those paths and the `training_args` names are left to the worker."""
@@ -178,9 +207,14 @@ def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str
         if "data_config" in raw or "peft_config" in raw:
             raw = translate_chatglm3(raw, prov)
         else:
+            raw = lift_swift_keys(raw, prov)
             _lift_generation(raw, prov)
         if model:
             raw["model"] = model
+        if deepspeed:
+            raw["deepspeed"] = deepspeed
+        if resume:
+            raw["resume_from_checkpoint"] = resume
         if trust_remote_code:
             raw["trust_remote_code"] = True
         cfg = _build(TrainConfig, {**raw, "source": src, "data_dir": data_dir or raw.get("data_dir", ".")}, "")
@@ -189,7 +223,7 @@ def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str
         unused_keys(raw, cfg, prov)
         cfg.warnings = prov.warnings + cfg.warnings
     except ConfigError as exc:
-        raise ConfigError(f"{src}: {exc}") from None
+        raise ConfigError(f"{src}: {renamed(str(exc), prov)}") from None
     return cfg
 
 
@@ -211,8 +245,9 @@ def translate_chatglm3(raw: dict, prov: Provenance | None = None) -> dict:
         raise ConfigError("data_config.train_file: required")
     out: dict[str, Any] = {k: raw[k] for k in ("model", "stage", "deepspeed", "resume_from_checkpoint", "data_dir",
                                                "trust_remote_code") if k in raw}
-    max_len = int(raw.get("max_input_length", 512)) + int(raw.get("max_output_length", 512))
-    out["data"] = {"train": dc["train_file"], "max_length": max_len, "truncation_strategy": "right"}
+    max_in, max_out = int(raw.get("max_input_length", 512)), int(raw.get("max_output_length", 512))
+    out["data"] = {"train": dc["train_file"], "max_length": max_in + max_out, "truncation_strategy": "right",
+                   "max_input_length": max_in, "max_output_length": max_out}
     if dc.get("val_file"):
         out["data"]["eval"] = dc["val_file"]
     if dc.get("test_file"):
@@ -323,14 +358,8 @@ def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
     """Cross-field checks and file existence; the messages name the key."""
     if not cfg.data.train:
         raise ConfigError("data.train: at least one training file is required")
-    for i, p in enumerate(cfg.data.train):
-        _must_exist(p, cfg.data_dir, f"data.train[{i}]", on_controller)
-    if cfg.data.eval:
-        _must_exist(cfg.data.eval, cfg.data_dir, "data.eval", on_controller)
-    if not 0.0 <= cfg.data.eval_ratio < 1.0:
-        raise ConfigError(f"data.eval_ratio: must be in [0, 1) (got {cfg.data.eval_ratio})")
-    if cfg.data.max_length < 8:
-        raise ConfigError(f"data.max_length: must be at least 8 (got {cfg.data.max_length})")
+    cfg.data.eval = cfg.data.eval or []
+    _check_data(cfg, on_controller)
     _check_template(cfg.data.template, on_controller)
     if Path(cfg.model).expanduser().is_dir():
         cfg.model = str(Path(cfg.model).expanduser().resolve())  # adapters then record an absolute base path
@@ -345,18 +374,81 @@ def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
     _check_prompt(cfg)
     if not 0.0 < cfg.freeze.trainable_fraction <= 1.0:
         raise ConfigError(f"freeze.trainable_fraction: must be in (0, 1] (got {cfg.freeze.trainable_fraction})")
-    if isinstance(cfg.deepspeed, str) and cfg.deepspeed not in DEEPSPEED_PRESETS:
-        on_nodes_only = on_controller and Path(cfg.deepspeed).expanduser().is_absolute()
-        if not cfg.deepspeed.endswith(".json") or not (on_nodes_only or Path(cfg.deepspeed).is_file()):
-            raise ConfigError(f"deepspeed: expected one of {', '.join(DEEPSPEED_PRESETS)} or an existing .json file "
-                              f"(got {cfg.deepspeed!r})")
+    _check_lora(cfg)
+    _check_self_cognition(cfg)
     cfg.training_args = _normalise_training_args(cfg, check_names=not on_controller)
+    _check_deepspeed(cfg, on_controller)
     wants_eval = str(cfg.training_args.get("eval_strategy", "no")) not in ("no", "IntervalStrategy.NO")
     if wants_eval and not cfg.data.eval and not cfg.data.eval_ratio:
         raise ConfigError("training_args.eval_strategy: evaluation needs data.eval or data.eval_ratio")
     cfg.resume_from_checkpoint = _normalise_resume(cfg.resume_from_checkpoint)
     if cfg.resume_from_checkpoint is None and os.environ.get("ORCH_RESUME"):  # a restart by `orch launch`
         cfg.resume_from_checkpoint = _normalise_resume(os.environ["ORCH_RESUME"])
+
+
+def _check_data(cfg: TrainConfig, on_controller: bool) -> None:
+    """Data entries (paths or `{path, columns, keep_language}`), limits and sample counts."""
+    from orchestrator.errors import DataError
+    from orchestrator.train.data.entries import parse_entry
+
+    d = cfg.data
+    for key, entries in (("data.train", d.train), ("data.eval", d.eval)):
+        for i, value in enumerate(entries):
+            try:
+                entry = parse_entry(value, f"{key}[{i}]")
+            except DataError as exc:
+                raise ConfigError(str(exc)) from None
+            _must_exist(entry.path, cfg.data_dir, f"{key}[{i}]", on_controller)
+    if not 0.0 <= d.eval_ratio < 1.0:
+        raise ConfigError(f"data.eval_ratio: must be in [0, 1) (got {d.eval_ratio})")
+    if d.max_length != -1 and d.max_length < 8:
+        raise ConfigError(f"data.max_length: must be at least 8, or -1 for no limit (got {d.max_length})")
+    if d.max_length == -1 and d.packing:
+        raise ConfigError("data.packing: packing fills rows up to max_length; set a max_length (not -1)")
+    for key in ("train_samples", "eval_samples"):
+        if getattr(d, key) != -1 and getattr(d, key) < 1:
+            raise ConfigError(f"data.{key}: must be a positive number of samples, or -1 for all "
+                              f"(got {getattr(d, key)})")
+    for key in ("max_input_length", "max_output_length"):
+        if getattr(d, key) is not None and getattr(d, key) < 1:
+            raise ConfigError(f"data.{key}: must be a positive number of tokens (got {getattr(d, key)})")
+
+
+def _check_lora(cfg: TrainConfig) -> None:
+    """ms-swift's target names (`ALL`, `DEFAULT`) and the adapter dtype."""
+    lc = cfg.lora
+    if isinstance(lc.target_modules, str) and lc.target_modules.upper() in LORA_TARGETS:
+        lc.target_modules = LORA_TARGETS[lc.target_modules.upper()]
+    lc.dtype = lc.dtype.lower()
+    if lc.dtype not in LORA_DTYPES:
+        raise ConfigError(f"lora.dtype: expected one of {', '.join(LORA_DTYPES)} (got {lc.dtype!r})")
+
+
+def _check_self_cognition(cfg: TrainConfig) -> None:
+    """A sample count needs a name and an author (one, or [Chinese, English])."""
+    sc = cfg.self_cognition
+    if sc.samples < 0:
+        raise ConfigError(f"self_cognition.samples: must be 0 or more (got {sc.samples})")
+    for key in ("name", "author"):
+        value = getattr(sc, key)
+        if sc.samples and not value:
+            raise ConfigError(f"self_cognition.{key}: required when self_cognition.samples is set "
+                              "(one string, or [Chinese, English])")
+        if isinstance(value, list) and not 1 <= len(value) <= 2:
+            raise ConfigError(f"self_cognition.{key}: expected one name or two ([Chinese, English]), got {value!r}")
+
+
+def _check_deepspeed(cfg: TrainConfig, on_controller: bool) -> None:
+    """A preset (ms-swift's names too), an existing .json file, or an inline mapping."""
+    if not isinstance(cfg.deepspeed, str):
+        return
+    cfg.deepspeed = DEEPSPEED_ALIASES.get(cfg.deepspeed, cfg.deepspeed)
+    if cfg.deepspeed in DEEPSPEED_PRESETS:
+        return
+    on_nodes_only = on_controller and Path(cfg.deepspeed).expanduser().is_absolute()
+    if not cfg.deepspeed.endswith(".json") or not (on_nodes_only or Path(cfg.deepspeed).is_file()):
+        raise ConfigError(f"deepspeed: expected one of {', '.join(DEEPSPEED_PRESETS)} (ms-swift's "
+                          f"{', '.join(DEEPSPEED_ALIASES)} too) or an existing .json file (got {cfg.deepspeed!r})")
 
 
 def _check_prompt(cfg: TrainConfig) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from orchestrator.train.config import TrainConfig
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")
-DPO_UNUSED_DATA_KEYS = ("eval_ratio", "template", "truncation_strategy", "packing", "cache_dir")
+DPO_UNUSED_DATA_KEYS = ("eval_ratio", "template", "truncation_strategy", "packing", "cache_dir", "system")
 
 
 @dataclass
@@ -57,6 +57,8 @@ def _unused_sections(raw: dict[str, Any], cfg: TrainConfig, prov: Provenance) ->
                                f"{' or '.join(modes)})")
     if raw.get("dpo") and cfg.stage != "dpo":
         prov.warn("dpo", f"ignored (stage is {cfg.stage})")
+    if cfg.self_cognition.samples and cfg.stage == "dpo":
+        prov.warn(prov.name("self_cognition.samples"), "ignored for stage: dpo (identity samples are Q/A, not pairs)")
 
 
 def _unused_generation(cfg: TrainConfig, prov: Provenance) -> None:

@@ -27,13 +27,18 @@ def as_chat(pair: dict) -> dict:
             "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
 
 
-def preference_dataset(paths: list[str], cfg: TrainConfig, chat: bool):
-    """A `datasets.Dataset` of preference pairs read by the data pipeline."""
+def preference_dataset(entries: list, cfg: TrainConfig, chat: bool, take: int = -1):
+    """A `datasets.Dataset` of preference pairs read by the data pipeline (`take` of them, seeded; -1: all)."""
+    import random
+
     from datasets import Dataset
 
-    from orchestrator.train.data.readers import read_preference
+    from orchestrator.train.data.entries import read_preference
 
-    pairs = read_preference(paths, cfg.data_dir, skip_bad=cfg.data.skip_bad)
+    pairs = read_preference(entries, cfg.data_dir, skip_bad=cfg.data.skip_bad)
+    if 0 < take < len(pairs):
+        chosen = sorted(random.Random(cfg.data.seed).sample(range(len(pairs)), take))
+        pairs = [pairs[i] for i in chosen]
     return Dataset.from_list([as_chat(p) for p in pairs] if chat else pairs)
 
 
@@ -45,14 +50,14 @@ def run_dpo(cfg: TrainConfig) -> str:
 
     # 1. Arguments first (process group, DeepSpeed config); DPO knobs come from the `dpo:` section.
     args = build_training_args(cfg, extra={"beta": cfg.dpo.beta, "loss_type": [cfg.dpo.loss_type],
-                                           "max_length": cfg.data.max_length})
+                                           "max_length": cfg.data.max_length if cfg.data.max_length > 0 else None})
     if args.deepspeed and not torch.cuda.is_available():
         init_cpu_distributed()
     # 2. Data before the model, so a bad file fails before loading weights.
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     chat = bool(tokenizer.chat_template)
-    train_ds = preference_dataset(cfg.data.train, cfg, chat)
-    eval_ds = preference_dataset([cfg.data.eval], cfg, chat) if cfg.data.eval else None
+    train_ds = preference_dataset(cfg.data.train, cfg, chat, cfg.data.train_samples)
+    eval_ds = preference_dataset(cfg.data.eval, cfg, chat, cfg.data.eval_samples) if cfg.data.eval else None
     say(args, f"preference pairs: {len(train_ds)} train, {len(eval_ds) if eval_ds else 0} eval")
     # 3. Policy model; the reference is implicit (adapter off) for LoRA, a frozen copy made by trl otherwise.
     set_seed(args.seed)  # the same adapter init on any world size, so runs compare

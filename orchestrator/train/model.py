@@ -17,6 +17,9 @@ from orchestrator.train.compat import from_pretrained_kwargs, prefix_as_cache
 from orchestrator.train.config import PROMPT_FINETUNING, TrainConfig
 
 
+LORA_DTYPES_TORCH = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # lora.dtype; auto: peft's float32
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     """The model's tokenizer, with a pad token (the EOS token when it has none) and right padding.
 
@@ -82,9 +85,17 @@ def add_lora(model, cfg: TrainConfig):
     peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=_targets(lc.target_modules),
                           modules_to_save=lc.modules_to_save, task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, peft_cfg)
-    except ValueError as exc:  # e.g. a target module name that is not in the model
+        model = get_peft_model(model, peft_cfg)
+    except ValueError as exc:  # e.g. a target module name that is not in the model, or no default for its type
         raise ConfigError(f"{cfg.source}: lora.target_modules: {exc}") from None
+    if lc.dtype in LORA_DTYPES_TORCH:
+        import torch
+
+        dtype = getattr(torch, LORA_DTYPES_TORCH[lc.dtype])
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.data = param.data.to(dtype)
+    return model
 
 
 def add_prompt_adapter(model, cfg: TrainConfig):
@@ -135,6 +146,7 @@ def parameter_counts(model) -> tuple[int, int]:
     return trainable, total
 
 
-def _targets(value: str | list[str]) -> str | list[str]:
-    """peft reads a plain string as a regex over full module paths: keep `all-linear`, wrap a single name."""
-    return value if value == "all-linear" or isinstance(value, list) else [value]
+def _targets(value: str | list[str] | None) -> str | list[str] | None:
+    """peft reads a plain string as a regex over full module paths: keep `all-linear` and None (peft's default for
+    the model type), wrap a single name."""
+    return value if value in ("all-linear", None) or isinstance(value, list) else [value]

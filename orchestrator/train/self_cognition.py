@@ -1,13 +1,20 @@
 """Identity Q/A samples ("who are you?") in Chinese and English, to mix into a fine-tuning set.
 
 Each sample is `{"input": question, "output": answer}` (the Q/A format of DESIGN.md section 4), with the model's
-name and author filled in. Mix a few hundred lines at most: more teaches the model little beyond its name.
+name and author filled in: Chinese questions get the Chinese name and author, English ones the English (ms-swift's
+`model_name`/`model_author` pairs; one name serves both). A count draws that many samples (seeded, the templates
+repeat in a new order each round). Mix a few hundred lines at most: more teaches the model little beyond its name.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import re
 from pathlib import Path
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 _QA = [
     ("Who are you?", "I am {name}, an AI assistant developed by {author}. How can I help you today?"),
@@ -26,15 +33,49 @@ _QA = [
 ]
 
 
-def self_cognition_samples(name: str, author: str) -> list[dict]:
-    """The identity Q/A samples with `name` and `author` filled in."""
-    return [{"input": q, "output": a.format(name=name, author=author)} for q, a in _QA]
+def per_language(value: str | list[str]) -> tuple[str, str]:
+    """(Chinese, English) from one string or a [Chinese, English] list."""
+    values = [value] if isinstance(value, str) else list(value)
+    return values[0], values[-1]
 
 
-def write_self_cognition(name: str, author: str, output: str | Path) -> int:
+def self_cognition_samples(name: str | list[str], author: str | list[str], count: int | None = None,
+                           seed: int = 42) -> list[dict]:
+    """The identity Q/A samples, each language with its own name and author; `count` of them (None: one each)."""
+    names, authors = per_language(name), per_language(author)
+    rows = []
+    for q, a in _QA:
+        lang = 0 if _CJK.search(q) else 1
+        rows.append({"input": q, "output": a.format(name=names[lang], author=authors[lang])})
+    if count is None:
+        return rows
+    r, out = random.Random(seed), []
+    while len(out) < count:
+        out += r.sample(rows, len(rows))
+    return out[:count]
+
+
+def write_self_cognition(name: str | list[str], author: str | list[str], output: str | Path,
+                         count: int | None = None, seed: int = 42) -> int:
     """Write the samples as JSONL to `output`; returns how many were written."""
-    rows = self_cognition_samples(name, author)
+    rows = self_cognition_samples(name, author, count, seed)
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return len(rows)
+
+
+def self_cognition_file(name: str | list[str], author: str | list[str], count: int, folder: Path,
+                        seed: int = 42) -> Path:
+    """The samples as a JSONL file in `folder`, named by its content (ranks writing it at once write the same)."""
+    import hashlib
+
+    rows = self_cognition_samples(name, author, count, seed)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    path = Path(folder) / f"self-cognition-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return path

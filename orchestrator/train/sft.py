@@ -20,12 +20,20 @@ from orchestrator.train.model import load_model, load_tokenizer, parameter_count
 
 
 def data_spec(cfg: TrainConfig):
-    """The data pipeline's `DataSpec` for this config."""
+    """The data pipeline's `DataSpec` for this config (self-cognition samples added to the training files)."""
     from dataclasses import asdict
+    from pathlib import Path
 
+    from orchestrator.train.data.cache import default_cache_dir
     from orchestrator.train.data.spec import DataSpec
+    from orchestrator.train.self_cognition import self_cognition_file
 
-    return DataSpec(**asdict(cfg.data), base_dir=cfg.data_dir)
+    spec = DataSpec(**asdict(cfg.data), base_dir=cfg.data_dir)
+    sc = cfg.self_cognition
+    if sc.samples:
+        folder = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
+        spec.train = [*spec.train, str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
+    return spec
 
 
 def run_sft(cfg: TrainConfig) -> str:

@@ -7,6 +7,7 @@ in `spec.cache_dir`; truncation and packing are decided here from the sample len
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,11 @@ from orchestrator.errors import DataError
 from orchestrator.train.data import cache
 from orchestrator.train.data.encoding import IGNORE_INDEX
 from orchestrator.train.data.index import TokenIndex
-from orchestrator.train.data.pack import pack_best_fit, padded_share, truncate
+from orchestrator.train.data.pack import pack_best_fit, padded_share, split_point, truncate, truncate_io
 from orchestrator.train.data.report import DataReport
 from orchestrator.train.data.sources import open_source
 from orchestrator.train.data.spec import STAGES, DataSpec
-from orchestrator.train.data.templates import resolve_template
+from orchestrator.train.data.templates import resolve_template, with_system
 
 Entry = tuple[int, int]  # (source number, sample number)
 
@@ -28,13 +29,12 @@ Entry = tuple[int, int]  # (source number, sample number)
 class _Rows:
     """Shared access to samples across several indexes, truncated and labelled for one stage."""
 
-    def __init__(self, sources: list[TokenIndex], max_length: int, strategy: str, stage: str) -> None:
-        self.sources, self.max_length, self.strategy, self.stage = sources, max_length, strategy, stage
+    def __init__(self, sources: list[TokenIndex], spec: DataSpec, stage: str) -> None:
+        self.sources, self.spec, self.stage = sources, spec, stage
 
     def sample(self, entry: Entry) -> tuple[list[int], list[int]]:
         """(input_ids, labels) of one sample after truncation."""
-        ids, mask = self.sources[entry[0]][entry[1]]
-        ids, mask = truncate(ids, mask, self.max_length, self.strategy)
+        ids, mask = _cut(*self.sources[entry[0]][entry[1]], self.spec)
         labels = ids if self.stage == "pt" else np.where(mask.astype(bool), ids, IGNORE_INDEX)
         return ids.tolist(), labels.tolist()
 
@@ -72,27 +72,53 @@ class PackedDataset(torch.utils.data.Dataset):
         return item
 
 
+def _io_caps(spec: DataSpec) -> bool:
+    """Whether input and output are cut separately (ChatGLM3's max_input_length / max_output_length)."""
+    return bool(spec.max_input_length and spec.max_output_length)
+
+
+def _cut(ids: np.ndarray, mask: np.ndarray, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """One sample truncated as `spec` says."""
+    if _io_caps(spec):
+        return truncate_io(ids, mask, spec.max_input_length, spec.max_output_length)
+    return truncate(ids, mask, spec.cap, spec.truncation_strategy)
+
+
+def _cut_lengths(index: TokenIndex, spec: DataSpec) -> np.ndarray:
+    """Every sample's length after truncation."""
+    raw = index.lengths
+    if not _io_caps(spec):
+        return np.minimum(raw, spec.cap)
+    cuts = np.array([split_point(index.mask[a:b]) for a, b in zip(index.offsets[:-1], index.offsets[1:])],
+                    dtype=np.int64)
+    return np.minimum(cuts, spec.max_input_length) + np.minimum(raw - cuts, spec.max_output_length)
+
+
 def _select(sources: list[TokenIndex], spec: DataSpec, stage: str,
             report: DataReport) -> tuple[list[Entry], np.ndarray]:
     """All usable (entry, truncated length) pairs after the truncation strategy; counts go into `report`."""
     entries, lengths = [], []
+    deletes = spec.truncation_strategy == "delete" and not _io_caps(spec)
     for s, index in enumerate(sources):
-        raw = index.lengths
-        over = raw > spec.max_length
+        cut = _cut_lengths(index, spec)
+        over = cut < index.lengths
         report.truncated[spec.truncation_strategy] += int(over.sum())
-        keep = np.flatnonzero(~over) if spec.truncation_strategy == "delete" else np.arange(len(raw))
+        keep = np.flatnonzero(~over) if deletes else np.arange(len(cut))
         for i in keep.tolist():
-            if stage == "sft" and over[i] and not _keeps_loss(index, i, spec):
+            if stage == "sft" and over[i] and not _cut(*index[i], spec)[1].any():
                 report.dropped_no_loss += 1
                 continue
             entries.append((s, i))
-            lengths.append(min(int(raw[i]), spec.max_length))
+            lengths.append(int(cut[i]))
     return entries, np.array(lengths, dtype=np.int64)
 
 
-def _keeps_loss(index: TokenIndex, i: int, spec: DataSpec) -> bool:
-    """Whether sample i still has a loss token after truncation."""
-    return bool(truncate(*index[i], spec.max_length, spec.truncation_strategy)[1].any())
+def _take(entries: list[Entry], lengths: np.ndarray, n: int, seed: int) -> tuple[list[Entry], np.ndarray]:
+    """`n` entries drawn with a seeded RNG, in their original order (all of them when n is -1 or too many)."""
+    if n < 0 or n >= len(entries):
+        return entries, lengths
+    chosen = np.sort(np.random.default_rng(seed).choice(len(entries), size=n, replace=False))
+    return [entries[i] for i in chosen.tolist()], lengths[chosen]
 
 
 def _split_eval(entries: list[Entry], lengths: np.ndarray, ratio: float, seed: int):
@@ -111,22 +137,29 @@ def _make(rows: _Rows, entries: list[Entry], lengths: np.ndarray, spec: DataSpec
         if report is not None:
             report.real_token_share = padded_share(lengths, 8)
         return SFTDataset(rows, entries)
-    packs = pack_best_fit(lengths, spec.max_length, spec.seed)
+    packs = pack_best_fit(lengths, spec.cap, spec.seed)
     if report is not None:
         report.packed_rows = len(packs)
-        report.real_token_share = float(lengths.sum()) / (len(packs) * spec.max_length) if packs else 0.0
+        report.real_token_share = float(lengths.sum()) / (len(packs) * spec.cap) if packs else 0.0
     return PackedDataset(rows, [[entries[i] for i in row] for row in packs])
 
 
 def _opener(spec: DataSpec, tokenizer):
-    """A function opening data files (names relative to `spec.base_dir`) as cached token indexes."""
-    template = resolve_template(spec.template, tokenizer)
+    """A function opening data entries (paths relative to `spec.base_dir`) as cached token indexes; after the
+    last one, `open_all.evict()` keeps the cache under its size bound (the first process on each node)."""
+    template = with_system(resolve_template(spec.template, tokenizer), spec.system)
     base = Path(spec.base_dir)
     cache_dir = Path(spec.cache_dir) if spec.cache_dir else cache.default_cache_dir()
+    used: set[Path] = set()
 
-    def open_all(names: list[str]) -> list[TokenIndex]:
-        return [open_source(n, base, cache_dir, tokenizer, template, spec.seed, spec.skip_bad) for n in names]
+    def open_all(names: list) -> list[TokenIndex]:
+        return [open_source(n, base, cache_dir, tokenizer, template, spec.seed, spec.skip_bad, used) for n in names]
 
+    def evict() -> None:
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            cache.evict(cache_dir, used)
+
+    open_all.evict = evict
     return open_all
 
 
@@ -143,7 +176,7 @@ def build_test_dataset(spec: DataSpec, tokenizer, stage: str = "sft") -> SFTData
         raise DataError("no test file given (data.test is empty)")
     sources = _opener(spec, tokenizer)([spec.test])
     entries, _ = _select(sources, spec, stage, DataReport(truncation_strategy=spec.truncation_strategy))
-    return SFTDataset(_Rows(sources, spec.max_length, spec.truncation_strategy, stage), entries)
+    return SFTDataset(_Rows(sources, spec, stage), entries)
 
 
 def build_sft_datasets(spec: DataSpec, tokenizer, stage: str = "sft"):
@@ -158,12 +191,13 @@ def build_sft_datasets(spec: DataSpec, tokenizer, stage: str = "sft"):
     open_all = _opener(spec, tokenizer)
     report = DataReport(truncation_strategy=spec.truncation_strategy, sources=list(spec.train))
     train_sources = open_all(spec.train)
-    eval_sources = open_all([spec.eval]) if spec.eval else []
+    eval_sources = open_all(spec.eval)
+    open_all.evict()
     for index in train_sources + eval_sources:
         report.samples_read += len(index)
         report.skipped_bad += index.record.get("skipped_bad", 0)
         report.bad_examples += index.record.get("bad_examples", [])
-    rows = _Rows(train_sources + eval_sources, spec.max_length, spec.truncation_strategy, stage)
+    rows = _Rows(train_sources + eval_sources, spec, stage)
     entries, lengths = _select(train_sources + eval_sources, spec, stage, report)
     n_train = sum(1 for s, _ in entries if s < len(train_sources))
     train, train_len = entries[:n_train], lengths[:n_train]
@@ -172,6 +206,8 @@ def build_sft_datasets(spec: DataSpec, tokenizer, stage: str = "sft"):
         (train, train_len), (evals, eval_len) = _split_eval(train, train_len, spec.eval_ratio, spec.seed)
     if not train:
         raise DataError("no training samples left after truncation (raise max_length or change truncation_strategy)")
+    train, train_len = _take(train, train_len, spec.train_samples, spec.seed)
+    evals, eval_len = _take(evals, eval_len, spec.eval_samples, spec.seed)
     report.train_samples, report.eval_samples = len(train), len(evals)
     report.train_tokens = int(train_len.sum())
     train_ds = _make(rows, train, train_len, spec, report)

@@ -25,6 +25,7 @@ from orchestrator.train.data import cache
 from orchestrator.train.data.convert import write_jsonl_atomic
 from orchestrator.train.data.encoding import encode_rendered
 from orchestrator.train.data.meta import LengthHistogram, make_meta
+from orchestrator.train.data.progress import Progress
 from orchestrator.train.data.readers import BadLines, first_char, iter_records, normalise
 from orchestrator.train.data.templates import DEFAULT_TEMPLATE, resolve_template
 
@@ -43,6 +44,7 @@ class ChunkResult:
     rel_lines: np.ndarray  # 0-based line of each sample inside the chunk
     errors: list[tuple[int, str]]
     newlines: int
+    end: int  # byte offset where the chunk ends
 
 
 def _encode_chunk(task: tuple[str, int, int]) -> ChunkResult:
@@ -81,6 +83,7 @@ def _encode_chunk(task: tuple[str, int, int]) -> ChunkResult:
         rel_lines=np.array(rel_lines, dtype=np.int64),
         errors=errors,
         newlines=data.count(b"\n"),
+        end=end,
     )
 
 
@@ -148,7 +151,7 @@ def _first_record(path: Path) -> object:
 
 
 def _write_index(src: Path, tmp: Path, tokenizer, template, language: str, workers: int, bad: BadLines,
-                 chunk_bytes: int, describe: Callable[[int], str] | None) -> dict:
+                 chunk_bytes: int, describe: Callable[[int], str] | None, label: str) -> dict:
     """Fill `tmp` with data.jsonl, the token arrays and meta.json; returns build counts."""
     line_map = _prepare_source(src, tmp)
     data = tmp / "data.jsonl"
@@ -158,6 +161,7 @@ def _write_index(src: Path, tmp: Path, tokenizer, template, language: str, worke
     with open(tmp / "tokens.bin", "wb") as f_ids, open(tmp / "loss_mask.bin", "wb") as f_mask, \
             open(tmp / "offsets.bin", "wb") as f_off, open(tmp / "lines.bin", "wb") as f_lines:
         f_off.write(np.zeros(1, np.int64).tobytes())
+        progress = Progress(label, data.stat().st_size)
         for result in _run_chunks(_chunks(data, chunk_bytes), workers):
             for rel, problem in result.errors:
                 line = line_base + rel
@@ -172,6 +176,7 @@ def _write_index(src: Path, tmp: Path, tokenizer, template, language: str, worke
             offset += int(result.lengths.sum())
             hist.add(result.lengths)
             line_base += result.newlines
+            progress.update(result.end)
     if hist.lines == 0:
         raise DataError(located(str(src), None, "no usable samples"))
     meta = make_meta(language, data.stat().st_size, hist, _first_record(data))
@@ -187,12 +192,15 @@ def _check_output(src: Path, out: Path) -> None:
 
 def build_index(src: str | Path, out: str | Path, tokenizer, template: object = DEFAULT_TEMPLATE,
                 language: str = "zh", workers: int | None = None, skip_bad: bool = False,
-                chunk_bytes: int = CHUNK_BYTES, describe: Callable[[int], str] | None = None) -> dict:
+                chunk_bytes: int = CHUNK_BYTES, describe: Callable[[int], str] | None = None,
+                input_sha: str | None = None, label: str | None = None, request: str | None = None) -> dict:
     """Build (or reuse) the token index of `src` in `out`; returns the build record (with `cached: bool`).
 
     `template`: a template value or a resolved `Template` (templates.py). Cached by a hash of the input content,
     the tokenizer and the settings (the template's key among them); built once under a file lock. `describe`
     names line N of `src` in error messages instead of `src:N` (a materialised mixture names the dataset).
+    `input_sha`: the content hash of `src` when the caller has it; `label`: what the progress bar names;
+    `request`: a key of what was asked, before the tokenizer loaded (`orch data index` checks it without loading).
     """
     src, out = Path(src), Path(out)
     if not src.is_file():
@@ -205,9 +213,12 @@ def build_index(src: str | Path, out: str | Path, tokenizer, template: object = 
                 "skip_bad": skip_bad}
     with cache.build_lock(out):
         previous = cache.read_record(out)
-        sha = cache.input_hash(src, previous)
+        sha = input_sha or cache.input_hash(src, previous)
         key = cache.settings_key(input=sha, **settings)
         if previous and previous.get("key") == key and (out / "meta.json").is_file():
+            if request and previous.get("request") != request:
+                previous["request"] = request
+                (out / "orch_index.json").write_text(json.dumps(previous, indent=2))
             return {**previous, "cached": True}
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -215,9 +226,9 @@ def build_index(src: str | Path, out: str | Path, tokenizer, template: object = 
         try:
             bad = BadLines(skip_bad=skip_bad)
             counts = _write_index(src, tmp, tokenizer, template, language, workers or _cpu_count(), bad,
-                                  chunk_bytes, describe)
+                                  chunk_bytes, describe, label or src.name)
             record = {"key": key, "input_sha256": sha, "input_stat": cache.stat_id(src), **settings, **counts,
-                      "bad_examples": bad.examples}
+                      "bad_examples": bad.examples, "request": request}
             (tmp / "orch_index.json").write_text(json.dumps(record, indent=2))
             _replace_dir(tmp, out)
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ class MixEntry:
     nlines: int
     ave_tokens_per_line: float | None
     line: int
+    config_nlines: int | None = None  # what the config said, when it said something
 
 
 @dataclass
@@ -79,8 +79,41 @@ def _entry(config: Path, line: int, raw: object) -> MixEntry:
     meta = read_meta(path) if (path / "meta.json").is_file() else {}
     nlines = int(meta.get("nlines") or len(RecordFile(_data_file(path))))
     ave = meta.get("avg_token_per_line", raw.get("ave_tokens_per_line"))
+    said = raw.get("nlines")
     return MixEntry(str(raw["dataset_name"]), str(raw.get("task_name", "")), float(weight), path, transforms,
-                    bool(raw.get("allow_repeat", True)), nlines, float(ave) if ave is not None else None, line)
+                    bool(raw.get("allow_repeat", True)), nlines, float(ave) if ave is not None else None, line,
+                    said if isinstance(said, int) and not isinstance(said, bool) else None)
+
+
+def nlines_warnings(config: str | Path, entries: list[MixEntry]) -> list[str]:
+    """One line per dataset whose `nlines` in the config differs from its data (the data's count is used)."""
+    return [located(str(config), e.line, f"dataset {e.dataset_name}: nlines {e.config_nlines} in the config, "
+                                         f"{e.nlines} in {e.path}; using {e.nlines}")
+            for e in entries if e.config_nlines is not None and e.config_nlines != e.nlines]
+
+
+def check_transforms(entries: list[MixEntry], seed: int, per_dataset: int = 3) -> int:
+    """Run each dataset's transform on its first `per_dataset` samples and read the results as samples; a
+    failure is a DataError naming the transform, the dataset and the sample. Returns how many were checked."""
+    from orchestrator.train.data.readers import normalise
+
+    checked = 0
+    for e in entries:
+        if e.transforms is None:
+            continue
+        fn, records = load_transform(e.transforms), RecordFile(_data_file(e.path))
+        r = random.Random(f"{seed}:{e.dataset_name}")
+        for n in range(min(per_dataset, len(records))):
+            line, record = records[n]
+            out = _apply(fn, record, n, r, e, line)
+            try:
+                normalise(out)
+            except ValueError as exc:
+                at = located(str(_data_file(e.path)), line, "").rstrip(": ")
+                raise DataError(located(str(e.transforms), None, f"dataset {e.dataset_name}: the transform's "
+                                                                  f"output for sample {at} is not a sample: {exc}"))
+            checked += 1
+    return checked
 
 
 def load_mixture(config: str | Path) -> list[MixEntry]:
@@ -185,17 +218,19 @@ def _apply(fn: Transform, record: dict, num_sample: int, r: random.Random, entry
     except Exception as exc:  # a user function: any failure is a data error
         at = located(str(_data_file(entry.path)), line, "")
         raise DataError(located(str(entry.transforms), _tb_line(exc, entry.transforms),
-                                f"transform raised {exc!r} on sample {at.rstrip(': ')}")) from None
+                                f"dataset {entry.dataset_name}: transform raised {exc!r} on sample "
+                                f"{at.rstrip(': ')}")) from None
     if not isinstance(out, dict):
-        raise DataError(located(str(entry.transforms), None, f"transform returned {type(out).__name__}, not a dict"))
+        raise DataError(located(str(entry.transforms), None, f"dataset {entry.dataset_name}: transform returned "
+                                                              f"{type(out).__name__}, not a dict"))
     return out
 
 
-def _mixture_key(config: Path, entries: list[MixEntry], seed: int) -> str:
-    """Identity of a materialised mixture: config and transform contents, data file stats, seed."""
+def _mixture_key(config: Path, entries: list[MixEntry], seed: int, cache_dir: Path) -> str:
+    """Identity of a materialised mixture: config, data file and transform contents, seed (never paths)."""
     digest = hashlib.sha256(config.read_bytes())
     for e in entries:
-        digest.update(json.dumps(cache.stat_id(_data_file(e.path))).encode())
+        digest.update(cache.content_hash(_data_file(e.path), cache_dir).encode())
         if e.transforms:
             digest.update(e.transforms.read_bytes())
     digest.update(str(seed).encode())
@@ -206,7 +241,7 @@ def materialize_mixture(config: str | Path, cache_dir: Path, seed: int, num_samp
     """Write the drawn, transformed mixture as JSONL in `cache_dir` once (file lock); returns its path."""
     config = Path(config)
     entries = load_mixture(config)
-    out = cache_dir / f"mix-{config.stem}-{_mixture_key(config, entries, seed)}-{num_samples}.jsonl"
+    out = cache_dir / f"mix-{config.stem}-{_mixture_key(config, entries, seed, cache_dir)}-{num_samples}.jsonl"
     with cache.build_lock(out):
         if not out.is_file():
             write_jsonl_atomic((rec for _, rec in iter_mixture(entries, plan_mixture(entries, num_samples), seed)), out)

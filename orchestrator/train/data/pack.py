@@ -17,6 +17,21 @@ def truncate(ids: np.ndarray, mask: np.ndarray, max_length: int, strategy: str) 
     return ids[:max_length], mask[:max_length]
 
 
+def split_point(mask: np.ndarray) -> int:
+    """Where a sample's output starts: the first token of its last loss run (the last answer; its length when it
+    has none)."""
+    starts = np.flatnonzero(np.diff(np.r_[0, np.asarray(mask, dtype=np.int8)]) == 1)
+    return int(starts[-1]) if len(starts) else len(mask)
+
+
+def truncate_io(ids: np.ndarray, mask: np.ndarray, max_input: int, max_output: int) -> tuple[np.ndarray, np.ndarray]:
+    """ChatGLM3's truncation: the input (everything before the last answer) cut to its first `max_input` tokens,
+    the last answer (and what follows it) to `max_output`, then concatenated."""
+    cut = split_point(mask)
+    keep = np.r_[0:min(cut, max_input), cut:min(len(ids), cut + max_output)]
+    return ids[keep], mask[keep]
+
+
 def pack_best_fit(lengths: np.ndarray, capacity: int, seed: int) -> list[list[int]]:
     """Group sample indices into rows of at most `capacity` tokens (best-fit decreasing), rows in seeded order.
 

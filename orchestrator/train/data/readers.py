@@ -1,11 +1,13 @@
 """Readers for every format of DESIGN.md section 4, normalised to `Sample` (or preference dicts).
 
-A file is JSONL (one object per line) or one JSON list; `.txt` is one pretraining sample per non-empty line.
+A file is JSONL (one object per line) or one JSON list; `.txt` is one pretraining sample per non-empty line;
+`.csv` is one record per row, its header row naming the fields (any format below, by column name).
 Every problem is reported as `file:line: problem`; with `skip_bad` bad lines are counted instead.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,8 +73,29 @@ def first_char(path: Path) -> str:
     return ""
 
 
+def _iter_csv(path: Path, bad: BadLines) -> Iterator[tuple[int, dict]]:
+    """(line, row) of a CSV file whose header row names the fields; a row with more or fewer cells than the
+    header goes to `bad`."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        start = reader.line_num + 1
+        try:
+            for row in reader:
+                cells = [v for k, v in row.items() if k is not None] + row.get(None, [])
+                if any((v or "").strip() for v in cells):
+                    if None in row or None in row.values():
+                        bad.report(path, start, f"{len([v for v in cells if v is not None])} cell(s), the header "
+                                                f"has {len(reader.fieldnames)} ({', '.join(reader.fieldnames)})")
+                    else:
+                        yield start, dict(row)
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise DataError(located(str(path), reader.line_num, f"malformed CSV: {exc}")) from None
+
+
 def iter_records(path: str | Path, bad: BadLines | None = None) -> Iterator[tuple[int, object]]:
-    """Yield (line, record) from a JSONL file, a JSON list file, or a `.txt` file (records `{"text": line}`)."""
+    """Yield (line, record) from a JSONL file, a JSON list file, a `.csv` file (a dict per row, keyed by the
+    header) or a `.txt` file (records `{"input": "", "output": line}`)."""
     path = Path(path)
     bad = bad or BadLines()
     if not path.is_file():
@@ -85,6 +108,9 @@ def iter_records(path: str | Path, bad: BadLines | None = None) -> Iterator[tupl
             for n, raw in enumerate(fh, 1):
                 if raw.strip():
                     yield n, {"input": "", "output": raw.rstrip("\r\n")}
+        return
+    if path.suffix.lower() == ".csv":
+        yield from _iter_csv(path, bad)
         return
     if first == "[":
         yield from _iter_json_list(path, path.read_text(encoding="utf-8").lstrip("\ufeff"))
@@ -99,6 +125,17 @@ def iter_records(path: str | Path, bad: BadLines | None = None) -> Iterator[tupl
                 bad.report(path, n, f"malformed JSON: {exc.msg} (column {exc.colno})")
 
 
+PREFERENCE_IN_SFT = ("a preference sample (chosen/rejected or rejected_response) in supervised data: train it with "
+                     "stage: dpo (sft would drop the rejected answer), or remove the rejected field")
+
+
+def is_preference(record: object) -> bool:
+    """A preference pair: ours `{"prompt","chosen","rejected"}` or ms-swift's `{"query","response",
+    "rejected_response"}`."""
+    return isinstance(record, dict) and ("rejected_response" in record or ("chosen" in record
+                                                                           and "rejected" in record))
+
+
 def _text(record: dict, key: str, required: bool = True) -> str:
     """A string field of a record; ValueError when missing (if required) or not a string."""
     value = record.get(key)
@@ -109,8 +146,8 @@ def _text(record: dict, key: str, required: bool = True) -> str:
     return value
 
 
-def _from_query(record: dict) -> Sample:
-    """`{"query","response","history":[[q,a],...],"system"}` -> chat."""
+def _query_messages(record: dict) -> list[dict]:
+    """System, history and query of a `{"query","history","system"}` record as messages (ending with the user)."""
     messages = [{"role": "system", "content": record["system"]}] if record.get("system") else []
     history = record.get("history") or []
     if not isinstance(history, list):
@@ -119,11 +156,12 @@ def _from_query(record: dict) -> Sample:
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
             raise ValueError("'history' must be a list of [question, answer] pairs")
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
-    messages += [
-        {"role": "user", "content": _text(record, "query")},
-        {"role": "assistant", "content": _text(record, "response")},
-    ]
-    return chat_from_messages(messages)
+    return messages + [{"role": "user", "content": _text(record, "query")}]
+
+
+def _from_query(record: dict) -> Sample:
+    """`{"query","response","history":[[q,a],...],"system"}` -> chat."""
+    return chat_from_messages(_query_messages(record) + [{"role": "assistant", "content": _text(record, "response")}])
 
 
 def normalise(record: object) -> Sample:
@@ -133,9 +171,13 @@ def normalise(record: object) -> Sample:
     for key in ("conversations", "messages"):
         if key in record:
             return chat_from_messages(record[key])
+    if is_preference(record):
+        raise ValueError(PREFERENCE_IN_SFT)
     if "text" in record:
         return Sample(text=_text(record, "text"))
-    if "query" in record or "response" in record:
+    if "query" not in record and "response" in record:
+        return Sample(text=_text(record, "response"))  # ms-swift's pretraining rows
+    if "query" in record:
         return _from_query(record)
     if "instruction" in record:
         prompt = _text(record, "instruction")
@@ -149,8 +191,6 @@ def normalise(record: object) -> Sample:
         if not prompt:
             return Sample(text=answer)
         return chat_from_messages([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
-    if "chosen" in record:
-        raise ValueError("a preference sample (prompt/chosen/rejected) in supervised data: use it for DPO")
     raise ValueError(f"unrecognised sample format (keys: {', '.join(sorted(record)) or 'none'})")
 
 
@@ -182,10 +222,22 @@ def _as_messages(value: object, role: str) -> list[dict]:
     raise ValueError(f"must be a string or a list of {{role, content}} messages, got {type(value).__name__}")
 
 
-def _preference(record: object) -> dict:
-    """One `{"prompt","chosen","rejected"}` record, as strings, or all three as message lists if any is one."""
+def _swift_preference(record: dict) -> dict:
+    """ms-swift's `{"query","response","rejected_response","history","system"}` as our preference pair: strings
+    without history or system, else the prompt as messages (system, history turns, query)."""
+    chosen, rejected = _text(record, "response"), _text(record, "rejected_response")
+    if not record.get("history") and not record.get("system"):
+        return {"prompt": _text(record, "query"), "chosen": chosen, "rejected": rejected}
+    return {"prompt": _query_messages(record), "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}
+
+
+def preference_pair(record: object) -> dict:
+    """One preference record (ours or ms-swift's), as strings, or all three as message lists if any is one."""
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    if "rejected_response" in record:
+        return _swift_preference(record)
     missing = [k for k in ("prompt", "chosen", "rejected") if k not in record]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(missing)} in a preference sample")
@@ -198,24 +250,4 @@ def _preference(record: object) -> dict:
             out[key] = _as_messages(fields[key], role)
         except ValueError as exc:
             raise ValueError(f"{key!r} {exc}") from None
-    return out
-
-
-def read_preference(paths: list[str] | str, base_dir: str | Path = ".", skip_bad: bool = False) -> list[dict]:
-    """Read preference pairs: a list of `{"prompt","chosen","rejected"}` for trl.
-
-    Fields stay as given when all three are strings; when any is a message list, all three become message lists
-    (a string prompt becomes one user message, a string answer one assistant message). Nothing else is applied.
-    """
-    bad = BadLines(skip_bad=skip_bad)
-    out: list[dict] = []
-    for name in [paths] if isinstance(paths, str) else paths:
-        path = Path(base_dir) / name
-        for line, record in iter_records(path, bad):
-            try:
-                out.append(_preference(record))
-            except ValueError as exc:
-                bad.report(path, line, str(exc))
-    if not out:
-        raise DataError(located(", ".join([paths] if isinstance(paths, str) else paths), None, "no preference samples"))
     return out

@@ -8,6 +8,7 @@ from orchestrator.train.data.templates import DEFAULT_TEMPLATE
 
 TRUNCATION_STRATEGIES = ("delete", "left", "right")
 STAGES = ("sft", "pt")
+NO_LIMIT = 1 << 40
 
 
 @dataclass
@@ -19,11 +20,15 @@ class DataSpec:
     `template` is `auto` (the default: the tokenizer's own chat_template, else its vocabulary's format, else chatml),
     `tokenizer`, a built-in name (chatml, qwen, raw, fm9g, chatglm3), a `.jinja` chat template file, or a mapping
     of role formats (see `templates.py`).
-    `cache_dir` holds token indexes built from plain files (default `$XDG_CACHE_HOME/orch/data`).
+    An entry is a path or a mapping `{path, columns, keep_language}` (`entries.py`); `eval` may list several.
+    `train_samples` / `eval_samples` take that many samples (seeded; -1: all, ms-swift's `*_dataset_sample`);
+    `system` is the system prompt of samples that have none; `max_length: -1` is no limit; `max_input_length` and
+    `max_output_length` (ChatGLM3) cut input and output separately (`pack.truncate_io`).
+    `cache_dir` holds token indexes (default: `cache.default_cache_dir()`).
     """
 
-    train: list[str] = field(default_factory=list)
-    eval: str | None = None
+    train: list = field(default_factory=list)
+    eval: list = field(default_factory=list)
     test: str | None = None  # generated on after training (`build_test_dataset`), never trained on
     eval_ratio: float = 0.0
     template: str | dict = DEFAULT_TEMPLATE
@@ -34,12 +39,26 @@ class DataSpec:
     skip_bad: bool = False
     cache_dir: str | None = None
     seed: int = 42
+    train_samples: int = -1
+    eval_samples: int = -1
+    system: str | None = None
+    max_input_length: int | None = None
+    max_output_length: int | None = None
+
+    @property
+    def cap(self) -> int:
+        """The token limit of one sample (`max_length`, or the input and output caps together)."""
+        if self.max_input_length and self.max_output_length:
+            return self.max_input_length + self.max_output_length
+        return self.max_length if self.max_length > 0 else NO_LIMIT
 
     def __post_init__(self) -> None:
         from orchestrator.errors import DataError
 
-        if isinstance(self.train, str):
+        if isinstance(self.train, (str, dict)):
             self.train = [self.train]
+        if self.eval is None or isinstance(self.eval, (str, dict)):
+            self.eval = [self.eval] if self.eval else []
         if self.truncation_strategy not in TRUNCATION_STRATEGIES:
             raise DataError(
                 f"truncation_strategy must be one of {', '.join(TRUNCATION_STRATEGIES)}, "
@@ -47,5 +66,5 @@ class DataSpec:
             )
         if not 0.0 <= self.eval_ratio < 1.0:
             raise DataError(f"eval_ratio must be in [0, 1), not {self.eval_ratio}")
-        if self.max_length < 2:
-            raise DataError(f"max_length must be at least 2, not {self.max_length}")
+        if self.max_length != -1 and self.max_length < 2:
+            raise DataError(f"max_length must be at least 2 or -1 (no limit), not {self.max_length}")

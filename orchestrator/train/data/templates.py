@@ -197,3 +197,15 @@ def resolve_template(value: object, tokenizer) -> Template:
     key = spec.key if kind in ("custom", "jinja") else kind
     return Template(kind, key, renderer, specials.eos, None if kind == "raw" else _pattern(markers),
                     "".join(sorted({m[0] for m in markers})), chatml=kind in ("chatml", "qwen"))
+
+
+def with_system(template: Template, system: str | None) -> Template:
+    """`template` giving samples without a system prompt `system` (ms-swift's `--system`); its key says so."""
+    if system is None:
+        return template
+    from dataclasses import replace
+
+    def render(sample: Sample, inner=template.renderer) -> list[Piece]:
+        return inner(sample if sample.system is not None else replace(sample, system=system))
+
+    return replace(template, key=f"{template.key}+system-{_digest(system)}", renderer=render)
