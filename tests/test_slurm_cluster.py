@@ -1,0 +1,185 @@
+"""`orch launch / status / logs / stop` on a real Slurm 22.05 cluster (slurmctld + 4 slurmd in namespaces,
+tests/cluster/slurm.py), one cluster for the module. The nodes share this machine's filesystem (the shared workdir)
+and process table, so a test sees every node's processes in /proc."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orch_cli import job_json, orch
+
+pytestmark = pytest.mark.cluster
+PROJECT_SCRIPTS = ("allreduce.py", "steady.py", "escaper.py")
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A 4-node Slurm cluster; skipped (loudly) where this machine cannot run one, failed instead under CI=true."""
+    from tests.cluster import slurm as slurm_cluster
+
+    reason = slurm_cluster.missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the Slurm test cluster cannot run: {reason}")
+        pytest.skip(f"SLURM TESTS SKIPPED: {reason}")
+    cluster = slurm_cluster.up(4)
+    yield cluster
+    cluster.down()
+
+
+@pytest.fixture
+def env(slurm, orch_home: Path) -> dict:
+    return {"ORCH_CLUSTER": str(slurm.inventory), "ORCH_HOME": str(orch_home), **slurm.env}
+
+
+@pytest.fixture(scope="module")
+def timed_out(slurm, tmp_path_factory) -> tuple[str, dict]:
+    """A job with a one-minute time limit (Slurm's smallest) on node4, started first: it ends while the other
+    tests run, and the last test checks how it ended."""
+    from tests.orch_cli import make_project
+
+    folder = tmp_path_factory.mktemp("timed")
+    project = make_project(folder, "steady.py")
+    inventory = folder / "timed.toml"
+    inventory.write_text(slurm.inventory.read_text().replace('partition = "debug"', 'partition = "debug"\ntime = "1"'))
+    env = {"ORCH_CLUSTER": str(inventory), "ORCH_HOME": str(folder / "home"), **slurm.env}
+    launched = orch("launch", "--detach", "--nodes", "node4", "--env", "STEADY_S=600", "--", "python", "steady.py",
+                    cwd=project, env=env)
+    assert launched.returncode == 0, launched.stderr
+    return launched.stdout.strip().splitlines()[-1], env
+
+
+def tagged(job_id: str) -> list[int]:
+    """Live processes carrying the job's tag, on any node (they share this machine's process table)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"ORCH_JOB_ID={job_id}".encode() in environ.read_bytes().split(b"\0"):
+                if "\nState:\tZ" not in (environ.parent / "status").read_text():
+                    found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_state(job_id: str, wanted: set[str], env: dict, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = job_json(job_id, env=env)
+        if status["state"] in wanted or time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)
+
+
+def launch(project: Path, env: dict, *args: str) -> str:
+    launched = orch("launch", "--detach", *args, cwd=project, env=env)
+    assert launched.returncode == 0, launched.stderr
+    return launched.stdout.strip().splitlines()[-1]
+
+
+def test_allreduce_ranks_follow_the_order_given_with_prefixed_logs(project, env, slurm, timed_out):
+    counted = launch(project, env, "--nodes", "2", "--", "python", "allreduce.py")  # a count: Slurm picks
+    launched = orch("launch", "--nodes", "node2,node1", "--", "python", "allreduce.py", cwd=project, env=env)
+    assert launched.returncode == 0, launched.stderr
+    job_id = launched.stdout.splitlines()[0].strip()
+    assert "rank 0/2 node node2 sum 3" in launched.stdout  # node2 is rank 0 although Slurm lists node1 first
+    status = job_json(job_id, env=env)
+    assert status["state"] == "SUCCEEDED" and status["master"].startswith("node2:")
+    assert status["scheduler"]["name"] == "slurm" and status["scheduler"]["state"] == "COMPLETED"
+    assert [(n["name"], n["rank"], n["state"], n["exit_code"]) for n in status["nodes"]] == [
+        ("node2", 0, "SUCCEEDED", 0), ("node1", 1, "SUCCEEDED", 0)]
+    merged = orch("logs", job_id, "--all", env=env, check=True).stdout.splitlines()
+    assert "[node2|0] rank 0/2 node node2 sum 3" in merged and "[node1|1] rank 1/2 node node1 sum 3" in merged
+    assert "rank 1/2" in orch("logs", job_id, "--node", "node1", env=env, check=True).stdout
+    counted_status = wait_state(counted, {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}, env)
+    assert counted_status["state"] == "SUCCEEDED", counted_status
+    assert {n["name"] for n in counted_status["nodes"]} <= {"node1", "node2", "node3"}  # names learnt from Slurm
+    assert not tagged(job_id) and not tagged(counted)
+
+
+def test_a_job_waiting_for_busy_nodes_is_pending_with_slurms_reason_then_runs(project, env, slurm, timed_out):
+    blocker = slurm.run("sbatch", "--parsable", "--exclusive", "-w", "node3", "--wrap", "sleep 300").stdout.strip()
+    try:
+        job_id = launch(project, env, "--nodes", "node3", "--", "python", "allreduce.py")
+        status = wait_state(job_id, {"PENDING"}, env, timeout=10)
+        assert status["state"] == "PENDING" and status["nodes"][0]["state"] == "PENDING", status
+        assert status["scheduler"]["state"] == "PENDING" and status["scheduler"]["reason"] in ("Resources", "Priority")
+        shown = orch("status", job_id, env=env, check=True).stdout
+        assert f"PENDING ({status['scheduler']['reason']})" in shown
+        follower = subprocess.Popen([*orch_argv(), "logs", job_id, "--follow"], env={**os.environ, **env},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+    finally:
+        slurm.run("scancel", blocker)
+    out, err = follower.communicate(timeout=90)
+    assert "is queued in Slurm" in err and "waiting for it to start" in err
+    assert "rank 0/1 node node3 sum 1" in out
+    assert job_json(job_id, env=env)["state"] == "SUCCEEDED"
+
+
+def orch_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "orchestrator"]
+
+
+def test_stop_leaves_nothing_tagged_and_spares_the_neighbour(project, env, slurm, timed_out):
+    victim = launch(project, env, "--nodes", "node1,node2", "--", "python", "escaper.py")
+    neighbour = launch(project, env, "--nodes", "node1,node2", "--env", "STEADY_S=600", "--", "python", "steady.py")
+    deadline = time.monotonic() + 90
+    # per node: torchrun, the worker, 2 DataLoader workers, the setsid child (re-parented to PID 1)
+    while len(tagged(victim)) < 10 or "ready" not in orch("logs", victim, "--all", env=env).stdout:
+        assert time.monotonic() < deadline, tagged(victim)
+        time.sleep(0.5)
+    escaped = [pid for pid in tagged(victim) if Path(f"/proc/{pid}/stat").read_text().split()[3] == "1"]
+    assert len(escaped) >= 2  # outside Slurm's process tracking (proctrack/linuxproc)
+    assert wait_state(neighbour, {"RUNNING"}, env)["state"] == "RUNNING"
+    stopped = orch("stop", victim, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    status = job_json(victim, env=env)
+    assert status["state"] == "STOPPED" and [n["state"] for n in status["nodes"]] == ["STOPPED", "STOPPED"]
+    assert tagged(victim) == []
+    assert len(tagged(neighbour)) >= 4 and job_json(neighbour, env=env)["state"] == "RUNNING"
+    orch("stop", neighbour, env=env, check=True)
+    assert tagged(neighbour) == []
+
+
+def test_a_rank_exiting_3_fails_the_job_within_10_s_with_its_exit_code(project, env, slurm, timed_out):
+    failed = orch("launch", "--nodes", "node1,node2", "--env", "FAIL_RANK=1", "--env", "SLEEP_S=300", "--",
+                  "python", "allreduce.py", cwd=project, env=env)
+    assert failed.returncode == 1
+    job_id = failed.stdout.splitlines()[0].strip()
+    status = job_json(job_id, env=env)
+    by_name = {n["name"]: n for n in status["nodes"]}
+    assert status["state"] == "FAILED" and status["root_cause"].startswith("node node2 (node_rank 1) exited with "
+                                                                           "exit code 3"), status
+    assert by_name["node2"]["exit_code"] == 3 and by_name["node1"]["state"] == "STOPPED"
+    assert status["ended"] - by_name["node2"]["ended"] < 10
+    assert tagged(job_id) == []
+
+
+def test_a_bad_partition_is_sbatchs_own_message_in_one_line(project, env, slurm, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(slurm.inventory.read_text().replace('partition = "debug"', 'partition = "nosuch"'))
+    refused = orch("launch", "--cluster", str(bad), "--nodes", "node1", "--", "python", "allreduce.py", cwd=project,
+                   env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "Invalid partition name specified" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    listed = orch("status", "--json", env=env, check=True).stdout
+    assert '"RUNNING"' not in listed and '"PENDING"' not in listed
+
+
+def test_a_time_limit_ends_as_a_timeout_root_cause(timed_out):
+    job_id, env = timed_out
+    status = wait_state(job_id, {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}, env, timeout=150)
+    assert status["state"] == "FAILED", status
+    assert status["scheduler"]["state"] == "TIMEOUT"
+    assert "reached its time limit (TIMEOUT)" in status["root_cause"]
+    assert status["nodes"][0]["state"] == "STOPPED" and tagged(job_id) == []
