@@ -4,8 +4,8 @@ and process table, so a test sees every node's processes in /proc."""
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.orch_cli import job_json, orch
+from tests.test_controller_cluster import wait_state
 
 pytestmark = pytest.mark.cluster
 PROJECT_SCRIPTS = ("allreduce.py", "steady.py", "escaper.py")
@@ -68,15 +69,6 @@ def tagged(job_id: str) -> list[int]:
     return found
 
 
-def wait_state(job_id: str, wanted: set[str], env: dict, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = job_json(job_id, env=env)
-        if status["state"] in wanted or time.monotonic() > deadline:
-            return status
-        time.sleep(0.3)
-
-
 def launch(project: Path, env: dict, *args: str) -> str:
     launched = orch("launch", "--detach", *args, cwd=project, env=env)
     assert launched.returncode == 0, launched.stderr
@@ -97,7 +89,7 @@ def test_allreduce_ranks_follow_the_order_given_with_prefixed_logs(project, env,
     merged = orch("logs", job_id, "--all", env=env, check=True).stdout.splitlines()
     assert "[node2|0] rank 0/2 node node2 sum 3" in merged and "[node1|1] rank 1/2 node node1 sum 3" in merged
     assert "rank 1/2" in orch("logs", job_id, "--node", "node1", env=env, check=True).stdout
-    counted_status = wait_state(counted, {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}, env)
+    counted_status = wait_state(counted, {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}, env, 90)
     assert counted_status["state"] == "SUCCEEDED", counted_status
     assert {n["name"] for n in counted_status["nodes"]} <= {"node1", "node2", "node3"}  # names learnt from Slurm
     assert not tagged(job_id) and not tagged(counted)
@@ -114,7 +106,12 @@ def test_a_job_waiting_for_busy_nodes_is_pending_with_slurms_reason_then_runs(pr
         assert f"PENDING ({status['scheduler']['reason']})" in shown
         follower = subprocess.Popen([*orch_argv(), "logs", job_id, "--follow"], env={**os.environ, **env},
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2)
+        queued = launch(project, env, "--nodes", "node3", "--", "python", "allreduce.py")
+        assert wait_state(queued, {"PENDING"}, env, timeout=10)["state"] == "PENDING"
+        orch("stop", queued, env=env, check=True)  # a queued job is just cancelled
+        cancelled = job_json(queued, env=env)
+        assert cancelled["state"] == "STOPPED" and cancelled["scheduler"]["state"] == "CANCELLED"
+        assert cancelled["nodes"][0]["state"] == "STOPPED" and cancelled["root_cause"] is None
     finally:
         slurm.run("scancel", blocker)
     out, err = follower.communicate(timeout=90)
@@ -183,3 +180,34 @@ def test_a_time_limit_ends_as_a_timeout_root_cause(timed_out):
     assert status["scheduler"]["state"] == "TIMEOUT"
     assert "reached its time limit (TIMEOUT)" in status["root_cause"]
     assert status["nodes"][0]["state"] == "STOPPED" and tagged(job_id) == []
+
+
+@pytest.mark.slow
+def test_lora_with_the_built_in_worker_resumes_after_a_crash_by_resubmitting(slurm, orch_home, tmp_path):
+    """The same job.yaml as on SSH, only the inventory differs: 2 nodes LoRA, rank 0 killed right after writing
+    checkpoint 20 on the first attempt; `--max-restarts 1` resubmits and training resumes from checkpoint 10."""
+    from orchestrator.demo import build_project
+    from tests.test_train_cluster import CONFIG, losses
+
+    project = tmp_path / "llm"
+    build_project(project, epochs=1)
+    (project / ".gitignore").write_text("base/\ndata/\nmerged/\nout/\n")
+    (project / "job.yaml").write_text(CONFIG.format(batch=2).replace("max_steps: 20", "max_steps: 30"))
+    env = {"ORCH_CLUSTER": str(slurm.inventory), "ORCH_HOME": str(orch_home), **slurm.env}
+    launched = orch("launch", "--nodes", "node1,node2", "--nproc-per-node", "1", "--max-restarts", "1",
+                    "--env", "ORCH_FAILPOINT=checkpoint-save:20", "job.yaml", cwd=project, env=env, timeout=600)
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]
+    first = launched.stdout.splitlines()[0].strip()
+    attempt0 = job_json(first, env=env)
+    assert attempt0["state"] == "FAILED" and attempt0["restarted_as"], attempt0
+    attempt1 = job_json(attempt0["restarted_as"], env=env)
+    assert attempt1["state"] == "SUCCEEDED" and [n["exit_code"] for n in attempt1["nodes"]] == [0, 0]
+    assert attempt1["scheduler"]["job_id"] != attempt0["scheduler"]["job_id"]  # a new Slurm job
+    assert "world size: 2; effective global batch: 4" in launched.stdout
+    out = slurm.workdir / "outputs" / "llm" / "out" / "lora"
+    assert (out / "adapter_model.safetensors").exists()
+    # the half-written checkpoint-20 of the first attempt was skipped: training resumed from step 10
+    assert "skipped incomplete checkpoint(s) checkpoint-20" in launched.stdout
+    assert "resuming from" in launched.stdout and "checkpoint-10" in launched.stdout
+    assert json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())["global_step"] == 30
+    assert len(losses(out / "checkpoint-30" / "trainer_state.json")) == 6

@@ -42,6 +42,7 @@ CAUSES = {
     "BOOT_FAIL": "could not boot a node (BOOT_FAIL)", "DEADLINE": "missed its deadline (DEADLINE)",
     "CANCELLED": "was cancelled outside orch (CANCELLED: scancel or an administrator)",
     "FAILED": "failed before its tasks ran (FAILED)",
+    "GONE": "ended while nobody watched, and Slurm no longer knows it (past MinJobAge)",
 }
 STOP_WAIT_S = 60  # after scancel: KillWait + the sweeps, generously
 SWEEP_GRACE_S = 2  # the task's own sweep must KILL before Slurm's KillWait kills the sweep
@@ -68,8 +69,9 @@ def login_node(inventory: Inventory) -> Node:
     return node
 
 
-def _targets(request_nodes: list[str] | None, listed: int) -> tuple[int, list[str]]:
-    """(node count, names in rank order) from `--nodes 2` or `--nodes a,b`; no --nodes: the listed nodes or 1."""
+def _targets(request_nodes: list[str] | None, listed: list[str]) -> tuple[int, list[str]]:
+    """(node count, names in rank order) from `--nodes 2` or `--nodes a,b`; no --nodes: the [[nodes]] listed, else
+    any one node."""
     if request_nodes and len(request_nodes) == 1 and request_nodes[0].isdigit():
         count = int(request_nodes[0])
         if count < 1:
@@ -82,7 +84,7 @@ def _targets(request_nodes: list[str] | None, listed: int) -> tuple[int, list[st
             if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
                 raise PlanError(f"--nodes: {name!r} is not a node name")
         return len(request_nodes), list(request_nodes)
-    return max(listed, 1), []
+    return (len(listed), listed) if listed else (1, [])
 
 
 def plan(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None
@@ -90,7 +92,7 @@ def plan(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None
     """The job's plan (one wrapper per rank under `<workdir>/jobs/<id>/rank-N`), its shared root and the sbatch
     arguments. Master address and port are derived by the batch script (`$MASTER_ADDR`, `$MASTER_PORT`)."""
     login = login_node(inventory)
-    count, names = _targets(spec.nodes, len(inventory.nodes))
+    count, names = _targets(spec.nodes, [n.name for n in inventory.nodes])
     nodes = [inventory.node(name) for name in names] or [
         dataclasses.replace(inventory.defaults, name=f"rank{r}") for r in range(count)]
     nodes = [dataclasses.replace(n, host=login.host, workdir=login.workdir) for n in nodes]
@@ -136,7 +138,8 @@ def scripts(spec: planning.JobSpec, job_plan: planning.JobPlan, root: str, optio
             master_port: int | None) -> tuple[str, str]:
     """(sbatch.sh, slurm_task.sh) rendered from the templates (`--templates` overrides them too)."""
     templates = environment(spec.templates)
-    ranked = [p.node.name for p in job_plan.nodes] if spec.nodes and not spec.nodes[0].isdigit() else []
+    # names asked for are the rank order (--nodelist keeps them); a count takes Slurm's order
+    ranked = next((o.partition("=")[2].split(",") for o in options if o.startswith("--nodelist=")), [])
     context = dict(job_id=spec.job_id, nnodes=job_plan.nnodes, nproc_per_node=job_plan.nproc_per_node, root=root,
                    ranked_nodes=ranked, master_port=master_port, sbatch_args=[shlex.quote(o) for o in options])
     return (templates.get_template("sbatch.sh.j2").render(context),
@@ -254,7 +257,9 @@ def probe(session: Session, job: JobRecord, offsets: dict[int, int] | None = Non
         return None
     head, *chunks = result.stdout.split(RANK_MARK)
     view = {"state": None, "reason": None, "nodes": None, "orch_cancel": False, "master": None}
-    for line in head.decode("utf-8", "replace").splitlines():
+    text = head.decode("utf-8", "replace")
+    view["forgotten"] = "Invalid job id" in text
+    for line in text.splitlines():
         if line.startswith("orch_cancel="):
             view["orch_cancel"] = True
         elif line.startswith("master="):
@@ -298,17 +303,19 @@ def refresh(store, session: Session, job: JobRecord, offsets: dict[int, int] | N
         return None
     view, ranks = observed
     info = dict(scheduled(job))
+    if view["state"] is None and not view["forgotten"]:
+        return None  # squeue did not answer (slurmctld busy or down): nothing learnt
     forgotten = view["state"] is None  # past MinJobAge: what was recorded stands
     slurm_state = info["state"] if forgotten and info["state"] not in ACTIVE else view["state"]
     if forgotten and info["state"] in ACTIVE:
         slurm_state = "GONE"  # Slurm no longer knows a job it ran: whatever the ranks wrote is all there is
     job.master = view["master"] or job.master
+    from orchestrator.jobs.watch import apply_probe
+
     chunks = {}
     for record in job.nodes:
         node_probe, log, name = ranks[record.rank]
         previous = record.state
-        from orchestrator.jobs.watch import apply_probe
-
         apply_probe(record, dataclasses.replace(node_probe, alive=False), since)
         record.state = node_state(node_probe, slurm_state, previous)
         record.name = name or record.name

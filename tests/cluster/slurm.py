@@ -227,3 +227,14 @@ def _write_inventory(cluster: SlurmCluster, python: str) -> None:
         '[cluster.env]\nOMP_NUM_THREADS = "1"\nGLOO_SOCKET_IFNAME = "eth0"\n\n'
         '[cluster.slurm]\npartition = "debug"\n'
     )
+
+
+if __name__ == "__main__":  # `python -m tests.cluster.slurm N`: bring one up by hand; Enter tears it down
+    import sys
+
+    by_hand = up(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    print(f"export SLURM_CONF={by_hand.conf} ORCH_CLUSTER={by_hand.inventory}")
+    try:
+        input("press Enter to tear down ")
+    finally:
+        by_hand.down()
