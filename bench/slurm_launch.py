@@ -68,6 +68,15 @@ def timed(argv: list[str], env: dict, cwd: Path | None = None) -> float:
     return time.monotonic() - started
 
 
+def in_process_refresh(env: dict, job_id: str) -> float:
+    """The status work without the CLI's start-up: one `watch.refresh` of the job, timed in a fresh process."""
+    code = ("import sys, time; from orchestrator.cluster.ssh import Session; from orchestrator.jobs import watch; "
+            "from orchestrator.jobs.store import Store; s = Store(); j = s.get(sys.argv[1]); t = time.monotonic(); "
+            "sess = Session(j.ssh_config); watch.refresh(s, sess, j); sess.close(); print(time.monotonic() - t)")
+    out = subprocess.run([sys.executable, "-c", code, job_id], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -90,7 +99,7 @@ def main() -> None:
                    "ORCH_HOME": str(tmp_path / "home")}
             hand_dir = cluster.workdir / "hand"
             hand_dir.mkdir()
-            orch_times, hand_times, status_times, squeue_times = [], [], [], []
+            orch_times, hand_times, status_times, squeue_times, refresh_times = [], [], [], [], []
             for _ in range(args.repeat):
                 seconds, job_id = orch_launch(cluster, project, env, args.nodes)
                 orch_times.append(seconds)
@@ -98,18 +107,23 @@ def main() -> None:
                 slurm_id = subprocess.run([sys.executable, "-m", "orchestrator", "status", job_id, "--json"], env=env,
                                           capture_output=True, text=True).stdout.split('"job_id": "')[1].split('"')[0]
                 squeue_times.append(timed(["squeue", "-j", slurm_id], env))
+                refresh_times.append(in_process_refresh(env, job_id))
                 subprocess.run([sys.executable, "-m", "orchestrator", "stop", job_id], env=env, capture_output=True)
                 seconds, hand_job = hand_launch(cluster, project, hand_dir, env, args.nodes)
                 hand_times.append(seconds)
                 subprocess.run(["scancel", hand_job], env=env)
                 time.sleep(1)  # let the cancelled job leave the nodes
             med = {name: statistics.median(values) for name, values in (
-                ("orch", orch_times), ("hand", hand_times), ("status", status_times), ("squeue", squeue_times))}
+                ("orch", orch_times), ("hand", hand_times), ("status", status_times), ("squeue", squeue_times),
+                ("refresh", refresh_times))}
             print(f"{args.nodes} nodes, medians of {args.repeat}")
             print(f"launch until every rank runs: orch {med['orch']:.2f} s, hand-written sbatch {med['hand']:.2f} s, "
                   f"ratio {med['orch'] / med['hand']:.2f}x (target <= 1.2)")
             print(f"status of a running job: orch status {med['status'] * 1000:.0f} ms, squeue "
                   f"{med['squeue'] * 1000:.0f} ms, ratio {med['status'] / med['squeue']:.2f}x (target <= 2)")
+            print(f"  of which orch's own look at the job (squeue + every rank's files + the store, in process): "
+                  f"{med['refresh'] * 1000:.0f} ms, {med['refresh'] / med['squeue']:.2f}x squeue; the rest is the "
+                  "Python interpreter and imports")
     finally:
         cluster.down()
 
