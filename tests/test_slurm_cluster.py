@@ -1,6 +1,6 @@
 """`orch launch / status / logs / stop` on a real Slurm 22.05 cluster (slurmctld + 4 slurmd in namespaces,
-tests/cluster/slurm.py), one cluster for the module. The nodes share this machine's filesystem (the shared workdir)
-and process table, so a test sees every node's processes in /proc."""
+tests/cluster/slurm.py), one cluster for the module. The nodes share this machine's filesystem (the shared workdir);
+each has its own PID namespace, which this machine's /proc sees whole, so a test sees every node's processes."""
 
 from __future__ import annotations
 
@@ -66,6 +66,14 @@ def tagged(job_id: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def parent_name(pid: int) -> str:
+    try:
+        ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        return Path(f"/proc/{ppid}/comm").read_text().strip()
+    except (OSError, IndexError):
+        return ""
 
 
 def launch(project: Path, env: dict, *args: str) -> str:
@@ -134,8 +142,10 @@ def test_stop_leaves_nothing_tagged_and_spares_the_neighbour(project, env, slurm
     while len(tagged(victim)) < 10 or "ready" not in orch("logs", victim, "--all", env=env).stdout:
         assert time.monotonic() < deadline, tagged(victim)
         time.sleep(0.5)
-    escaped = [pid for pid in tagged(victim) if Path(f"/proc/{pid}/stat").read_text().split()[3] == "1"]
-    assert len(escaped) >= 2  # outside Slurm's process tracking (proctrack/linuxproc)
+    # the setsid children were re-parented to their node's PID 1 (its slurmd): outside the job's process tree,
+    # which is all that Slurm's proctrack/linuxproc follows
+    escaped = [pid for pid in tagged(victim) if parent_name(pid) == "slurmd"]
+    assert len(escaped) == 2, [(pid, parent_name(pid)) for pid in tagged(victim)]
     assert wait_state(neighbour, {"RUNNING"}, env)["state"] == "RUNNING"
     stopped = orch("stop", victim, env=env)
     assert stopped.returncode == 0, stopped.stderr

@@ -6,8 +6,9 @@ Layout (names carry a random tag, so two copies of the suite can run at once):
 - bridge `sb<tag>` holding 10.<a>.<b>.1/24 (the host runs sbatch/squeue/scancel with SLURM_CONF=<root>/slurm.conf);
   slurmctld at .2 in netns `sc<tag>`, node i (node1..nodeN) at .(10+i) in netns `sn<tag>-i`;
 - daemons start under `nsenter --net` + `unshare --uts --mount` (not `ip netns exec`, which remounts /sys and
-  breaks slurmd's cgroup probe), with a private /etc/hosts naming the nodes; the filesystem, so the workdir
-  `<root>/workdir`, is shared by every node, as on a cluster with a shared home.
+  breaks slurmd's cgroup probe), with a private /etc/hosts naming the nodes; each slurmd also gets its own PID
+  namespace and /proc, so a node's job tasks see and sweep only that node's processes; the filesystem, so the
+  workdir `<root>/workdir`, is shared by every node, as on a cluster with a shared home.
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge (scripts/setup.sh installs them).
 """
 
@@ -135,12 +136,14 @@ def _add_netns(cluster: SlurmCluster, ns: str, addr: str) -> None:
     _sh("ip", "-n", ns, "link", "set", "eth0", "up")
 
 
-def _daemon(cluster: SlurmCluster, ns: str, hostname: str, *argv: str) -> subprocess.Popen:
-    """A daemon in netns `ns` with its own hostname and /etc/hosts (the exec chain keeps one pid)."""
+def _daemon(cluster: SlurmCluster, ns: str, hostname: str, *argv: str, own_pids: bool = False) -> subprocess.Popen:
+    """A daemon in netns `ns` with its own hostname and /etc/hosts; `own_pids`: also its own PID namespace and
+    /proc (a node sees and signals only its own processes, and orphans re-parent to its PID 1, the slurmd)."""
     boot = f'hostname "$1"; mount --bind "$2" /etc/hosts; shift 2; exec "$@"'
     log = open(cluster.root / "log" / f"{hostname}.out", "wb")
+    pids = ["--pid", "--fork", "--mount-proc"] if own_pids else []
     return subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--uts", "--mount", "--propagation", "private",
+        ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--uts", "--mount", *pids, "--propagation", "private",
          "sh", "-c", boot, "sh", hostname, str(cluster.root / "hosts"), *argv],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
 
@@ -200,7 +203,7 @@ def _start(cluster: SlurmCluster, n: int, python: str | None) -> None:
     _wait(cluster, lambda: "is UP" in cluster.run("scontrol", "ping").stdout, ctld, "slurmctld")
     for i, name in enumerate(cluster.nodes, 1):
         cluster.daemons.append(_daemon(cluster, f"sn{tag}-{i}", name, "slurmd", "-D", "-f", str(cluster.conf),
-                                       "-N", name))
+                                       "-N", name, own_pids=True))
 
     def all_idle() -> bool:
         idle = cluster.run("sinfo", "-h", "-N", "-t", "idle", "-o", "%N").stdout.split()
