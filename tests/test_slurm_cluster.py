@@ -195,17 +195,18 @@ def test_a_time_limit_ends_as_a_timeout_root_cause(timed_out):
 @pytest.mark.slow
 def test_lora_with_the_built_in_worker_resumes_after_a_crash_by_resubmitting(slurm, orch_home, tmp_path):
     """The same job.yaml as on SSH, only the inventory differs: 2 nodes LoRA, rank 0 killed right after writing
-    checkpoint 20 on the first attempt; `--max-restarts 1` resubmits and training resumes from checkpoint 10."""
+    checkpoint 10 on the first attempt; `--max-restarts 1` resubmits and training resumes from checkpoint 5."""
     from orchestrator.demo import build_project
     from tests.test_train_cluster import CONFIG, losses
 
     project = tmp_path / "llm"
     build_project(project, epochs=1)
     (project / ".gitignore").write_text("base/\ndata/\nmerged/\nout/\n")
-    (project / "job.yaml").write_text(CONFIG.format(batch=2).replace("max_steps: 20", "max_steps: 30"))
+    (project / "job.yaml").write_text(CONFIG.format(batch=2).replace("max_steps: 20", "max_steps: 10")
+                                      .replace("save_steps: 10", "save_steps: 5"))
     env = {"ORCH_CLUSTER": str(slurm.inventory), "ORCH_HOME": str(orch_home), **slurm.env}
     launched = orch("launch", "--nodes", "node1,node2", "--nproc-per-node", "1", "--max-restarts", "1",
-                    "--env", "ORCH_FAILPOINT=checkpoint-save:20", "job.yaml", cwd=project, env=env, timeout=600)
+                    "--env", "ORCH_FAILPOINT=checkpoint-save:10", "job.yaml", cwd=project, env=env, timeout=600)
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]
     first = launched.stdout.splitlines()[0].strip()
     attempt0 = job_json(first, env=env)
@@ -216,8 +217,8 @@ def test_lora_with_the_built_in_worker_resumes_after_a_crash_by_resubmitting(slu
     assert "world size: 2; effective global batch: 4" in launched.stdout
     out = slurm.workdir / "outputs" / "llm" / "out" / "lora"
     assert (out / "adapter_model.safetensors").exists()
-    # the half-written checkpoint-20 of the first attempt was skipped: training resumed from step 10
-    assert "skipped incomplete checkpoint(s) checkpoint-20" in launched.stdout
-    assert "resuming from" in launched.stdout and "checkpoint-10" in launched.stdout
-    assert json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())["global_step"] == 30
-    assert len(losses(out / "checkpoint-30" / "trainer_state.json")) == 6
+    # the half-written checkpoint-10 of the first attempt was skipped: training resumed from step 5
+    assert "skipped incomplete checkpoint(s) checkpoint-10" in launched.stdout
+    assert "resuming from" in launched.stdout and "checkpoint-5" in launched.stdout
+    state = out / "checkpoint-10" / "trainer_state.json"
+    assert json.loads(state.read_text())["global_step"] == 10 and len(losses(state)) == 2

@@ -91,3 +91,20 @@ def test_dry_run_prints_the_batch_script_and_every_rank_masked(tmp_path, orch_ho
     assert "rank-0/launch.sh" in shown and "rank-1/launch.sh" in shown
     assert "hf_secret_1" not in shown and "HF_TOKEN=***" in shown
     assert not (orch_home / "jobs.db").exists()  # touched nothing
+
+
+@pytest.mark.parametrize("slurm_state,files,previous,expected", [
+    ("PENDING", {}, "PENDING", "PENDING"),  # queued: no rank has started, however long it waits
+    ("RUNNING", {}, "PENDING", "STARTING"),
+    ("RUNNING", {"pgid": 7}, "STARTING", "RUNNING"),
+    ("RUNNING", {"pgid": 7, "exit_code": 3}, "RUNNING", "FAILED"),  # the worker's own code, not srun's
+    ("COMPLETING", {"pgid": 7, "exit_code": 0, "stopping": True}, "RUNNING", "RUNNING"),  # its sweep is running
+    ("COMPLETED", {"pgid": 7, "exit_code": 0, "stopping": True}, "RUNNING", "SUCCEEDED"),
+    ("TIMEOUT", {"pgid": 7, "stopped": True}, "RUNNING", "STOPPED"),
+    ("CANCELLED", {}, "PENDING", "STOPPED"),  # cancelled while queued
+    ("NODE_FAIL", {"pgid": 7}, "RUNNING", "LOST"),
+])
+def test_a_ranks_state_comes_from_its_files_and_slurms_state(slurm_state, files, previous, expected):
+    from orchestrator.jobs.states import Probe
+
+    assert slurm.node_state(Probe(reachable=True, dir_exists=True, **files), slurm_state, previous) == expected

@@ -148,7 +148,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
         job.master = f"{plan.master_addr}:{plan.master_port}"
         fan_out([p.node for p in plan.nodes], start)
     except (RemoteError, PreflightError) as exc:
-        _fail_launch(store, session, job, exc)
+        fail_launch(store, session, job, exc)
         raise
     for record in job.nodes:
         record.state = states.STARTING
@@ -162,10 +162,12 @@ class PreflightError(PlanError):
     """A node is not fit to run the job (unreachable, no torch, versions differ from the master's)."""
 
 
-def _fail_launch(store: Store, session: Session, job: JobRecord, error: Exception) -> None:
-    """A node could not be prepared or started: stop whatever did start and record why."""
+def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception, stop: bool = True) -> None:
+    """A node could not be prepared or started (or Slurm refused the job): stop whatever did start (`stop`) and
+    record why."""
     job.root_cause = f"launch failed: {error}"
-    watch.stop_nodes(session, job)
+    if stop:
+        watch.stop_nodes(session, job)
     for record in job.nodes:
         record.state = states.FAILED
     job.state, job.ended = states.FAILED, time.time()

@@ -205,7 +205,7 @@ def _one_line(text: str) -> str:
 def launch(inventory: Inventory, request, store, session: Session, job_id: str, lineage: dict | None = None):
     """`launch.launch` on Slurm: record the job, submit it, record the Slurm job id. The job is PENDING until
     Slurm runs it; a refused submission is recorded FAILED with sbatch's message and raised (exit 2)."""
-    from orchestrator.jobs.launch import Launched, git_state, make_spec, record_job, write_run_folder
+    from orchestrator.jobs.launch import Launched, fail_launch, git_state, make_spec, record_job, write_run_folder
 
     started = time.monotonic()
     spec = make_spec(request, job_id)
@@ -216,11 +216,7 @@ def launch(inventory: Inventory, request, store, session: Session, job_id: str, 
     try:
         job_plan, slurm_id, synced, batch_scripts = submit(inventory, spec, session, project, inputs.inside, request.exclude)
     except (OrchError, RemoteError) as exc:
-        job.root_cause = f"launch failed: {exc}"
-        for record in job.nodes:
-            record.state = states.FAILED
-        job.state, job.ended = states.FAILED, time.time()
-        store.save_progress(job)
+        fail_launch(store, session, job, exc, stop=False)  # nothing was submitted, so nothing started
         raise
     store.set_option(job, "scheduler", {"name": "slurm", "job_id": slurm_id, "state": "PENDING", "reason": None,
                                         "root": root, "login": login_node(inventory).host})

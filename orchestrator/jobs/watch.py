@@ -80,11 +80,19 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
         record = by_name[name]
         apply_probe(record, probe, since)
         chunks[record.rank] = log
+    _conclude(store, session, job)
+    return chunks
+
+
+def _conclude(store: Store, session: Session, job: JobRecord) -> None:
+    """After the nodes were observed: settle the job (a Slurm job still queued stays PENDING), record it, and
+    keep the logs here once it has ended."""
     settle(job, session)
+    if slurm.pending(job):
+        job.state = states.PENDING
     store.save_progress(job)
     if job.state in states.FINAL:
         keep_logs(session, job)
-    return chunks
 
 
 def _refresh_slurm(store: Store, session: Session, job: JobRecord, offsets: dict[int, int] | None,
@@ -94,12 +102,7 @@ def _refresh_slurm(store: Store, session: Session, job: JobRecord, offsets: dict
     chunks = slurm.refresh(store, session, job, offsets, since)
     if chunks is None:
         return {}
-    settle(job, session)
-    if slurm.pending(job):
-        job.state = states.PENDING
-    store.save_progress(job)
-    if job.state in states.FINAL:
-        keep_logs(session, job)
+    _conclude(store, session, job)
     return chunks
 
 
