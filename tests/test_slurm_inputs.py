@@ -108,3 +108,14 @@ def test_a_ranks_state_comes_from_its_files_and_slurms_state(slurm_state, files,
     from orchestrator.jobs.states import Probe
 
     assert slurm.node_state(Probe(reachable=True, dir_exists=True, **files), slurm_state, previous) == expected
+
+
+def test_a_restart_excluding_a_node_asks_slurm_to_leave_it_out():
+    from orchestrator.jobs.launch import LaunchRequest
+
+    named = LaunchRequest(command=["x.py"], nodes=["g1", "g2", "g3"])
+    slurm.restart_nodes(named, ("g2",))
+    assert named.nodes == ["g1", "g3"] and named.exclude == ["g2"]
+    counted = LaunchRequest(command=["x.py"], nodes=["2"], exclude=["g9"])
+    slurm.restart_nodes(counted, ("g2",))
+    assert counted.nodes == ["2"] and counted.exclude == ["g2", "g9"]  # the same count, anywhere but there
