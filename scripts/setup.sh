@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
-for pkg in openssh-server openssh-client rsync iproute2 procps util-linux chromium; do
+# slurmctld slurmd slurm-client munge: the real Slurm test cluster (tests/cluster/slurm.py); no daemon starts on install
+for pkg in openssh-server openssh-client rsync iproute2 procps util-linux chromium slurmctld slurmd slurm-client munge; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -83,7 +83,7 @@ def test_a_watcher_probing_while_orch_fails_a_hung_job_reports_failed(orch_home:
             if not self.acted and "exit_code" in command:
                 self.acted = True
                 store.set_option(supervisor, "failure", "hang: no log output from any rank for 10 s")
-                watch.stop_nodes(self, supervisor.nodes)
+                watch.stop_nodes(self, supervisor)
             return super().run(node, command, **kwargs)
 
     with SupervisorActsMidProbe(watcher.ssh_config) as session:

@@ -46,7 +46,8 @@ def _command(args: tuple[str, ...], model: str | None = None, data_dir: str | No
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @cluster_option
-@click.option("--nodes", help="Comma-separated node names; rank order = this order. Default: all nodes.")
+@click.option("--nodes", help="Comma-separated node names; rank order = this order. Default: all nodes. "
+                               "On Slurm also a count (--nodes 2).")
 @click.option("--all", "all_nodes", is_flag=True, help="Use every node in the inventory.")
 @click.option("--nproc-per-node", type=int, help="Processes per node (default: the nodes' gpus, else 1).")
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Extra environment for the job.")
@@ -92,7 +93,8 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
         click.echo(render_dry_run(inventory, request), nl=False)
         return
     store = Store()
-    ensure_free(store, [n.name for n in inventory.select(names)], force)
+    if inventory.scheduler == "ssh":  # Slurm arbitrates its own nodes: a busy one makes the job wait (PENDING)
+        ensure_free(store, [n.name for n in inventory.select(names)], force)
     with Session(inventory.ssh_config) as session:
         launched = start_job(inventory, request, store, session, new_job_id())
     job = launched.job
@@ -100,7 +102,9 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
     if as_json:
         click.echo(json.dumps(job.to_json()))
     else:
-        click.echo(f"job {job.id}: started on {len(job.nodes)} node(s) x {job.nproc_per_node} process(es) "
+        where = f"submitted as Slurm job {job.options['scheduler']['job_id']} for" if job.options.get(
+            "scheduler") else "started on"
+        click.echo(f"job {job.id}: {where} {len(job.nodes)} node(s) x {job.nproc_per_node} process(es) "
                    f"in {launched.seconds:.2f} s; master {job.master}; synced {sent} file(s)", err=not detach)
         if not detach:
             click.echo(job.id)

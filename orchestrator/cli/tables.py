@@ -81,6 +81,10 @@ def job_table(job: JobRecord) -> None:
     out.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
     if job.root_cause:
         out.print(f"root cause: {job.root_cause}", markup=False)
+    info = job.options.get("scheduler")
+    if info:
+        reason = f" ({info['reason']})" if info.get("reason") else ""
+        out.print(f"slurm job {info.get('job_id') or '-'}: {info.get('state') or '-'}{reason}", markup=False)
     table = new_table("node", "rank", "state", "pid", "exit", "start", "end", "last log line")
     for n in job.nodes:
         table.add_row(n.name, str(n.rank), _state(n.state), str(n.pid or "-"),

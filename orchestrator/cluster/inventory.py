@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,14 @@ class Inventory:
     ssh_config: str | None
     shared_fs: bool
     env: dict[str, str]
+    scheduler: str = "ssh"  # "ssh": orch starts every node itself; "slurm": sbatch/srun (orchestrator/jobs/slurm.py)
+    slurm: SlurmSettings | None = None
+    defaults: Node | None = None  # the cluster-wide node settings (workdir, python, env): what Slurm nodes run with
 
     def node(self, name: str) -> Node:
+        if self.scheduler == "slurm" and self.defaults is not None:  # any node Slurm knows, listed or not
+            listed = [n for n in self.nodes if n.name == name]
+            return listed[0] if listed else replace(self.defaults, name=name)
         for node in self.nodes:
             if node.name == name:
                 return node
@@ -73,6 +79,24 @@ class Inventory:
         return [self.node(name) for name in names]
 
 
+@dataclass(frozen=True)
+class SlurmSettings:
+    """`[cluster.slurm]`: the sbatch options every job of this cluster gets, and where the Slurm commands run."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None
+    gpus_per_node: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    constraint: str | None = None
+    exclusive: bool = False
+    extra: tuple[str, ...] = ()
+    login: str | None = None  # an SSH host where sbatch/squeue/scancel run; None = this machine
+
+
+SCHEDULERS = ("ssh", "slurm")
 # key -> (expected types, human type name)
 _STR = ((str,), "a string")
 _INT = ((int,), "an integer")
@@ -82,8 +106,14 @@ _TABLE = ((dict,), "a table of NAME = \"value\"")
 _CLUSTER_KEYS = {
     "workdir": _STR, "python": _STR, "setup": _LIST, "master_port": ((int, str), '"auto" or a port number'),
     "ssh_config": _STR, "shared_fs": _BOOL, "env": _TABLE, "user": _STR, "port": _INT, "identity_file": _STR,
-    "gpus": _INT,
+    "gpus": _INT, "scheduler": _STR, "slurm": ((dict,), "a table: [cluster.slurm]"),
 }
+_SLURM_KEYS = {
+    "partition": _STR, "account": _STR, "qos": _STR, "time": _STR, "gpus_per_node": _INT, "cpus_per_task": _INT,
+    "mem": _STR, "constraint": _STR, "exclusive": _BOOL, "extra": _LIST, "login": _STR,
+}
+_SLURM_TIME = re.compile(r"^(\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+(:\d{2}(:\d{2})?)?|UNLIMITED|INFINITE)$")
+_SLURM_MEM = re.compile(r"^\d+[KMGT]?$")
 _NODE_KEYS = {
     "name": _STR, "host": _STR, "addr": _STR, "gpus": _INT, "workdir": _STR, "python": _STR, "setup": _LIST,
     "env": _TABLE, "user": _STR, "port": _INT, "identity_file": _STR,
@@ -110,12 +140,14 @@ class _Checker:
             types, type_name = schema[key]
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                 self.fail(table, index, key, f"{label}.{key} must be {type_name}, got {value!r}")
-            if key in ("setup",) and not all(isinstance(item, str) for item in value):
+            if key in ("setup", "extra") and not all(isinstance(item, str) for item in value):
                 self.fail(table, index, key, f"{label}.{key} must be a list of strings")
             if key == "env":
                 self.env(value, f"{table}.env", index, f"{label}.env")
             if key == "port" and not 0 < value < 65536:
                 self.fail(table, index, key, f"{label}.port must be 1-65535, got {value}")
+            if key in ("gpus", "gpus_per_node", "cpus_per_task") and value < (key != "gpus"):
+                self.fail(table, index, key, f"{label}.{key} must be >= {int(key != 'gpus')}, got {value}")
             if key == "gpus" and value < 0:
                 self.fail(table, index, key, f"{label}.gpus must be >= 0, got {value}")
 
@@ -125,6 +157,31 @@ class _Checker:
                 self.fail(table, index, name, f"{label}: {name!r} is not a valid environment variable name")
             if not isinstance(value, (str, int, float, bool)):
                 self.fail(table, index, name, f"{label}.{name} must be a string or number, got {value!r}")
+
+    def scheduler(self, cluster: dict) -> tuple[str, SlurmSettings | None]:
+        """`scheduler` and, for Slurm, the validated `[cluster.slurm]` table."""
+        name = cluster.get("scheduler", "ssh")
+        if name not in SCHEDULERS:
+            self.fail("cluster", 0, "scheduler", f'cluster.scheduler must be "ssh" or "slurm", got {name!r}')
+        raw = cluster.get("slurm", {})
+        if name != "slurm":
+            if raw:
+                self.fail("cluster.slurm", 0, None, '[cluster.slurm] needs scheduler = "slurm" in [cluster]')
+            return name, None
+        self.table(raw, _SLURM_KEYS, "cluster.slurm", 0, "cluster.slurm")
+        if "time" in raw and not _SLURM_TIME.match(raw["time"]):
+            self.fail("cluster.slurm", 0, "time", f"cluster.slurm.time must be Slurm's MM, HH:MM:SS or D-HH:MM, "
+                      f"got {raw['time']!r}")
+        if "mem" in raw and not _SLURM_MEM.match(raw["mem"]):
+            self.fail("cluster.slurm", 0, "mem", f"cluster.slurm.mem must be a size like 64G, got {raw['mem']!r}")
+        for key in ("partition", "account", "qos", "constraint", "login"):
+            if key in raw and (not raw[key] or raw[key].startswith("-") or any(c.isspace() for c in raw[key])):
+                self.fail("cluster.slurm", 0, key, f"cluster.slurm.{key} {raw[key]!r} is not a valid value")
+        for option in raw.get("extra", ()):
+            if not option.startswith("--"):
+                self.fail("cluster.slurm", 0, "extra", f"cluster.slurm.extra: {option!r} is not an sbatch option "
+                          "(--name=value)")
+        return name, SlurmSettings(**{**raw, "extra": tuple(raw.get("extra", ()))})
 
     def master_port(self, value: Any) -> int | None:
         if value is None or value == "auto":
@@ -156,8 +213,11 @@ def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
     if not isinstance(cluster, dict):
         check.fail("", 0, "cluster", "[cluster] must be a table")
     check.table(cluster, _CLUSTER_KEYS, "cluster", 0, "cluster")
+    scheduler, slurm = check.scheduler(cluster)
     raw_nodes = data.get("nodes")
-    if not raw_nodes:
+    if not raw_nodes and scheduler == "slurm":
+        raw_nodes = []
+    elif not raw_nodes:
         raise InventoryError(located(path, None, "no [[nodes]] defined"))
     if not isinstance(raw_nodes, list):
         check.fail("", 0, "nodes", "nodes must be an array of tables: [[nodes]]")
@@ -176,24 +236,30 @@ def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
             check.fail("nodes", index, "name", f"duplicate node name {name!r}")
         names.add(name)
         host = raw.get("host")
-        if host is None and name != LOCALHOST:
+        if scheduler == "slurm":  # Slurm reaches its nodes: a [[nodes]] entry only overrides settings
+            host = None
+        elif host is None and name != LOCALHOST:
             check.fail("nodes", index, None, f"node {name!r} is missing the required key 'host'")
         if host is not None and (host.startswith("-") or any(c.isspace() for c in host)):
             check.fail("nodes", index, "host", f"node {name!r}: host {host!r} is not a valid ssh host")
-        nodes.append(_build_node(raw, cluster, cluster_env, host))
+        nodes.append(_build_node(raw, cluster, cluster_env, host, remote=scheduler == "slurm"))
     return Inventory(
         path=path,
         nodes=tuple(nodes),
         master_port=check.master_port(cluster.get("master_port", "auto")),
         ssh_config=os.path.expanduser(cluster["ssh_config"]) if "ssh_config" in cluster else None,
-        shared_fs=cluster.get("shared_fs", False),
+        shared_fs=cluster.get("shared_fs", scheduler == "slurm"),
         env=cluster_env,
+        scheduler=scheduler,
+        slurm=slurm,
+        defaults=_build_node({"name": "*"}, cluster, cluster_env, None, remote=True) if slurm else None,
     )
 
 
-def _build_node(raw: dict, cluster: dict, cluster_env: dict[str, str], host: str | None) -> Node:
-    """Merge a node's keys over the cluster defaults."""
-    local = host is None
+def _build_node(raw: dict, cluster: dict, cluster_env: dict[str, str], host: str | None,
+                remote: bool = False) -> Node:
+    """Merge a node's keys over the cluster defaults (`remote`: a Slurm node, reached by srun, not SSH)."""
+    local = host is None and not remote
 
     def pick(key: str, default: Any = None) -> Any:
         return raw.get(key, cluster.get(key, default))
@@ -203,7 +269,7 @@ def _build_node(raw: dict, cluster: dict, cluster_env: dict[str, str], host: str
     return Node(
         name=raw["name"],
         host=host,
-        addr=raw.get("addr") or ("127.0.0.1" if local else host),
+        addr=raw.get("addr") or ("127.0.0.1" if local else host or raw["name"]),
         gpus=pick("gpus", 0),
         workdir=os.path.expanduser(workdir) if local else _home_relative(workdir),
         python=python,

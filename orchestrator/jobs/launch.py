@@ -17,7 +17,7 @@ from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
 from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
-from orchestrator.jobs import remote, states, watch, worker
+from orchestrator.jobs import remote, slurm, states, watch, worker
 from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import masked_env, masked_toml
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
@@ -40,6 +40,7 @@ class LaunchRequest:
     hang_timeout: float | None = None  # no log output from any rank this long -> dump stacks
     on_hang: str = "fail"  # fail | wait
     worker_packages: dict[str, str] | None = None  # what the built-in worker's config needs on the nodes (preflight)
+    exclude: list[str] = field(default_factory=list)  # Slurm: nodes the job must not get (sbatch --exclude)
 
     def to_json(self) -> dict:
         data = dict(vars(self))
@@ -69,7 +70,10 @@ def dry_run(inventory: Inventory, request: LaunchRequest) -> str:
     """The rendered scripts for every node, touching nothing (an auto port shows as a placeholder 29500), and
     the files the job names: sent with the code, or checked on the nodes."""
     spec = make_spec(request, "DRYRUN")
-    text = planning.describe(planning.plan_job(inventory, spec, inventory.master_port or 29500))
+    if inventory.scheduler == "slurm":
+        text = slurm.describe(inventory, spec, request.exclude)
+    else:
+        text = planning.describe(planning.plan_job(inventory, spec, inventory.master_port or 29500))
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
     text += "".join(f"# sent with the code even if ignored: {path}\n" for path in inputs.inside)
     return text + "".join(f"# must exist on every node ({key}): {path}\n" for path, key in inputs.outside.items())
@@ -82,14 +86,17 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     Two fan-outs, each one parallel round trip per node after the SSH handshake:
     1. connect + rsync the project (the master also picks a free port when `master_port = "auto"`);
     2. put the rendered scripts in place, snapshot the code and start the launch script detached.
-    No node starts before every node has its code, so a sync failure starts nothing."""
+    No node starts before every node has its code, so a sync failure starts nothing.
+    On Slurm, `slurm.launch` submits the job instead (one round trip to the login node)."""
+    if inventory.scheduler == "slurm":
+        return slurm.launch(inventory, request, store, session, job_id, lineage)
     started_at = time.monotonic()
     spec = make_spec(request, job_id)
     draft = planning.plan_job(inventory, spec, inventory.master_port or 0)  # validates before any I/O
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
     if request.checks and request.worker_packages is None:  # kept in the record: a restart checks the same
         request.worker_packages = worker.needed_packages(request.command, request.project_dir)
-    job = _record(store, inventory, request, draft, lineage or {})
+    job = record_job(store, inventory, request, draft, lineage or {})
     git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
     project = request.project_dir.resolve()
@@ -141,7 +148,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
         job.master = f"{plan.master_addr}:{plan.master_port}"
         fan_out([p.node for p in plan.nodes], start)
     except (RemoteError, PreflightError) as exc:
-        _fail_launch(store, session, job, exc)
+        fail_launch(store, session, job, exc)
         raise
     for record in job.nodes:
         record.state = states.STARTING
@@ -155,17 +162,19 @@ class PreflightError(PlanError):
     """A node is not fit to run the job (unreachable, no torch, versions differ from the master's)."""
 
 
-def _fail_launch(store: Store, session: Session, job: JobRecord, error: Exception) -> None:
-    """A node could not be prepared or started: stop whatever did start and record why."""
+def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception, stop: bool = True) -> None:
+    """A node could not be prepared or started (or Slurm refused the job): stop whatever did start (`stop`) and
+    record why."""
     job.root_cause = f"launch failed: {error}"
-    watch.stop_nodes(session, job.nodes)
+    if stop:
+        watch.stop_nodes(session, job)
     for record in job.nodes:
         record.state = states.FAILED
     job.state, job.ended = states.FAILED, time.time()
     store.save_progress(job)
 
 
-def _record(store: Store, inventory: Inventory, request: LaunchRequest, plan: planning.JobPlan,
+def record_job(store: Store, inventory: Inventory, request: LaunchRequest, plan: planning.JobPlan,
             lineage: dict) -> JobRecord:
     job = JobRecord(
         options={"request": request.to_json(), "inventory": _absolute(inventory.path), "launcher": launcher_id(),

@@ -70,6 +70,7 @@ def follow(store: Store, session: Session, job: JobRecord, records: list[NodeRec
     printer = LinePrinter(records, prefixed, out)
     offsets = {r.rank: 0 for r in records}
     wanted = {r.rank for r in records}
+    said_pending = False
     while True:
         was_final = job.state in states.FINAL
         chunks = watch.refresh(store, session, job, offsets) if not was_final else _drain(session, records, offsets)
@@ -79,6 +80,11 @@ def follow(store: Store, session: Session, job: JobRecord, records: list[NodeRec
                 printer.feed(rank, chunk)
         if on_tick:
             on_tick(job)
+        if job.state == states.PENDING and not said_pending and (job.options.get("scheduler") or {}).get("reason"):
+            info = job.options["scheduler"]
+            print(f"orch: job {job.id} is queued in Slurm (job {info.get('job_id')}, PENDING: "
+                  f"{info['reason']}); waiting for it to start", file=sys.stderr, flush=True)
+            said_pending = True
         if was_final and not any(chunks.values()):
             for rank in wanted:
                 printer.feed(rank, b"", final=True)

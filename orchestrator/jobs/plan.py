@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass, field
 
 from orchestrator.cluster.inventory import Inventory, Node
@@ -119,27 +120,37 @@ def plan_job(inventory: Inventory, spec: JobSpec, master_port: int) -> JobPlan:
     nproc = pick_nproc(nodes, spec.nproc_per_node)
     args = torchrun_args(spec.command)
     master = nodes[0]
-    templates = environment(spec.templates)
     plans = []
     for rank, node in enumerate(nodes):
         job_dir = posixpath.join(node.workdir, "jobs", spec.job_id)
-        code_dir = posixpath.join(job_dir, "code")
         env = job_env(node, spec, rank, len(nodes), inventory.shared_fs)
-        context = dict(
-            job_id=spec.job_id, node=node, rank=rank, nnodes=len(nodes), nproc_per_node=nproc,
-            master_addr=master.addr, master_port=master_port, job_dir=job_dir, code_dir=code_dir,
-            python=node.python, setup=node.setup, torchrun_args=args, env=env, worker=runs_worker(spec.command),
-            output_root=posixpath.join(node.workdir, "outputs", spec.project_name),
-            grace_ticks=STOP_GRACE_S * 5,
-        )
-        plans.append(NodePlan(
-            node=node, rank=rank, job_dir=job_dir, code_dir=code_dir, env=env,
-            launch_script=templates.get_template("launch.sh.j2").render(context),
-            env_script=templates.get_template("env.sh.j2").render(context),
-            stop_script=templates.get_template("stop.sh.j2").render(context),
-        ))
+        plans.append(render_node(spec, node, rank, len(nodes), nproc, args, env, job_dir,
+                                 master_addr=shlex.quote(master.addr), master_port=str(master_port)))
     return JobPlan(job_id=spec.job_id, master_addr=master.addr, master_port=master_port, nnodes=len(nodes),
                    nproc_per_node=nproc, torchrun_args=args, nodes=plans)
+
+
+def render_node(spec: JobSpec, node: Node, rank: int, nnodes: int, nproc: int, args: list[str], env: dict[str, str],
+                job_dir: str, master_addr: str, master_port: str, shared_dir: str | None = None,
+                grace_s: float = STOP_GRACE_S) -> NodePlan:
+    """Render one node's wrapper scripts (launch.sh, env.sh, stop.sh). `master_addr`/`master_port` are shell words
+    (quoted values, or `"$MASTER_ADDR"` where the batch script derives them); `shared_dir` holds the code snapshot,
+    the shipped worker and orch_site when every node's job folder shares one (Slurm), else the job folder does."""
+    code_dir = posixpath.join(shared_dir or job_dir, "code")
+    context = dict(
+        job_id=spec.job_id, node=node, rank=rank, nnodes=nnodes, nproc_per_node=nproc,
+        master_addr=master_addr, master_port=master_port, job_dir=job_dir, code_dir=code_dir, shared_dir=shared_dir,
+        python=node.python, setup=node.setup, torchrun_args=args, env=env, worker=runs_worker(spec.command),
+        output_root=posixpath.join(node.workdir, "outputs", spec.project_name),
+        grace_ticks=int(grace_s * 5),
+    )
+    templates = environment(spec.templates)
+    return NodePlan(
+        node=node, rank=rank, job_dir=job_dir, code_dir=code_dir, env=env,
+        launch_script=templates.get_template("launch.sh.j2").render(context),
+        env_script=templates.get_template("env.sh.j2").render(context),
+        stop_script=templates.get_template("stop.sh.j2").render(context),
+    )
 
 
 def describe(plan: JobPlan) -> str:

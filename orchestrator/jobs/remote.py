@@ -22,7 +22,7 @@ PROBE_RECONNECT_S = 3
 PROBE_SUSPECT_S = 2
 
 
-def _tar(files: dict[str, tuple[str | bytes, int]]) -> bytes:
+def tar_files(files: dict[str, tuple[str | bytes, int]]) -> bytes:
     """An in-memory tar of `{name: (text or bytes, mode)}`: one round trip puts all of a node's files in place."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -68,7 +68,7 @@ def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, s
         steps.append(f"mkdir -p {code}")
     tag = shlex.quote(f"ORCH_JOB_ID={plan.env['ORCH_JOB_ID']}")
     steps.append(f"cd {job_dir} && env {tag} setsid -f bash ./launch.sh >log 2>&1 </dev/null")
-    payload = _tar({
+    payload = tar_files({
         "launch.sh": (plan.launch_script, 0o700),
         "env.sh": (plan.env_script, 0o600),
         "stop.sh": (plan.stop_script, 0o700),
@@ -167,14 +167,18 @@ def free_port(session: Session, plan_node) -> int:
 def dump_stacks(session: Session, record: NodeRecord, job_id: str) -> str:
     """Ask every Python process of the job on this node for its stacks: py-spy when the node has it (output
     returned), else SIGUSR1, which the job's sitecustomize turns into a faulthandler dump in the node's log."""
+    try:
+        return session.run(record.node, stack_dump_script(job_id), timeout=60, check=False).text
+    except Exception as exc:  # an unreachable node is itself the finding
+        return f"unreachable: {exc}"
+
+
+def stack_dump_script(job_id: str) -> str:
+    """Shell code that asks every Python process tagged with the job for its stacks (py-spy, else SIGUSR1)."""
     tag = shlex.quote(f"ORCH_JOB_ID={job_id}")
-    script = (
+    return (
         f"tag={tag}; for e in /proc/[0-9]*/environ; do grep -qzxF \"$tag\" \"$e\" 2>/dev/null || continue; "
         "p=${e#/proc/}; p=${p%/environ}; case $(basename \"$(readlink /proc/$p/exe)\") in python*) ;; *) continue;; "
         "esac; if command -v py-spy >/dev/null 2>&1; then echo \"== pid $p\"; py-spy dump --pid $p 2>&1; "
         "else kill -USR1 $p 2>/dev/null && echo \"== pid $p: SIGUSR1 (stacks in the log)\"; fi; done"
     )
-    try:
-        return session.run(record.node, script, timeout=60, check=False).text
-    except Exception as exc:  # an unreachable node is itself the finding
-        return f"unreachable: {exc}"

@@ -7,7 +7,10 @@ import re
 import shlex
 from pathlib import Path
 
-import jinja2
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jinja2
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # an env name containing any of these words (any case) names a secret: `*KEY*`, `*TOKEN*`, ... in the README
@@ -21,7 +24,10 @@ _TOML_PAIR = re.compile(
 
 @functools.lru_cache(maxsize=8)
 def environment(user_dir: str | None = None) -> jinja2.Environment:
-    """A strict Jinja environment with the `q` (shell-quote) filter; `user_dir` templates win over built-ins."""
+    """A strict Jinja environment with the `q` (shell-quote) filter; `user_dir` templates win over built-ins.
+    Jinja is imported here, not at the top: `orch status` and `orch logs` render nothing and start faster."""
+    import jinja2
+
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))]
     if user_dir:
         loaders.insert(0, jinja2.FileSystemLoader(user_dir))

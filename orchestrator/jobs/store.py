@@ -90,6 +90,8 @@ class JobRecord:
             "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
             "root_cause": self.root_cause, "run_dir": self.run_dir, "attempt": self.attempt,
             "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
+            **({"scheduler": {k: self.options["scheduler"].get(k) for k in ("name", "job_id", "state", "reason")}}
+               if self.options.get("scheduler") else {}),
             "nodes": [
                 {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
                  "started": n.started, "ended": n.ended, "last_line": n.last_line}
@@ -143,9 +145,10 @@ class Store:
                        " master=? WHERE id=?",
                        (job.state, job.ended, job.root_cause, int(job.stop_requested), job.master, job.id))
             db.executemany(
-                "UPDATE job_nodes SET state=?, pid=?, exit_code=?, started=?, ended=?, last_line=?"
+                "UPDATE job_nodes SET state=?, pid=?, exit_code=?, started=?, ended=?, last_line=?, name=?"
                 " WHERE job_id=? AND rank=?",
-                [(n.state, n.pid, n.exit_code, n.started, n.ended, n.last_line, job.id, n.rank) for n in job.nodes],
+                [(n.state, n.pid, n.exit_code, n.started, n.ended, n.last_line, n.name, job.id, n.rank)
+                 for n in job.nodes],
             )
 
     def set_option(self, job: JobRecord, key: str, value: object) -> None:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from orchestrator.cluster.inventory import EMBEDDED_DEFAULT, Inventory, load_inventory, parse_inventory
 from orchestrator.cluster.ssh import Session, fan_out
-from orchestrator.jobs import remote, states, watch
+from orchestrator.jobs import remote, slurm, states, watch
 from orchestrator.jobs.launch import LaunchRequest, launch
 from orchestrator.jobs.store import JobRecord, Store, new_job_id
 
@@ -53,13 +53,14 @@ class Guard:
         self.say(f"orch: job {job.id}: {message}")
         if self.on_hang == "fail":
             self.store.set_option(job, "failure", message)  # saved first: any watcher then settles it as FAILED
-            watch.stop_nodes(self.session, job.nodes)
+            watch.stop_nodes(self.session, job)
             watch.refresh(self.store, self.session, job)
 
     def dump(self, job: JobRecord) -> Path:
         """Collect stack dumps from every node into the run folder; return the report's path."""
-        dumps = fan_out([n.node for n in job.nodes], lambda node: remote.dump_stacks(
-            self.session, next(r for r in job.nodes if r.name == node.name), job.id))
+        dumps = slurm.dump_stacks(self.session, job) if slurm.scheduled(job) else fan_out(
+            [n.node for n in job.nodes], lambda node: remote.dump_stacks(
+                self.session, next(r for r in job.nodes if r.name == node.name), job.id))
         time.sleep(1.0)  # faulthandler writes asynchronously into the logs
         path = Path(job.run_dir) / f"hang-{time.strftime('%Y%m%d-%H%M%S')}.txt"
         path.write_text("".join(f"===== {name}\n{text}\n" for name, text in dumps.items()))
@@ -76,7 +77,10 @@ def reload_inventory(path: str) -> Inventory:
 def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobRecord:
     """Relaunch a job's request as a new job (without `exclude` nodes); training resumes from its checkpoint."""
     request = LaunchRequest.from_json(job.options["request"])
-    request.nodes = [n.name for n in job.nodes if n.name not in exclude]
+    if slurm.scheduled(job):
+        slurm.restart_nodes(request, exclude)
+    else:
+        request.nodes = [n.name for n in job.nodes if n.name not in exclude]
     attempt = job.attempt + 1
     request.env = {**request.env, "ORCH_RESTART_COUNT": str(attempt), "ORCH_RESUME": "latest"}
     inventory = reload_inventory(job.options["inventory"])

@@ -11,7 +11,7 @@ from typing import Callable
 
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.errors import RemoteError
-from orchestrator.jobs import remote, states
+from orchestrator.jobs import remote, slurm, states
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
@@ -60,12 +60,15 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
     """Probe every node at once, update `job` and the store; return new log bytes per rank if `offsets` given."""
     if job.state in states.FINAL:
         return {}
-    if job.state == states.PENDING:
+    slurm_job = slurm.scheduled(job) is not None
+    if job.state == states.PENDING and not slurm_job:
         job.stop_requested, job.options = store.flags(job.id)
         if launcher_died(job):
             abandon(store, session, job)
         return {}
     since = time.time() - job.created
+    if slurm_job:
+        return _refresh_slurm(store, session, job, offsets, since)
     # a LOST node stays LOST: probing it again would only wait out another ssh timeout on every poll
     by_name = {n.name: n for n in job.nodes if n.state != states.LOST}
     results = fan_out([n.node for n in by_name.values()], lambda node: remote.probe(
@@ -77,10 +80,29 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
         record = by_name[name]
         apply_probe(record, probe, since)
         chunks[record.rank] = log
+    _conclude(store, session, job)
+    return chunks
+
+
+def _conclude(store: Store, session: Session, job: JobRecord) -> None:
+    """After the nodes were observed: settle the job (a Slurm job still queued stays PENDING), record it, and
+    keep the logs here once it has ended."""
     settle(job, session)
+    if slurm.pending(job):
+        job.state = states.PENDING
     store.save_progress(job)
     if job.state in states.FINAL:
         keep_logs(session, job)
+
+
+def _refresh_slurm(store: Store, session: Session, job: JobRecord, offsets: dict[int, int] | None,
+                   since: float) -> dict[int, bytes]:
+    """`refresh` for a job Slurm runs: one probe of Slurm and the shared workdir, then the same settling."""
+    job.stop_requested, job.options = store.flags(job.id)
+    chunks = slurm.refresh(store, session, job, offsets, since)
+    if chunks is None:
+        return {}
+    _conclude(store, session, job)
     return chunks
 
 
@@ -100,7 +122,7 @@ def launcher_died(job: JobRecord) -> bool:
 
 def abandon(store: Store, session: Session, job: JobRecord) -> None:
     """Clean up a launch that died half-way: stop whatever started, record the job FAILED and why."""
-    stop_nodes(session, job.nodes)
+    stop_nodes(session, job)
     for record in job.nodes:
         record.state = states.STOPPED
     job.state, job.ended = states.FAILED, time.time()
@@ -108,9 +130,13 @@ def abandon(store: Store, session: Session, job: JobRecord) -> None:
     store.save_progress(job)
 
 
-def stop_nodes(session: Session, records: list[NodeRecord]) -> dict[str, int | None]:
-    """Run the stop script on these nodes at once; tagged processes left per node (0 = clean, None =
-    unreachable)."""
+def stop_nodes(session: Session, job: JobRecord, records: list[NodeRecord] | None = None
+               ) -> dict[str, int | None]:
+    """Run the stop script on these nodes (default: all of the job's) at once; tagged processes left per node
+    (0 = clean, None = unreachable). A Slurm job is cancelled as a whole (`slurm.cancel`)."""
+    if slurm.scheduled(job):
+        return slurm.cancel(session, job)
+    records = job.nodes if records is None else records
     by_name = {r.name: r for r in records}
 
     def stop_one(node) -> int | None:
@@ -128,7 +154,7 @@ def stop_job(store: Store, session: Session, job: JobRecord) -> dict[str, int | 
     if not already_final:
         job.stop_requested = True
         store.mark_stop_requested(job.id)
-    left = stop_nodes(session, job.nodes)
+    left = stop_nodes(session, job)
     if not already_final:
         refresh(store, session, job)
     return left
@@ -142,7 +168,7 @@ def fail_fast(store: Store, session: Session, job: JobRecord) -> bool:
     settle(job, session)  # records the root cause before the consequences show up
     # the failed node too (its orphaned workers must go), but not a lost one: it cannot be reached, and waiting
     # on it would delay stopping the others; `orch stop` sweeps it once it is back
-    stop_nodes(session, [n for n in job.nodes if n.state != states.LOST])
+    stop_nodes(session, job, [n for n in job.nodes if n.state != states.LOST])
     refresh(store, session, job)
     for record in running:  # stopped because of another node's failure, not by the user
         if record.state in (states.STOPPED, states.LOST) and record.exit_code is None:

@@ -1,0 +1,379 @@
+"""What is different on Slurm, in one place: how a job reaches its nodes, starts, is probed and is stopped.
+
+Everything else is shared with the SSH path: planning and the per-node wrapper (`plan.render_node`: launch.sh,
+env.sh mode 600, the ORCH_JOB_ID tag, pgid, exit_code, log, stack dumps), the store, fail-fast, logs and the CLI.
+
+- Launch: one round trip to the login node (this machine when `[cluster.slurm] login` is unset) syncs the code
+  into the shared workdir's cache, snapshots it once for the job, puts every rank's wrapper in
+  `<workdir>/jobs/<id>/rank-N/`, and `sbatch`es `sbatch.sh` (`templates/sbatch.sh.j2`): one task per node under
+  `srun --kill-on-bad-exit=1`, each task (`slurm_task.sh`) finds its rank and runs that rank's launch.sh.
+- Probe: one round trip reads `squeue` (state, reason) and every rank's files on the shared workdir, so exit
+  codes are the workers' own. Slurm's final states without a failed rank (TIMEOUT, NODE_FAIL, ...) become the
+  job's root cause; once Slurm forgets the job (MinJobAge) the recorded state stands.
+- Stop: `scancel`; each task's trap then sweeps the job tag on its node (processes re-parented to PID 1 escape
+  Slurm with proctrack/linuxproc) and marks the sweep done; stop waits for the job to leave Slurm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import shlex
+import time
+from pathlib import Path
+
+from orchestrator.cluster import quickcheck
+from orchestrator.cluster.inventory import Inventory, Node
+from orchestrator.cluster.ssh import Session
+from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
+from orchestrator.errors import OrchError, PlanError, RemoteError
+from orchestrator.jobs import plan as planning
+from orchestrator.jobs import remote, states, worker
+from orchestrator.jobs.inputs import job_inputs
+from orchestrator.jobs.render import environment
+from orchestrator.jobs.store import JobRecord, NodeRecord
+
+ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
+                    "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "STOPPED"})
+# Slurm's end states that are the cause themselves (no rank failed first): our wording of each
+CAUSES = {
+    "TIMEOUT": "reached its time limit (TIMEOUT)", "NODE_FAIL": "lost a node (NODE_FAIL)",
+    "PREEMPTED": "was preempted (PREEMPTED)", "OUT_OF_MEMORY": "ran out of memory (OUT_OF_MEMORY)",
+    "BOOT_FAIL": "could not boot a node (BOOT_FAIL)", "DEADLINE": "missed its deadline (DEADLINE)",
+    "CANCELLED": "was cancelled outside orch (CANCELLED: scancel or an administrator)",
+    "FAILED": "failed before its tasks ran (FAILED)",
+    "GONE": "ended while nobody watched, and Slurm no longer knows it (past MinJobAge)",
+}
+STOP_WAIT_S = 60  # after scancel: KillWait + the sweeps, generously
+SWEEP_GRACE_S = 2  # the task's own sweep must KILL before Slurm's KillWait kills the sweep
+RANK_MARK = b"\n--orch-rank--\n"
+SQUEUE_FORMAT = "%T|%r|%N"
+
+
+class SlurmError(OrchError):
+    """sbatch refused the job, or a Slurm command failed: its own message, one line."""
+
+
+def scheduled(job: JobRecord) -> dict | None:
+    """The Slurm facts of a submitted job (`{"name": "slurm", "job_id", "state", "reason", ...}`), else None."""
+    info = job.options.get("scheduler")
+    return info if info and info.get("name") == "slurm" and info.get("job_id") else None
+
+
+def login_node(inventory: Inventory) -> Node:
+    """Where sbatch/squeue/scancel run and the shared workdir is read: the login host, or this machine."""
+    login = inventory.slurm.login if inventory.slurm else None
+    node = dataclasses.replace(inventory.defaults, name=login or "slurm", host=login, addr=login or "127.0.0.1")
+    if login is None and not posixpath.isabs(node.workdir):  # local commands run from $HOME: the same place
+        node = dataclasses.replace(node, workdir=str(Path.home() / node.workdir))
+    return node
+
+
+def _targets(request_nodes: list[str] | None, listed: list[str]) -> tuple[int, list[str]]:
+    """(node count, names in rank order) from `--nodes 2` or `--nodes a,b`; no --nodes: the [[nodes]] listed, else
+    any one node."""
+    if request_nodes and len(request_nodes) == 1 and request_nodes[0].isdigit():
+        count = int(request_nodes[0])
+        if count < 1:
+            raise PlanError("--nodes must be at least 1")
+        return count, []
+    if request_nodes:
+        if len(set(request_nodes)) != len(request_nodes):
+            raise PlanError("a node is named twice in --nodes")
+        for name in request_nodes:
+            if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+                raise PlanError(f"--nodes: {name!r} is not a node name")
+        return len(request_nodes), list(request_nodes)
+    return (len(listed), listed) if listed else (1, [])
+
+
+def plan(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None
+         ) -> tuple[planning.JobPlan, str, list[str]]:
+    """The job's plan (one wrapper per rank under `<workdir>/jobs/<id>/rank-N`), its shared root and the sbatch
+    arguments. Master address and port are derived by the batch script (`$MASTER_ADDR`, `$MASTER_PORT`)."""
+    login = login_node(inventory)
+    count, names = _targets(spec.nodes, [n.name for n in inventory.nodes])
+    nodes = [inventory.node(name) for name in names] or [
+        dataclasses.replace(inventory.defaults, name=f"rank{r}") for r in range(count)]
+    nodes = [dataclasses.replace(n, host=login.host, workdir=login.workdir) for n in nodes]
+    gpus = inventory.slurm.gpus_per_node
+    nproc = planning.pick_nproc(nodes, spec.nproc_per_node or gpus)
+    args = planning.torchrun_args(spec.command)
+    root = posixpath.join(login.workdir, "jobs", spec.job_id)
+    plans = []
+    for rank, node in enumerate(nodes):
+        env = planning.job_env(node, spec, rank, count, True)
+        env.pop("ORCH_NODE")  # the task exports the node Slurm ran it on
+        plans.append(planning.render_node(
+            spec, node, rank, count, nproc, args, env, posixpath.join(root, f"rank-{rank}"),
+            master_addr='"$MASTER_ADDR"', master_port='"$MASTER_PORT"', shared_dir=root, grace_s=SWEEP_GRACE_S))
+    master = names[0] if names else "(first allocated node)"
+    job_plan = planning.JobPlan(job_id=spec.job_id, master_addr=master, master_port=inventory.master_port or 0,
+                                nnodes=count, nproc_per_node=nproc, torchrun_args=args, nodes=plans)
+    return job_plan, root, sbatch_args(inventory, spec.job_id, root, count, names, exclude or [])
+
+
+def sbatch_args(inventory: Inventory, job_id: str, root: str, count: int, names: list[str],
+                exclude: list[str]) -> list[str]:
+    """sbatch's options for this job, each one word (shell-quoted where it reaches a shell)."""
+    s = inventory.slurm
+    options = [f"--job-name=orch-{job_id}", f"--nodes={count}", "--ntasks-per-node=1",
+               f"--output={root}/sbatch.log", "--parsable"]
+    if names:
+        options.append("--nodelist=" + ",".join(names))
+    if exclude:
+        options.append("--exclude=" + ",".join(exclude))
+    for key, flag in (("partition", "partition"), ("account", "account"), ("qos", "qos"), ("time", "time"),
+                      ("gpus_per_node", "gpus-per-node"), ("cpus_per_task", "cpus-per-task"), ("mem", "mem"),
+                      ("constraint", "constraint")):
+        value = getattr(s, key)
+        if value is not None:
+            options.append(f"--{flag}={value}")
+    if s.exclusive:
+        options.append("--exclusive")
+    return options + list(s.extra)
+
+
+def scripts(spec: planning.JobSpec, job_plan: planning.JobPlan, root: str, options: list[str],
+            master_port: int | None) -> tuple[str, str]:
+    """(sbatch.sh, slurm_task.sh) rendered from the templates (`--templates` overrides them too)."""
+    templates = environment(spec.templates)
+    # names asked for are the rank order (--nodelist keeps them); a count takes Slurm's order
+    ranked = next((o.partition("=")[2].split(",") for o in options if o.startswith("--nodelist=")), [])
+    context = dict(job_id=spec.job_id, nnodes=job_plan.nnodes, nproc_per_node=job_plan.nproc_per_node, root=root,
+                   ranked_nodes=ranked, master_port=master_port, sbatch_args=[shlex.quote(o) for o in options])
+    return (templates.get_template("sbatch.sh.j2").render(context),
+            templates.get_template("slurm_task.sh.j2").render(context))
+
+
+def describe(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None) -> str:
+    """`--dry-run`: the batch script, the task script and every rank's wrapper, secrets masked."""
+    job_plan, root, options = plan(inventory, spec, exclude)
+    batch, task = scripts(spec, job_plan, root, options, inventory.master_port)
+    return (f"===== {root}/sbatch.sh\n{batch.rstrip()}\n===== {root}/slurm_task.sh\n{task.rstrip()}\n"
+            + planning.describe(job_plan))
+
+
+def submit(inventory: Inventory, spec: planning.JobSpec, session: Session, project: Path | None,
+           also: tuple[str, ...], exclude: list[str]
+           ) -> tuple[planning.JobPlan, str, dict[str, SyncStats], tuple[str, str]]:
+    """Code to the shared workdir once, every rank's files in place, `sbatch`: (plan, Slurm job id, sync stats,
+    the batch and task scripts).
+    One round trip when the code is current (quick check), else an rsync first."""
+    job_plan, root, options = plan(inventory, spec, exclude)
+    batch, task = scripts(spec, job_plan, root, options, inventory.master_port)
+    login = login_node(inventory)
+    steps = [f"umask 077 && mkdir -p {shlex.quote(root)} && tar -x -C {shlex.quote(root)}"]
+    synced: dict[str, SyncStats] = {}
+    if project is not None:
+        cache = cache_dir(login, spec.project_name)
+        shared = planning.NodePlan(node=login, rank=0, job_dir=root, code_dir=posixpath.join(root, "code"), env={},
+                                   launch_script="", env_script="", stop_script="")
+        digest = quickcheck.tree_digest(project, also, tuple(FILTERS))
+        session.connect(login)
+        if digest and remote.stage_current_code(session, shared, cache, digest):
+            synced[login.name] = SyncStats(login.name, [], 0, up_to_date=True)
+        else:
+            synced[login.name] = sync(session, login, project, cache, also, digest)
+            src = shlex.quote(cache)
+            steps.append(f"flock {src}.lock cp -al {src} {shlex.quote(shared.code_dir)}")
+    else:
+        steps.append(f"mkdir -p {shlex.quote(posixpath.join(root, 'code'))}")
+    files = {"sbatch.sh": (batch, 0o700), "slurm_task.sh": (task, 0o700),
+             "orch_site/sitecustomize.py": (remote.SITECUSTOMIZE.read_text(), 0o644)}
+    if worker.runs_worker(spec.command):
+        files.update(worker.code_files())
+    for p in job_plan.nodes:
+        rank_dir = f"rank-{p.rank}"
+        files.update({f"{rank_dir}/launch.sh": (p.launch_script, 0o700), f"{rank_dir}/env.sh": (p.env_script, 0o600),
+                      f"{rank_dir}/stop.sh": (p.stop_script, 0o700)})
+    steps.append(f"cd {shlex.quote(root)} && sbatch {shlex.join(options)} ./sbatch.sh")
+    result = session.run(login, " && ".join(steps), input=remote.tar_files(files), check=False, timeout=120)
+    if result.returncode != 0:
+        raise SlurmError(_one_line(result.error_text) or f"sbatch exited {result.returncode}")
+    slurm_id = result.text.strip().splitlines()[-1].split(";")[0]
+    return job_plan, slurm_id, synced, (batch, task)
+
+
+def _one_line(text: str) -> str:
+    """sbatch's own message, one line: `sbatch: error: Batch job submission failed: Invalid partition ...`."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [""])[-1]
+
+
+def launch(inventory: Inventory, request, store, session: Session, job_id: str, lineage: dict | None = None):
+    """`launch.launch` on Slurm: record the job, submit it, record the Slurm job id. The job is PENDING until
+    Slurm runs it; a refused submission is recorded FAILED with sbatch's message and raised (exit 2)."""
+    from orchestrator.jobs.launch import Launched, fail_launch, git_state, make_spec, record_job, write_run_folder
+
+    started = time.monotonic()
+    spec = make_spec(request, job_id)
+    draft, root, _ = plan(inventory, spec, request.exclude)
+    inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
+    job = record_job(store, inventory, request, draft, lineage or {})
+    project = request.project_dir.resolve() if request.sync_code else None
+    try:
+        job_plan, slurm_id, synced, batch_scripts = submit(inventory, spec, session, project, inputs.inside, request.exclude)
+    except (OrchError, RemoteError) as exc:
+        fail_launch(store, session, job, exc, stop=False)  # nothing was submitted, so nothing started
+        raise
+    store.set_option(job, "scheduler", {"name": "slurm", "job_id": slurm_id, "state": "PENDING", "reason": None,
+                                        "root": root, "login": login_node(inventory).host})
+    store.save_progress(job)
+    run_dir = Path(job.run_dir)
+    write_run_folder(run_dir, job_plan, request, inventory, git_state(request.project_dir), synced)
+    for name, text in zip(("sbatch.sh", "slurm_task.sh"), batch_scripts):
+        (run_dir / name).write_text(text)
+    return Launched(job=job, plan=job_plan, synced=synced, seconds=time.monotonic() - started)
+
+
+def _probe_script(job: JobRecord, info: dict, offsets: dict[int, int] | None) -> str:
+    """One shell command: squeue's view of the job, then every rank's wrapper files (and new log bytes)."""
+    parts = [f"squeue -h -t all -j {shlex.quote(info['job_id'])} -o {shlex.quote(SQUEUE_FORMAT)} 2>&1",
+             f"[ -f {shlex.quote(info['root'] + '/orch_cancel')} ] && echo orch_cancel=1",
+             f"echo master=$(cat {shlex.quote(info['root'] + '/master')} 2>/dev/null)"]
+    for record in job.nodes:
+        d = shlex.quote(record.job_dir)
+        parts.append(f"printf {shlex.quote(RANK_MARK.decode())}")
+        parts.append(f"echo node_name=$(cat {d}/node 2>/dev/null)")
+        parts.append(remote.probe_command(record.job_dir, None if offsets is None else offsets.get(record.rank)))
+    return "; ".join(f"{{ {part}; }}" for part in parts)
+
+
+def probe(session: Session, job: JobRecord, offsets: dict[int, int] | None = None
+          ) -> tuple[dict, dict[int, tuple[states.Probe, bytes, str]]] | None:
+    """(Slurm's view `{state, reason, nodes, orch_cancel}`, {rank: (probe, new log bytes, node name)}), or None
+    when the login node cannot be reached."""
+    info = scheduled(job)
+    login = job.nodes[0].node
+    try:
+        result = session.run(login, _probe_script(job, info, offsets), timeout=30, check=False)
+    except RemoteError:
+        return None
+    head, *chunks = result.stdout.split(RANK_MARK)
+    view = {"state": None, "reason": None, "nodes": None, "orch_cancel": False, "master": None}
+    text = head.decode("utf-8", "replace")
+    view["forgotten"] = "Invalid job id" in text
+    for line in text.splitlines():
+        if line.startswith("orch_cancel="):
+            view["orch_cancel"] = True
+        elif line.startswith("master="):
+            view["master"] = line[7:].strip() or None
+        elif line.count("|") == 2 and "error" not in line:
+            view["state"], reason, view["nodes"] = line.split("|")
+            view["reason"] = None if reason in ("None", "") else reason
+    view["state"] = (view["state"] or "").split()[0] or None  # `CANCELLED by 0` -> CANCELLED
+    ranks = {}
+    for record, chunk in zip(job.nodes, chunks):
+        first, _, rest = chunk.partition(b"\n")
+        name = first.decode("utf-8", "replace").partition("=")[2].strip()
+        node_probe, log = remote.parse_probe(rest)
+        ranks[record.rank] = (node_probe, log, name)
+    return view, ranks
+
+
+def node_state(node_probe: states.Probe, slurm_state: str | None, previous: str) -> str:
+    """A rank's state from its files and the job's Slurm state (liveness is Slurm's: the rank's processes run on
+    another machine than the one reading the files)."""
+    active = slurm_state in ACTIVE or (slurm_state is None and previous not in states.FINAL)
+    if active and node_probe.stopping:
+        return states.RUNNING
+    if node_probe.exit_code is not None:
+        return states.SUCCEEDED if node_probe.exit_code == 0 else states.FAILED
+    if slurm_state in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD"):
+        return states.PENDING
+    if active:
+        return states.RUNNING if node_probe.pgid is not None else states.STARTING
+    if previous in states.FINAL:
+        return previous
+    return states.LOST if slurm_state == "NODE_FAIL" else states.STOPPED
+
+
+def refresh(store, session: Session, job: JobRecord, offsets: dict[int, int] | None, since: float
+            ) -> dict[int, bytes] | None:
+    """Fold one probe into `job`: rank states, names (a `--nodes N` job learns them from Slurm), Slurm's state and
+    reason, and the cause when Slurm itself ended the job. None when the login node is unreachable."""
+    observed = probe(session, job, offsets)
+    if observed is None:
+        return None
+    view, ranks = observed
+    info = dict(scheduled(job))
+    if view["state"] is None and not view["forgotten"]:
+        return None  # squeue did not answer (slurmctld busy or down): nothing learnt
+    forgotten = view["state"] is None  # past MinJobAge: what was recorded stands
+    slurm_state = info["state"] if forgotten and info["state"] not in ACTIVE else view["state"]
+    if forgotten and info["state"] in ACTIVE:
+        slurm_state = "GONE"  # Slurm no longer knows a job it ran: whatever the ranks wrote is all there is
+    job.master = view["master"] or job.master
+    from orchestrator.jobs.watch import apply_probe
+
+    chunks = {}
+    for record in job.nodes:
+        node_probe, log, name = ranks[record.rank]
+        previous = record.state
+        apply_probe(record, dataclasses.replace(node_probe, alive=False), since)
+        record.state = node_state(node_probe, slurm_state, previous)
+        record.name = name or record.name
+        chunks[record.rank] = log
+    if not forgotten and (view["state"], view["reason"]) != (info["state"], info.get("reason")):
+        store.set_option(job, "scheduler", {**info, "state": view["state"], "reason": view["reason"],
+                                            "nodes": view["nodes"]})
+    cause = CAUSES.get(slurm_state or "")
+    failed = any(r.state == states.FAILED for r in job.nodes)
+    if cause and not (slurm_state == "CANCELLED" and view["orch_cancel"]) and not (failed and slurm_state in (
+            "FAILED", "CANCELLED")) and "failure" not in job.options and not job.stop_requested:
+        store.set_option(job, "failure", f"Slurm job {info['job_id']} {cause}")
+    return chunks
+
+
+def pending(job: JobRecord) -> bool:
+    """Queued in Slurm: no rank has started."""
+    info = scheduled(job)
+    return bool(info) and info.get("state") in ("PENDING", "CONFIGURING") and all(
+        n.state == states.PENDING for n in job.nodes)
+
+
+def cancel(session: Session, job: JobRecord) -> dict[str, int | None]:
+    """scancel the job (queued or running), wait until Slurm has ended it and every started rank's task has swept
+    the job tag on its node; {node: tagged processes left (0) or None when a sweep did not report}."""
+    info = scheduled(job)
+    if info is None:
+        return {n.name: 0 for n in job.nodes}
+    login = job.nodes[0].node
+    root = shlex.quote(info["root"])
+    jid = shlex.quote(info["job_id"])
+    session.run(login, f"touch {root}/orch_cancel; scancel {jid}", timeout=30, check=False)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline:
+        state = session.run(login, f"squeue -h -t all -j {jid} -o %T 2>/dev/null", timeout=30, check=False).text
+        if state.strip().split(" ")[0] not in ACTIVE:
+            break
+        time.sleep(0.2)
+    left = {}
+    for record in job.nodes:
+        d = shlex.quote(record.job_dir)
+        done = session.run(login, f"[ ! -f {d}/pgid ] || [ -f {d}/stop_done ] && echo clean", timeout=30,
+                           check=False).text
+        left[record.name] = 0 if "clean" in done else None
+    return left
+
+
+def dump_stacks(session: Session, job: JobRecord) -> dict[str, str]:
+    """Stack dumps of every Python process of the job, from an `srun --overlap` step on each of its nodes."""
+    info = scheduled(job)
+    if info is None:
+        return {}
+    command = (f"srun --overlap --jobid={shlex.quote(info['job_id'])} --nodes={len(job.nodes)} "
+               f"--ntasks-per-node=1 --label bash -c {shlex.quote(remote.stack_dump_script(job.id))}")
+    try:
+        return {"slurm": session.run(job.nodes[0].node, command, timeout=60, check=False).text}
+    except RemoteError as exc:
+        return {"slurm": f"unreachable: {exc}"}
+
+
+def restart_nodes(request, exclude: tuple[str, ...]) -> None:
+    """A relaunch on Slurm: the same nodes (or count), without `exclude` (-> sbatch --exclude)."""
+    request.exclude = sorted({*request.exclude, *exclude})
+    if request.nodes and not request.nodes[0].isdigit():
+        request.nodes = [name for name in request.nodes if name not in exclude]
