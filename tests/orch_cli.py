@@ -29,6 +29,16 @@ def job_json(job_id: str, **kwargs) -> dict:
     return json.loads(orch("status", job_id, "--json", check=True, **kwargs).stdout)
 
 
+def assert_refused(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The "one line, exit 2" contract: exit code 2, exactly one `... error: ...` line on stderr holding every
+    fragment, no traceback, no torchrun failure block; returns that line."""
+    lines = [line for line in proc.stderr.splitlines() if re.match(r"orch( train)?: error: ", line)]
+    assert proc.returncode == 2 and len(lines) == 1, f"exit {proc.returncode}:\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr, proc.stderr[-3000:]
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+    return lines[0]
+
+
 FIXTURES = Path(__file__).parent / "jobs_fixtures"
 
 

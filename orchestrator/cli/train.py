@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import click
@@ -22,13 +21,14 @@ def train(config: str, nproc_per_node: int, model_dir: str | None, data_dir: str
     from orchestrator.train.arguments import check_training_args
     from orchestrator.train.config import load_config
 
+    from orchestrator.jobs.local_run import run_local
+
     check_training_args(load_config(config, model=model_dir, data_dir=data_dir, trust_remote_code=trust_remote_code))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
-           "-m", "orchestrator.train", config]
-    cmd += ["--model", model_dir] if model_dir else []
-    cmd += ["--data-dir", data_dir] if data_dir else []
-    cmd += ["--trust-remote-code"] if trust_remote_code else []
-    sys.exit(subprocess.call(cmd))
+    worker_args = [config]
+    worker_args += ["--model", model_dir] if model_dir else []
+    worker_args += ["--data-dir", data_dir] if data_dir else []
+    worker_args += ["--trust-remote-code"] if trust_remote_code else []
+    sys.exit(run_local(nproc_per_node, worker_args))
 
 
 @cli.command()
