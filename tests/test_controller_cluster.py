@@ -239,3 +239,16 @@ def test_secrets_stay_out_of_the_run_folder_and_reach_nodes_only_in_a_private_en
         env_sh = cluster.node_path(name, "jobs", job_id, "env.sh")
         assert env_sh.stat().st_mode & 0o777 == 0o600
         assert all(f"{key}={value}" in env_sh.read_text() for key, value in SECRETS.items())
+
+
+def test_a_python_exception_on_a_rank_is_the_root_cause(project, env, cluster):
+    launched = orch("launch", "--nodes", "node2,node3", "--env", "RAISE_RANK=1", "--env", "SLEEP_S=120", "--",
+                    "python", "allreduce.py", cwd=project, env=env)
+    assert launched.returncode == 1
+    status = job_json(launched.stdout.splitlines()[0].strip(), env=env)
+    cause = status["root_cause"].splitlines()
+    assert status["state"] == "FAILED" and cause[0].startswith("node node3 (node_rank 1) exited with exit code 1")
+    # the exception's last lines, not torchrun's report that a child failed
+    assert cause[-1].endswith("ValueError: shard 1 is corrupt: expected 4096 rows, found 17"), cause
+    assert any("in load_shard" in line for line in cause) and "ChildFailedError" not in status["root_cause"]
+    assert tagged_processes(cluster, status["id"]) == {n.name: 0 for n in cluster.nodes}

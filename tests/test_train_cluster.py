@@ -91,3 +91,15 @@ def test_node_killed_during_checkpoint_save_restarts_from_the_previous_complete_
     out = cluster.node_path("node2", "outputs", "llm", "out", "crash")
     assert (out / "checkpoint-30" / "trainer_state.json").exists()
     assert json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())["global_step"] == 30
+
+
+def test_a_config_error_only_the_worker_finds_is_the_root_cause(train_project, env, cluster):
+    (train_project / "typo.yaml").write_text(CONFIG.format(batch=2).replace("seed: 7", "seed: 7, lerning_rate: 1"))
+    launched = orch("launch", "--nodes", "node2,node3", "--nproc-per-node", "1", "typo.yaml", cwd=train_project,
+                    env=env, timeout=600)
+    assert launched.returncode == 1, launched.stdout[-3000:] + launched.stderr[-2000:]
+    status = job_json(launched.stdout.splitlines()[0].strip(), env=env)
+    assert status["state"] == "FAILED" and 2 in [n["exit_code"] for n in status["nodes"]], status
+    cause = status["root_cause"].splitlines()
+    assert "exited with exit code 2" in cause[0] and len(cause) == 2, cause
+    assert cause[1].strip().startswith("orch train: error: typo.yaml") and "lerning_rate" in cause[1], cause
