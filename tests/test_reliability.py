@@ -3,6 +3,7 @@ no process carrying the job's tag is left on any node."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -119,8 +120,6 @@ def test_killed_launcher_leaves_a_truthful_status_and_a_working_stop(project, en
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
     listing = orch("status", "--json", env=env, check=True).stdout
-    import json
-
     job_id = json.loads(listing)[0]["id"]
     status = job_json(job_id, env=env)
     if moment == "following":
@@ -135,7 +134,7 @@ def test_killed_launcher_leaves_a_truthful_status_and_a_working_stop(project, en
 
 
 def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
-    launched = orch("launch", "--nodes", "node0,node1", "--max-restarts", "2", "--env", "FAIL_UNLESS_RESTARTED=1",
+    launched = orch("launch", "--nodes", "node0,node1", "--max-restarts", "2", "--env", "FAIL_ATTEMPTS=1",
                     "--", "python", "steady.py", cwd=project, env=env, timeout=180)
     assert launched.returncode == 0, launched.stderr
     first = launched.stdout.splitlines()[0].strip()
@@ -149,6 +148,26 @@ def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
     assert second_status["attempt"] == 1 and second_status["restart_of"] == first
     assert "rank 0 up" in launched.stdout and "attempt 1" in launched.stdout
     assert "restarted as job" in launched.stderr
+
+
+def test_a_job_that_always_fails_stops_after_max_restarts_plus_one_attempts(project, env, cluster):
+    launched = orch("launch", "--nodes", "node2,node3", "--max-restarts", "1", "--env", "FAIL_ATTEMPTS=99", "--",
+                    "python", "steady.py", cwd=project, env=env, timeout=180)
+    assert launched.returncode == 1, launched.stderr
+    first = job_json(launched.stdout.splitlines()[0].strip(), env=env)
+    assert "giving up: all 2 attempts failed (--max-restarts 1" in launched.stderr, launched.stderr
+    # the detached supervisor, which does the restarting, gives up too (and only then is no third attempt coming)
+    supervisor_log = Path(first["run_dir"]) / "supervisor.log"
+    deadline = time.monotonic() + 30
+    while "giving up" not in supervisor_log.read_text():
+        assert time.monotonic() < deadline, supervisor_log.read_text()
+        time.sleep(0.3)
+    jobs = json.loads(orch("status", "--json", env=env, check=True).stdout)
+    assert sorted((j["attempt"], j["state"]) for j in jobs) == [(0, "FAILED"), (1, "FAILED")], jobs
+    last = job_json(first["restarted_as"], env=env)
+    assert last["restart_of"] == first["id"] and not last.get("restarted_as") and "exit code 5" in last["root_cause"]
+    for job in jobs:
+        assert_clean(cluster, job["id"])
 
 
 def test_hang_is_detected_with_stack_dumps(project, env, cluster, orch_home):

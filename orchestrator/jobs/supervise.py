@@ -87,6 +87,15 @@ def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobR
     return new_job
 
 
+def gave_up(job: JobRecord) -> str | None:
+    """The line that says a failed job used up its restarts, or None if it had none or was not the last."""
+    limit = job.options.get("request", {}).get("max_restarts", 0)
+    if job.state != states.FAILED or job.stop_requested or not limit or job.attempt < limit:
+        return None
+    return (f"orch: giving up: all {job.attempt + 1} attempts failed (--max-restarts {limit}; first job "
+            f"{job.options.get('first_job', job.id)}, last job {job.id})")
+
+
 def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s: float = 1.0,
               say: Callable[[str], None] = print) -> JobRecord:
     """Watch `job` (and the restarts it earns) until the last one ends; return that last job."""
@@ -103,4 +112,6 @@ def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s
             job = restart(store, job)
             say(f"orch: restarted as job {job.id}")
             continue
+        if (line := gave_up(job)) is not None:
+            say(line)
         return job
