@@ -170,6 +170,20 @@ def test_a_job_that_always_fails_stops_after_max_restarts_plus_one_attempts(proj
         assert_clean(cluster, job["id"])
 
 
+def rank_stacks(report: Path) -> dict[str, str]:
+    """A hang report's section per node."""
+    sections = report.read_text().split("===== ")[1:]
+    return {section.split("\n", 1)[0]: section for section in sections}
+
+
+def assert_every_rank_stack(report: Path, nodes: list[str]) -> None:
+    """Each node's section holds its worker's own Python stack (the sleeping line of steady.py), not a header."""
+    sections = rank_stacks(report)
+    assert sorted(sections) == nodes, report.read_text()
+    for node, text in sections.items():
+        assert "most recent call first" in text and 'steady.py", line' in text, (node, text)
+
+
 def test_hang_is_detected_with_stack_dumps(project, env, cluster, orch_home):
     launched = orch("launch", "--nodes", "node0,node1", "--hang-timeout", "10", "--env", "STEADY_S=120",
                     "--env", "QUIET_AFTER_S=1", "--", "python", "steady.py", cwd=project, env=env, timeout=120)
@@ -177,9 +191,23 @@ def test_hang_is_detected_with_stack_dumps(project, env, cluster, orch_home):
     status = job_json(job_id, env=env)
     assert status["state"] == "FAILED"
     assert status["root_cause"].startswith("hang: no log output from any rank for 10 s")
-    report = Path(status["root_cause"].rsplit("stacks: ", 1)[1])
-    assert report.exists() and "node0" in report.read_text()
-    # faulthandler dumps land in the node logs: the workers' Python stacks point at the sleeping line
-    merged = orch("logs", job_id, "--all", env=env, check=True).stdout
-    assert "most recent call first" in merged and "steady.py" in merged
+    assert_every_rank_stack(Path(status["root_cause"].rsplit("stacks: ", 1)[1]), ["node0", "node1"])
+    assert_clean(cluster, job_id)
+
+
+def test_on_hang_wait_keeps_the_job_and_reports_again(project, env, cluster):
+    job_id = start_detached(project, env, "--hang-timeout", "4", "--on-hang", "wait", "--env", "STEADY_S=120",
+                            "--env", "QUIET_AFTER_S=1", nodes="node2,node3")
+    run_dir = Path(job_json(job_id, env=env)["run_dir"])
+    for node in ("node2", "node3"):  # on a loaded machine torchrun's own start-up may already count as quiet
+        worker_pids(cluster, node, job_id)
+    workers_up = time.time()
+    deadline = time.monotonic() + 40
+    while len(reports := [r for r in sorted(run_dir.glob("hang-*.txt")) if r.stat().st_mtime > workers_up]) < 2:
+        assert time.monotonic() < deadline, list(run_dir.iterdir())
+        time.sleep(0.5)
+    assert job_json(job_id, env=env)["state"] == "RUNNING"
+    for report in reports[:2]:
+        assert_every_rank_stack(report, ["node2", "node3"])
+    assert orch("stop", job_id, env=env).returncode == 0
     assert_clean(cluster, job_id)

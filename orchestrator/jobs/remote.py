@@ -164,16 +164,35 @@ def free_port(session: Session, plan_node) -> int:
     return int(result.text.strip().splitlines()[-1])
 
 
+# lists the job's Python processes, notes each one's dump file size, signals them all, waits once, prints what each
+# wrote since (or py-spy's dump)
+_DUMP_STACKS = r"""pids=
+for e in /proc/[0-9]*/environ; do
+  grep -qzxF "$tag" "$e" 2>/dev/null || continue
+  p=${e#/proc/}; p=${p%/environ}
+  case $(basename "$(readlink /proc/$p/exe)") in python*) pids="$pids $p";; esac
+done
+spy=$(command -v py-spy)
+for p in $pids; do
+  eval "size_$p=$(stat -c %s "$dir/$p" 2>/dev/null || echo 0)"
+  [ -n "$spy" ] || kill -USR1 "$p" 2>/dev/null
+done
+[ -n "$spy" ] || [ -z "$pids" ] || sleep 1
+for p in $pids; do
+  echo "== pid $p: $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-200)"
+  if [ -n "$spy" ]; then py-spy dump --pid "$p" 2>&1
+  elif [ -s "$dir/$p" ]; then eval "skip=\$size_$p"; tail -c +$((skip + 1)) "$dir/$p"
+  else echo "(no stack dump: not started with the job's sitecustomize)"; fi
+done
+"""
+
+
 def dump_stacks(session: Session, record: NodeRecord, job_id: str) -> str:
-    """Ask every Python process of the job on this node for its stacks: py-spy when the node has it (output
-    returned), else SIGUSR1, which the job's sitecustomize turns into a faulthandler dump in the node's log."""
+    """Every Python process of the job on this node, with its stacks: py-spy's when the node has it, else the
+    faulthandler dump SIGUSR1 makes the job's sitecustomize write into `<job dir>/stacks/<pid>`."""
     tag = shlex.quote(f"ORCH_JOB_ID={job_id}")
-    script = (
-        f"tag={tag}; for e in /proc/[0-9]*/environ; do grep -qzxF \"$tag\" \"$e\" 2>/dev/null || continue; "
-        "p=${e#/proc/}; p=${p%/environ}; case $(basename \"$(readlink /proc/$p/exe)\") in python*) ;; *) continue;; "
-        "esac; if command -v py-spy >/dev/null 2>&1; then echo \"== pid $p\"; py-spy dump --pid $p 2>&1; "
-        "else kill -USR1 $p 2>/dev/null && echo \"== pid $p: SIGUSR1 (stacks in the log)\"; fi; done"
-    )
+    stacks = shlex.quote(f"{record.job_dir}/stacks")
+    script = f"tag={tag}; dir={stacks}\n" + _DUMP_STACKS
     try:
         return session.run(record.node, script, timeout=60, check=False).text
     except Exception as exc:  # an unreachable node is itself the finding
