@@ -133,6 +133,37 @@ def test_killed_launcher_leaves_a_truthful_status_and_a_working_stop(project, en
     assert_clean(cluster, job_id)
 
 
+def test_a_launch_that_dies_after_a_node_started_leaves_nothing(project, env, cluster):
+    # node1's start fails 1.5 s after node0's began: node0 is stopped again, and the job names node1
+    failed = orch("launch", "--detach", "--nodes", "node0,node1", "--env", "STEADY_S=300", "--", "python",
+                  "steady.py", cwd=project, env={**env, "ORCH_FAILPOINT": "start-fail:node1"})
+    assert failed.returncode == 2 and "node1: could not start the job" in failed.stderr, failed.stderr
+    job_id = json.loads(orch("status", "--json", env=env, check=True).stdout)[0]["id"]
+    status = job_json(job_id, env=env)
+    assert status["state"] == "FAILED" and "node1: could not start" in status["root_cause"], status
+    assert "already started, now stopped: node0" in status["root_cause"], status
+    assert (cluster.node_path("node0", "jobs", job_id) / "pgid").exists()  # node0 had really started
+    assert_clean(cluster, job_id)
+
+    # the launcher is killed while it waits between node2's start and node3's
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "launch", "--nodes", "node2,node3", "--env", "STEADY_S=300", "--",
+         "python", "steady.py"], cwd=project, env={**os.environ, **env, "ORCH_FAILPOINT": "start:node3:60"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (job_id := next((j["id"] for j in json.loads(orch("status", "--json", env=env, check=True).stdout)
+                               if "node2" in [n["name"] for n in j["nodes"]]), None)) or not worker_pids(
+            cluster, "node2", job_id, torchrun=True):  # its torchrun waits for node3 to join
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    status = job_json(job_id, env=env)  # this look finds the launcher gone and sweeps every node
+    assert status["state"] == "FAILED", status
+    assert "died after starting node2 and before starting node3" in status["root_cause"], status
+    assert_clean(cluster, job_id)
+
+
 def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
     launched = orch("launch", "--nodes", "node0,node1", "--max-restarts", "2", "--env", "FAIL_ATTEMPTS=1",
                     "--", "python", "steady.py", cwd=project, env=env, timeout=180)

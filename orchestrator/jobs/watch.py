@@ -100,11 +100,30 @@ def launcher_died(job: JobRecord) -> bool:
 
 def abandon(store: Store, session: Session, job: JobRecord) -> None:
     """Clean up a launch that died half-way: stop whatever started, record the job FAILED and why."""
-    stop_nodes(session, job.nodes)
+    started = job.options.get("started_nodes", [])
+    pending = [n.name for n in job.nodes if n.name not in started]
+    where = (f"after starting {', '.join(started)} and before starting {', '.join(pending)}" if started
+             else "before any node was started")
+    give_up_launch(store, session, job, f"launch interrupted: the `orch launch` process died {where}",
+                   states.STOPPED)
+
+
+def give_up_launch(store: Store, session: Session, job: JobRecord, why: str, node_state: str) -> None:
+    """Sweep every node of a launch that cannot finish (twice where something was left) and record the job
+    FAILED: a node the sweep left processes on, or could not reach, is named and LOST, never called clean."""
+    left = stop_nodes(session, job.nodes)
+    dirty = [n for n in job.nodes if left.get(n.name) != 0]
+    if dirty:
+        left.update(stop_nodes(session, dirty))
+    leftovers = []
     for record in job.nodes:
-        record.state = states.STOPPED
+        count = left.get(record.name)
+        record.state = node_state if count == 0 else states.LOST
+        if count != 0:
+            leftovers.append(f"{record.name} ({'unreachable' if count is None else f'{count} process(es) left'})")
     job.state, job.ended = states.FAILED, time.time()
-    job.root_cause = "launch interrupted: the `orch launch` process died before every node was started"
+    job.root_cause = why + (f"; not clean on {', '.join(leftovers)}: `orch stop {job.id}` sweeps again"
+                            if leftovers else "")
     store.save_progress(job)
 
 
