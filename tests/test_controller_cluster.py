@@ -252,3 +252,29 @@ def test_a_python_exception_on_a_rank_is_the_root_cause(project, env, cluster):
     assert cause[-1].endswith("ValueError: shard 1 is corrupt: expected 4096 rows, found 17"), cause
     assert any("in load_shard" in line for line in cause) and "ChildFailedError" not in status["root_cause"]
     assert tagged_processes(cluster, status["id"]) == {n.name: 0 for n in cluster.nodes}
+
+
+def test_orch_itself_checks_host_keys_whatever_the_ssh_config_says(cluster, orch_home, tmp_path):
+    """An ssh_config with no BatchMode and no StrictHostKeyChecking works, and one that says `no` cannot make orch
+    accept an unknown or changed host key (nor add it to known_hosts)."""
+    plain = "\n".join(line for line in cluster.ssh_config.read_text().splitlines()
+                      if "StrictHostKeyChecking" not in line and "BatchMode" not in line)
+    original = (cluster.root / "known_hosts").read_text().splitlines()
+    fake_key = "AAAAC3NzaC1lZDI1NTE5AAAAIGJvZ3VzYm9ndXNib2d1c2JvZ3VzYm9ndXNib2d1c2Jv"
+    cases = {"plain": (plain, original),
+             "unknown": (plain + "\nHost *\n  StrictHostKeyChecking no\n", original[:1]),
+             "changed": (plain + "\nHost *\n  StrictHostKeyChecking no\n",
+                         [original[0], f"{original[1].split()[0]} ssh-ed25519 {fake_key}"])}
+    for case, (config, known) in cases.items():
+        known_file, config_file = tmp_path / f"{case}.known_hosts", tmp_path / f"{case}.ssh_config"
+        known_file.write_text("\n".join(known) + "\n")
+        config_file.write_text(config.replace(str(cluster.root / "known_hosts"), str(known_file)))
+        inventory = tmp_path / f"{case}.toml"
+        inventory.write_text(cluster.inventory.read_text().replace(str(cluster.ssh_config), str(config_file)))
+        doctor = orch("doctor", "--nodes", "node0,node1", "--cluster", str(inventory), timeout=120)
+        if case == "plain":
+            assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+            continue
+        assert doctor.returncode == 2 and "node1" in doctor.stderr and "Traceback" not in doctor.stderr, (
+            case, doctor.stdout, doctor.stderr)
+        assert known_file.read_text().splitlines() == known  # nothing learned behind the user's back
