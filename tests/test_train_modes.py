@@ -40,6 +40,19 @@ def test_each_mode_learns(trained, mode):
     assert weights in result[mode]["files"] and "tokenizer.json" in result[mode]["files"]
 
 
+def test_qlora_trains_on_4bit_base_layers(trained):
+    seen = trained[2]["qlora"]
+    # every linear of the 2 decoder layers (q, k, v, o, gate, up, down) is a bitsandbytes Linear4bit under LoRA
+    assert seen["linear4bit"] == 14 and seen["plain_linear_in_layers"] == 0, seen
+    assert seen["trainable_moved"] == seen["trainable"] > 0, seen
+
+
+def test_freeze_leaves_frozen_parameters_bit_identical(trained):
+    seen = trained[2]["freeze"]
+    assert seen["frozen"] > 0 and seen["frozen_moved"] == [], seen
+    assert seen["trainable_moved"] == seen["trainable"] > 0, seen  # and every trainable one moved
+
+
 @pytest.mark.parametrize("mode", ["lora", "qlora"])
 def test_merged_model_loads_alone_and_matches_base_plus_adapter(trained, tmp_path, mode):
     import torch
