@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the model folder's own code (sets trust_remote_code: true)")
     ns = parser.parse_args(argv)
+    from orchestrator.train.quiet import quiet_third_party
+
+    quiet_third_party()
     try:
         from orchestrator.train.config import load_config
         from orchestrator.train.run import run
