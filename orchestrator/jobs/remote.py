@@ -94,6 +94,7 @@ def probe_command(job_dir: str, log_offset: int | None) -> str:
         "[ -f stopped_at ] && echo stopped=1; "
         "[ -f stop_started ] && [ ! -f stop_done ] && echo stopping=1; "
         "[ -f log ] && echo quiet=$(( $(date +%s) - $(stat -c %Y log) )); "
+        "[ -f progress.json ] && echo \"progress=$(head -c 2000 progress.json | tr -d '\\n')\"; "
         "echo last=$(tail -n 1 log 2>/dev/null | tr -d '\\r' | cut -c1-300)"
     )
     if log_offset is not None:
@@ -120,7 +121,7 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
         reachable=True, dir_exists=facts.get("dir") == "1", pgid=number("pgid"), alive=facts.get("alive") == "1",
         exit_code=number("exit_code"), started=number("started", float), ended=number("ended", float),
         stopped=facts.get("stopped") == "1", stopping=facts.get("stopping") == "1",
-        last_line=facts.get("last", ""), quiet_s=number("quiet", float),
+        last_line=facts.get("last", ""), quiet_s=number("quiet", float), progress=facts.get("progress", ""),
     )
     return probe, log
 

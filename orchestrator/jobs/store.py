@@ -90,6 +90,7 @@ class JobRecord:
             "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
             "root_cause": self.root_cause, "run_dir": self.run_dir, "attempt": self.attempt,
             "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
+            "progress": self.options.get("progress"),
             "nodes": [
                 {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
                  "started": n.started, "ended": n.ended, "last_line": n.last_line}

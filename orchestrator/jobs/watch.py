@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
@@ -77,11 +78,23 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
         record = by_name[name]
         apply_probe(record, probe, since)
         chunks[record.rank] = log
+        if record.rank == 0:
+            keep_progress(store, job, probe.progress)
     settle(job, session)
     store.save_progress(job)
     if job.state in states.FINAL:
         keep_logs(session, job)
     return chunks
+
+
+def keep_progress(store: Store, job: JobRecord, text: str) -> None:
+    """Record the training worker's latest progress (step/total, epoch, loss, tokens/s, ETA) when it changed."""
+    try:
+        progress = json.loads(text) if text else None
+    except ValueError:  # caught mid-write by an older worker: the next poll reads it whole
+        return
+    if isinstance(progress, dict) and progress != job.options.get("progress"):
+        store.set_option(job, "progress", progress)
 
 
 def launcher_died(job: JobRecord) -> bool:
