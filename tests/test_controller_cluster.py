@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import FIXTURES, SECRETS, job_json, orch, with_secrets
+from tests.orch_cli import FIXTURES, SECRETS, job_id_of, job_json, orch, with_secrets
 
 
 
@@ -40,7 +40,7 @@ def test_allreduce_across_nodes_succeeds_with_prefixed_logs(project, env, nodes,
     launched = orch("launch", "--nodes", nodes, "--nproc-per-node", str(nproc), "--", "python", "allreduce.py",
                     cwd=project, env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     names = nodes.split(",")
     world = len(names) * nproc
     expected_sum = world * (world + 1) // 2
@@ -73,7 +73,7 @@ def test_failing_rank_fails_the_job_with_its_exit_code(project, env, cluster):
                     "python", "allreduce.py", cwd=project, env=env)
     elapsed = time.monotonic() - started
     assert launched.returncode == 1
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     status = job_json(job_id, env=env)
     assert status["state"] == "FAILED"
     by_name = {n["name"]: n for n in status["nodes"]}
@@ -91,7 +91,7 @@ def test_stop_leaves_nothing_and_spares_the_other_job(project, env, cluster):
         launched = orch("launch", "--detach", *force, "--nodes", "node2,node3", "--nproc-per-node", "2",
                         "--env", "SLEEP_S=300", "--", "python", "allreduce.py", cwd=project, env=env)
         assert launched.returncode == 0, launched.stderr
-        ids.append(launched.stdout.strip().splitlines()[-1])
+        ids.append(job_id_of(launched))
         if not attempt:  # the nodes are now locked by the first job
             refused = orch("launch", "--detach", "--nodes", "node3", "--", "python", "allreduce.py", cwd=project,
                            env=env)
@@ -192,7 +192,7 @@ def test_hostile_arguments_and_env_pass_through_literally(project, env, cluster,
     launched = orch("launch", "--nodes", "node0,node1", "--env", f"TRICKY={tricky_env}", "--", "python",
                     "echo_args.py", *hostile, cwd=project, env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     lines = orch("logs", job_id, "--all", env=env, check=True).stdout.splitlines()
     seen = [json.loads(line.split("ARGS ", 1)[1]) for line in lines if "ARGS " in line]
     assert len(seen) == 2
@@ -226,7 +226,7 @@ def test_secrets_stay_out_of_the_run_folder_and_reach_nodes_only_in_a_private_en
     env = {**env, "ORCH_CLUSTER": str(inventory)}
     launched = orch("launch", "--nodes", "node0,node1", *env_args, "--", "python", "echo_args.py", cwd=project, env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     shown = launched.stdout + launched.stderr + orch("logs", job_id, "--all", env=env, check=True).stdout
     run_dir = Path(env["ORCH_HOME"]) / "runs" / job_id
     kept = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
@@ -245,7 +245,7 @@ def test_a_python_exception_on_a_rank_is_the_root_cause(project, env, cluster):
     launched = orch("launch", "--nodes", "node2,node3", "--env", "RAISE_RANK=1", "--env", "SLEEP_S=120", "--",
                     "python", "allreduce.py", cwd=project, env=env)
     assert launched.returncode == 1
-    status = job_json(launched.stdout.splitlines()[0].strip(), env=env)
+    status = job_json(job_id_of(launched), env=env)
     cause = status["root_cause"].splitlines()
     assert status["state"] == "FAILED" and cause[0].startswith("node node3 (node_rank 1) exited with exit code 1")
     # the exception's last lines, not torchrun's report that a child failed

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import FIXTURES, job_json, orch
+from tests.orch_cli import FIXTURES, job_id_of, job_json, orch
 from tests.test_controller_cluster import tagged_processes, wait_state
 
 FINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
@@ -27,7 +27,7 @@ def start_detached(project: Path, env: dict, *args: str, nodes: str = "node0,nod
     launched = orch("launch", "--detach", "--nodes", nodes, *args, "--", "python", "steady.py", cwd=project,
                     env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.strip().splitlines()[-1]
+    job_id = job_id_of(launched)
     assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
     return job_id
 
@@ -76,7 +76,7 @@ def test_worker_exit_on_master_fails_the_job(project, env, cluster):
     shutil.copy(FIXTURES / "allreduce.py", project / "allreduce.py")
     launched = orch("launch", "--detach", "--nodes", "node0,node1", "--env", "FAIL_RANK=0", "--env", "SLEEP_S=120",
                     "--", "python", "allreduce.py", cwd=project, env=env)
-    job_id = launched.stdout.strip().splitlines()[-1]
+    job_id = job_id_of(launched)
     status, took = wait_final(job_id, env)
     assert status["state"] == "FAILED"
     assert status["nodes"][0]["exit_code"] == 3 and status["nodes"][0]["state"] == "FAILED"
@@ -168,7 +168,7 @@ def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
     launched = orch("launch", "--nodes", "node0,node1", "--max-restarts", "2", "--env", "FAIL_ATTEMPTS=1",
                     "--", "python", "steady.py", cwd=project, env=env, timeout=180)
     assert launched.returncode == 0, launched.stderr
-    first = launched.stdout.splitlines()[0].strip()
+    first = job_id_of(launched)
     first_status = job_json(first, env=env)
     # both ranks exit 5; whichever is seen first is the root cause, and fail-fast may stop the other before it exits
     assert first_status["state"] == "FAILED" and "exit code 5" in first_status["root_cause"]
@@ -185,7 +185,7 @@ def test_a_job_that_always_fails_stops_after_max_restarts_plus_one_attempts(proj
     launched = orch("launch", "--nodes", "node2,node3", "--max-restarts", "1", "--env", "FAIL_ATTEMPTS=99", "--",
                     "python", "steady.py", cwd=project, env=env, timeout=180)
     assert launched.returncode == 1, launched.stderr
-    first = job_json(launched.stdout.splitlines()[0].strip(), env=env)
+    first = job_json(job_id_of(launched), env=env)
     assert "giving up: all 2 attempts failed (--max-restarts 1" in launched.stderr, launched.stderr
     # the detached supervisor, which does the restarting, gives up too (and only then is no third attempt coming)
     supervisor_log = Path(first["run_dir"]) / "supervisor.log"
@@ -218,7 +218,7 @@ def assert_every_rank_stack(report: Path, nodes: list[str]) -> None:
 def test_hang_is_detected_with_stack_dumps(project, env, cluster, orch_home):
     launched = orch("launch", "--nodes", "node0,node1", "--hang-timeout", "10", "--env", "STEADY_S=120",
                     "--env", "QUIET_AFTER_S=1", "--", "python", "steady.py", cwd=project, env=env, timeout=120)
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     status = job_json(job_id, env=env)
     assert status["state"] == "FAILED"
     assert status["root_cause"].startswith("hang: no log output from any rank for 10 s")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.orch_cli import demo_project
+
 CONFIG = """\
 model: base
 stage: {stage}
@@ -24,10 +26,7 @@ training_args: {{output_dir: {out}, max_steps: 12, per_device_train_batch_size: 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrator.demo import build_project
-
-    folder = tmp_path_factory.mktemp("distributed") / "llm"
-    build_project(folder, epochs=1)
+    folder = demo_project(tmp_path_factory.mktemp("distributed") / "llm")
     pairs = [{"prompt": f"Question {i}: what is {i} plus {i}?", "chosen": f"It is {2 * i}.",
               "rejected": "我不知道。"} for i in range(24)]
     (folder / "data" / "prefs.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))

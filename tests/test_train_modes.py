@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.orch_cli import demo_project
+
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("full", "lora", "qlora", "freeze")
 
@@ -18,10 +20,8 @@ MODES = ("full", "lora", "qlora", "freeze")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     """(base model, work folder, {mode: first/last loss and output files}) after training every mode."""
-    from orchestrator.demo import build_project
-
     workspace = tmp_path_factory.mktemp("train-modes")
-    build_project(workspace / "project", epochs=1)
+    demo_project(workspace / "project")
     base, data = workspace / "project" / "base", workspace / "project" / "data" / "train.jsonl"
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "train_modes.py"), str(base), str(data),
                            str(workspace / "runs"), ",".join(MODES)], capture_output=True, text=True,
