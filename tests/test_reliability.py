@@ -232,9 +232,9 @@ def test_on_hang_wait_keeps_the_job_and_reports_again(project, env, cluster):
     run_dir = Path(job_json(job_id, env=env)["run_dir"])
     for node in ("node2", "node3"):  # on a loaded machine torchrun's own start-up may already count as quiet
         worker_pids(cluster, node, job_id)
-    workers_up = time.time()
+    workers_up = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() + 1))  # reports named by their start
     deadline = time.monotonic() + 40
-    while len(reports := [r for r in sorted(run_dir.glob("hang-*.txt")) if r.stat().st_mtime > workers_up]) < 2:
+    while len(reports := [r for r in sorted(run_dir.glob("hang-*.txt")) if r.stem[5:] >= workers_up]) < 2:
         assert time.monotonic() < deadline, list(run_dir.iterdir())
         time.sleep(0.5)
     assert job_json(job_id, env=env)["state"] == "RUNNING"

@@ -58,9 +58,10 @@ class Guard:
 
     def dump(self, job: JobRecord) -> Path:
         """Collect stack dumps from every node into the run folder; return the report's path."""
+        began = time.strftime('%Y%m%d-%H%M%S')  # the report is named after the moment the dump began
         dumps = fan_out([n.node for n in job.nodes], lambda node: remote.dump_stacks(
             self.session, next(r for r in job.nodes if r.name == node.name), job.id))
-        path = Path(job.run_dir) / f"hang-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        path = Path(job.run_dir) / f"hang-{began}.txt"
         path.write_text("".join(f"===== {name}\n{text}\n" for name, text in dumps.items()))
         return path
 
