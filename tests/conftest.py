@@ -20,6 +20,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model: Path):
+    """The tiny model's tokenizer, loaded once (tests read it, never change it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
 @pytest.fixture
 def orch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An isolated $ORCH_HOME (job database, run folders) for one test."""

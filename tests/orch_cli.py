@@ -24,9 +24,37 @@ def orch(*args: str, cwd: Path | str | None = None, env: dict | None = None, tim
     return proc
 
 
+JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
+
+
+def job_id_of(proc: subprocess.CompletedProcess) -> str:
+    """The job id `orch launch` printed: the first line when attached, the last with --detach."""
+    ids = [line.strip() for line in proc.stdout.splitlines() if JOB_ID.match(line.strip())]
+    assert ids, f"no job id in: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return ids[0]
+
+
 def job_json(job_id: str, **kwargs) -> dict:
     """`orch status JOB --json`, parsed."""
     return json.loads(orch("status", job_id, "--json", check=True, **kwargs).stdout)
+
+
+def demo_project(folder: Path) -> Path:
+    """`folder` made into the demo's LLM project (a tiny random base model, chat data, demo.yaml); returns it."""
+    from orchestrator.demo import build_project
+
+    build_project(folder, epochs=1)
+    return folder
+
+
+def assert_refused(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The "one line, exit 2" contract: exit code 2, exactly one `... error: ...` line on stderr holding every
+    fragment, no traceback, no torchrun failure block; returns that line."""
+    lines = [line for line in proc.stderr.splitlines() if re.match(r"orch( train)?: error: ", line)]
+    assert proc.returncode == 2 and len(lines) == 1, f"exit {proc.returncode}:\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr, proc.stderr[-3000:]
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+    return lines[0]
 
 
 FIXTURES = Path(__file__).parent / "jobs_fixtures"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import FIXTURES, SECRETS, job_json, orch, with_secrets
+from tests.orch_cli import FIXTURES, SECRETS, job_id_of, job_json, orch, with_secrets
 
 
 
@@ -40,7 +40,7 @@ def test_allreduce_across_nodes_succeeds_with_prefixed_logs(project, env, nodes,
     launched = orch("launch", "--nodes", nodes, "--nproc-per-node", str(nproc), "--", "python", "allreduce.py",
                     cwd=project, env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     names = nodes.split(",")
     world = len(names) * nproc
     expected_sum = world * (world + 1) // 2
@@ -73,7 +73,7 @@ def test_failing_rank_fails_the_job_with_its_exit_code(project, env, cluster):
                     "python", "allreduce.py", cwd=project, env=env)
     elapsed = time.monotonic() - started
     assert launched.returncode == 1
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     status = job_json(job_id, env=env)
     assert status["state"] == "FAILED"
     by_name = {n["name"]: n for n in status["nodes"]}
@@ -91,7 +91,7 @@ def test_stop_leaves_nothing_and_spares_the_other_job(project, env, cluster):
         launched = orch("launch", "--detach", *force, "--nodes", "node2,node3", "--nproc-per-node", "2",
                         "--env", "SLEEP_S=300", "--", "python", "allreduce.py", cwd=project, env=env)
         assert launched.returncode == 0, launched.stderr
-        ids.append(launched.stdout.strip().splitlines()[-1])
+        ids.append(job_id_of(launched))
         if not attempt:  # the nodes are now locked by the first job
             refused = orch("launch", "--detach", "--nodes", "node3", "--", "python", "allreduce.py", cwd=project,
                            env=env)
@@ -192,7 +192,7 @@ def test_hostile_arguments_and_env_pass_through_literally(project, env, cluster,
     launched = orch("launch", "--nodes", "node0,node1", "--env", f"TRICKY={tricky_env}", "--", "python",
                     "echo_args.py", *hostile, cwd=project, env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     lines = orch("logs", job_id, "--all", env=env, check=True).stdout.splitlines()
     seen = [json.loads(line.split("ARGS ", 1)[1]) for line in lines if "ARGS " in line]
     assert len(seen) == 2
@@ -226,7 +226,7 @@ def test_secrets_stay_out_of_the_run_folder_and_reach_nodes_only_in_a_private_en
     env = {**env, "ORCH_CLUSTER": str(inventory)}
     launched = orch("launch", "--nodes", "node0,node1", *env_args, "--", "python", "echo_args.py", cwd=project, env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     shown = launched.stdout + launched.stderr + orch("logs", job_id, "--all", env=env, check=True).stdout
     run_dir = Path(env["ORCH_HOME"]) / "runs" / job_id
     kept = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
@@ -239,3 +239,42 @@ def test_secrets_stay_out_of_the_run_folder_and_reach_nodes_only_in_a_private_en
         env_sh = cluster.node_path(name, "jobs", job_id, "env.sh")
         assert env_sh.stat().st_mode & 0o777 == 0o600
         assert all(f"{key}={value}" in env_sh.read_text() for key, value in SECRETS.items())
+
+
+def test_a_python_exception_on_a_rank_is_the_root_cause(project, env, cluster):
+    launched = orch("launch", "--nodes", "node2,node3", "--env", "RAISE_RANK=1", "--env", "SLEEP_S=120", "--",
+                    "python", "allreduce.py", cwd=project, env=env)
+    assert launched.returncode == 1
+    status = job_json(job_id_of(launched), env=env)
+    cause = status["root_cause"].splitlines()
+    assert status["state"] == "FAILED" and cause[0].startswith("node node3 (node_rank 1) exited with exit code 1")
+    # the exception's last lines, not torchrun's report that a child failed
+    assert cause[-1].endswith("ValueError: shard 1 is corrupt: expected 4096 rows, found 17"), cause
+    assert any("in load_shard" in line for line in cause) and "ChildFailedError" not in status["root_cause"]
+    assert tagged_processes(cluster, status["id"]) == {n.name: 0 for n in cluster.nodes}
+
+
+def test_orch_itself_checks_host_keys_whatever_the_ssh_config_says(cluster, orch_home, tmp_path):
+    """An ssh_config with no BatchMode and no StrictHostKeyChecking works, and one that says `no` cannot make orch
+    accept an unknown or changed host key (nor add it to known_hosts)."""
+    plain = "\n".join(line for line in cluster.ssh_config.read_text().splitlines()
+                      if "StrictHostKeyChecking" not in line and "BatchMode" not in line)
+    original = (cluster.root / "known_hosts").read_text().splitlines()
+    fake_key = "AAAAC3NzaC1lZDI1NTE5AAAAIGJvZ3VzYm9ndXNib2d1c2JvZ3VzYm9ndXNib2d1c2Jv"
+    cases = {"plain": (plain, original),
+             "unknown": (plain + "\nHost *\n  StrictHostKeyChecking no\n", original[:1]),
+             "changed": (plain + "\nHost *\n  StrictHostKeyChecking no\n",
+                         [original[0], f"{original[1].split()[0]} ssh-ed25519 {fake_key}"])}
+    for case, (config, known) in cases.items():
+        known_file, config_file = tmp_path / f"{case}.known_hosts", tmp_path / f"{case}.ssh_config"
+        known_file.write_text("\n".join(known) + "\n")
+        config_file.write_text(config.replace(str(cluster.root / "known_hosts"), str(known_file)))
+        inventory = tmp_path / f"{case}.toml"
+        inventory.write_text(cluster.inventory.read_text().replace(str(cluster.ssh_config), str(config_file)))
+        doctor = orch("doctor", "--nodes", "node0,node1", "--cluster", str(inventory), timeout=120)
+        if case == "plain":
+            assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+            continue
+        assert doctor.returncode == 2 and "node1" in doctor.stderr and "Traceback" not in doctor.stderr, (
+            case, doctor.stdout, doctor.stderr)
+        assert known_file.read_text().splitlines() == known  # nothing learned behind the user's back

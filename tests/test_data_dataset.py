@@ -14,13 +14,6 @@ from orchestrator.train.data.spec import DataSpec
 SAMPLE = "orchestrator/sample_data/chat_zh_en.jsonl"
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model)
-
-
 def _lengths(ds):
     return [len(ds[i]["input_ids"]) for i in range(len(ds))]
 

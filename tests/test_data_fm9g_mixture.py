@@ -46,20 +46,15 @@ def _spec(folder, template) -> DataSpec:
 
 
 @pytest.mark.parametrize("template", ["auto", "chatml", "qwen"])
-def test_wrapping_a_templated_mixture_again_is_refused_naming_dataset_and_sample(tiny_model, mixture, template):
-    from transformers import AutoTokenizer
-
+def test_wrapping_a_templated_mixture_again_is_refused_naming_dataset_and_sample(tokenizer, mixture, template):
     with pytest.raises(DataError) as err:
-        build_sft_datasets(_spec(mixture, template), AutoTokenizer.from_pretrained(tiny_model))
+        build_sft_datasets(_spec(mixture, template), tokenizer)
     message = str(err.value)
     assert message.startswith(f"{mixture / 'mix.json'}: dataset fm9g_") and ": transformed sample 1: " in message
     assert "the user turn already holds chat markup '<|im_start|>'" in message and "use template: raw" in message
 
 
-def test_raw_trains_on_the_transforms_markup_exactly_once(tiny_model, mixture):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+def test_raw_trains_on_the_transforms_markup_exactly_once(tokenizer, mixture):
     train, _, report = build_sft_datasets(_spec(mixture, "raw"), tokenizer)
     assert report.train_samples == 8
     seen = set()

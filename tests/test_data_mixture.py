@@ -92,7 +92,7 @@ def test_bad_mixture_config_is_a_one_line_error_with_file_and_line(config, tmp_p
     result = CliRunner().invoke(cli, ["data", "mix", str(bad)])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [result.output.strip()]
-    assert f"bad.json:3: " in result.output and problem in result.output
+    assert "bad.json:3: " in result.output and problem in result.output
 
 
 def test_mix_table_piped_keeps_every_dataset_and_task_name_whole(config):

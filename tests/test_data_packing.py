@@ -20,10 +20,8 @@ SAMPLES = [
 
 
 @pytest.fixture(scope="module")
-def tok_model(tiny_model):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model), tiny_model
+def tok_model(tokenizer, tiny_model):
+    return tokenizer, tiny_model
 
 
 def _load(path, attn):

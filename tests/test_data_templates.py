@@ -37,13 +37,6 @@ CHAT = chat_from_messages([
 Q = "What is the capital of France?"
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model)
-
-
 @pytest.mark.parametrize("messages", CHATS)
 @pytest.mark.parametrize("template", ["chatml", "tokenizer"])
 def test_mask_matches_transformers_generation_mask(tokenizer, messages, template):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.orch_cli import job_json, orch
+from tests.orch_cli import job_id_of, job_json, orch
 from tests.test_controller_cluster import wait_state
 
 PROJECT_SCRIPTS = ("allreduce.py",)  # copied into the `project` fixture (tests/conftest.py)
@@ -59,11 +59,11 @@ def test_launch_refuses_a_node_without_torch_and_names_it(project, env, cluster,
 def test_restart_without_a_bad_node(project, env, cluster):
     failed = orch("launch", "--nodes", "node2,node3", "--env", "FAIL_RANK=1", "--", "python", "allreduce.py",
                   cwd=project, env=env)
-    first = failed.stdout.splitlines()[0].strip()
+    first = job_id_of(failed)
     assert job_json(first, env=env)["state"] == "FAILED"
     restarted = orch("restart", first, "--exclude-node", "node3", env=env, timeout=120)
     assert restarted.returncode == 0, restarted.stderr
-    second = restarted.stdout.splitlines()[0].strip()
+    second = job_id_of(restarted)
     status = wait_state(second, {"SUCCEEDED", "FAILED"}, env)
     assert status["state"] == "SUCCEEDED" and [n["name"] for n in status["nodes"]] == ["node2"]
     assert status["restart_of"] == first and status["attempt"] == 1

@@ -3,6 +3,7 @@ no process carrying the job's tag is left on any node."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import FIXTURES, job_json, orch
+from tests.orch_cli import FIXTURES, job_id_of, job_json, orch
 from tests.test_controller_cluster import tagged_processes, wait_state
 
 FINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
@@ -26,7 +27,7 @@ def start_detached(project: Path, env: dict, *args: str, nodes: str = "node0,nod
     launched = orch("launch", "--detach", "--nodes", nodes, *args, "--", "python", "steady.py", cwd=project,
                     env=env)
     assert launched.returncode == 0, launched.stderr
-    job_id = launched.stdout.strip().splitlines()[-1]
+    job_id = job_id_of(launched)
     assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
     return job_id
 
@@ -75,7 +76,7 @@ def test_worker_exit_on_master_fails_the_job(project, env, cluster):
     shutil.copy(FIXTURES / "allreduce.py", project / "allreduce.py")
     launched = orch("launch", "--detach", "--nodes", "node0,node1", "--env", "FAIL_RANK=0", "--env", "SLEEP_S=120",
                     "--", "python", "allreduce.py", cwd=project, env=env)
-    job_id = launched.stdout.strip().splitlines()[-1]
+    job_id = job_id_of(launched)
     status, took = wait_final(job_id, env)
     assert status["state"] == "FAILED"
     assert status["nodes"][0]["exit_code"] == 3 and status["nodes"][0]["state"] == "FAILED"
@@ -119,8 +120,6 @@ def test_killed_launcher_leaves_a_truthful_status_and_a_working_stop(project, en
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
     listing = orch("status", "--json", env=env, check=True).stdout
-    import json
-
     job_id = json.loads(listing)[0]["id"]
     status = job_json(job_id, env=env)
     if moment == "following":
@@ -134,11 +133,42 @@ def test_killed_launcher_leaves_a_truthful_status_and_a_working_stop(project, en
     assert_clean(cluster, job_id)
 
 
+def test_a_launch_that_dies_after_a_node_started_leaves_nothing(project, env, cluster):
+    # node1's start fails 1.5 s after node0's began: node0 is stopped again, and the job names node1
+    failed = orch("launch", "--detach", "--nodes", "node0,node1", "--env", "STEADY_S=300", "--", "python",
+                  "steady.py", cwd=project, env={**env, "ORCH_FAILPOINT": "start-fail:node1"})
+    assert failed.returncode == 2 and "node1: could not start the job" in failed.stderr, failed.stderr
+    job_id = json.loads(orch("status", "--json", env=env, check=True).stdout)[0]["id"]
+    status = job_json(job_id, env=env)
+    assert status["state"] == "FAILED" and "node1: could not start" in status["root_cause"], status
+    assert "already started, now stopped: node0" in status["root_cause"], status
+    assert (cluster.node_path("node0", "jobs", job_id) / "pgid").exists()  # node0 had really started
+    assert_clean(cluster, job_id)
+
+    # the launcher is killed while it waits between node2's start and node3's
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "launch", "--nodes", "node2,node3", "--env", "STEADY_S=300", "--",
+         "python", "steady.py"], cwd=project, env={**os.environ, **env, "ORCH_FAILPOINT": "start:node3:60"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (job_id := next((j["id"] for j in json.loads(orch("status", "--json", env=env, check=True).stdout)
+                               if "node2" in [n["name"] for n in j["nodes"]]), None)) or not worker_pids(
+            cluster, "node2", job_id, torchrun=True):  # its torchrun waits for node3 to join
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    status = job_json(job_id, env=env)  # this look finds the launcher gone and sweeps every node
+    assert status["state"] == "FAILED", status
+    assert "died after starting node2 and before starting node3" in status["root_cause"], status
+    assert_clean(cluster, job_id)
+
+
 def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
-    launched = orch("launch", "--nodes", "node0,node1", "--max-restarts", "2", "--env", "FAIL_UNLESS_RESTARTED=1",
+    launched = orch("launch", "--nodes", "node0,node1", "--max-restarts", "2", "--env", "FAIL_ATTEMPTS=1",
                     "--", "python", "steady.py", cwd=project, env=env, timeout=180)
     assert launched.returncode == 0, launched.stderr
-    first = launched.stdout.splitlines()[0].strip()
+    first = job_id_of(launched)
     first_status = job_json(first, env=env)
     # both ranks exit 5; whichever is seen first is the root cause, and fail-fast may stop the other before it exits
     assert first_status["state"] == "FAILED" and "exit code 5" in first_status["root_cause"]
@@ -151,16 +181,64 @@ def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
     assert "restarted as job" in launched.stderr
 
 
+def test_a_job_that_always_fails_stops_after_max_restarts_plus_one_attempts(project, env, cluster):
+    launched = orch("launch", "--nodes", "node2,node3", "--max-restarts", "1", "--env", "FAIL_ATTEMPTS=99", "--",
+                    "python", "steady.py", cwd=project, env=env, timeout=180)
+    assert launched.returncode == 1, launched.stderr
+    first = job_json(job_id_of(launched), env=env)
+    assert "giving up: all 2 attempts failed (--max-restarts 1" in launched.stderr, launched.stderr
+    # the detached supervisor, which does the restarting, gives up too (and only then is no third attempt coming)
+    supervisor_log = Path(first["run_dir"]) / "supervisor.log"
+    deadline = time.monotonic() + 30
+    while "giving up" not in supervisor_log.read_text():
+        assert time.monotonic() < deadline, supervisor_log.read_text()
+        time.sleep(0.3)
+    jobs = json.loads(orch("status", "--json", env=env, check=True).stdout)
+    assert sorted((j["attempt"], j["state"]) for j in jobs) == [(0, "FAILED"), (1, "FAILED")], jobs
+    last = job_json(first["restarted_as"], env=env)
+    assert last["restart_of"] == first["id"] and not last.get("restarted_as") and "exit code 5" in last["root_cause"]
+    for job in jobs:
+        assert_clean(cluster, job["id"])
+
+
+def rank_stacks(report: Path) -> dict[str, str]:
+    """A hang report's section per node."""
+    sections = report.read_text().split("===== ")[1:]
+    return {section.split("\n", 1)[0]: section for section in sections}
+
+
+def assert_every_rank_stack(report: Path, nodes: list[str]) -> None:
+    """Each node's section holds its worker's own Python stack (the sleeping line of steady.py), not a header."""
+    sections = rank_stacks(report)
+    assert sorted(sections) == nodes, report.read_text()
+    for node, text in sections.items():
+        assert "most recent call first" in text and 'steady.py", line' in text, (node, text)
+
+
 def test_hang_is_detected_with_stack_dumps(project, env, cluster, orch_home):
     launched = orch("launch", "--nodes", "node0,node1", "--hang-timeout", "10", "--env", "STEADY_S=120",
                     "--env", "QUIET_AFTER_S=1", "--", "python", "steady.py", cwd=project, env=env, timeout=120)
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     status = job_json(job_id, env=env)
     assert status["state"] == "FAILED"
     assert status["root_cause"].startswith("hang: no log output from any rank for 10 s")
-    report = Path(status["root_cause"].rsplit("stacks: ", 1)[1])
-    assert report.exists() and "node0" in report.read_text()
-    # faulthandler dumps land in the node logs: the workers' Python stacks point at the sleeping line
-    merged = orch("logs", job_id, "--all", env=env, check=True).stdout
-    assert "most recent call first" in merged and "steady.py" in merged
+    assert_every_rank_stack(Path(status["root_cause"].rsplit("stacks: ", 1)[1]), ["node0", "node1"])
+    assert_clean(cluster, job_id)
+
+
+def test_on_hang_wait_keeps_the_job_and_reports_again(project, env, cluster):
+    job_id = start_detached(project, env, "--hang-timeout", "4", "--on-hang", "wait", "--env", "STEADY_S=120",
+                            "--env", "QUIET_AFTER_S=1", nodes="node2,node3")
+    run_dir = Path(job_json(job_id, env=env)["run_dir"])
+    for node in ("node2", "node3"):  # on a loaded machine torchrun's own start-up may already count as quiet
+        worker_pids(cluster, node, job_id)
+    workers_up = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() + 1))  # reports named by their start
+    deadline = time.monotonic() + 40
+    while len(reports := [r for r in sorted(run_dir.glob("hang-*.txt")) if r.stem[5:] >= workers_up]) < 2:
+        assert time.monotonic() < deadline, list(run_dir.iterdir())
+        time.sleep(0.5)
+    assert job_json(job_id, env=env)["state"] == "RUNNING"
+    for report in reports[:2]:
+        assert_every_rank_stack(report, ["node2", "node3"])
+    assert orch("stop", job_id, env=env).returncode == 0
     assert_clean(cluster, job_id)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import job_json, orch
+from tests.orch_cli import job_id_of, job_json, orch
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_ENV = Path(os.environ.get("ORCH_SEED_ENV", REPO / ".venvs" / "fm9g"))
@@ -101,7 +101,7 @@ def inventory(cluster, tmp_path: Path, python: Path, node_python: dict[str, Path
 
 def launched_ok(proc: subprocess.CompletedProcess, env: dict) -> dict:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    status = job_json(proc.stdout.splitlines()[0].strip(), env=env)
+    status = job_json(job_id_of(proc), env=env)
     assert status["state"] == "SUCCEEDED", status
     return status
 

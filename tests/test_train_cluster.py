@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import job_json, orch
+from tests.orch_cli import demo_project, job_id_of, job_json, orch
 
 CONFIG = """\
 model: base
@@ -28,10 +28,7 @@ training_args: {{output_dir: out/lora, max_steps: 20, per_device_train_batch_siz
 
 @pytest.fixture(scope="module")
 def train_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrator.demo import build_project
-
-    folder = tmp_path_factory.mktemp("cluster-train") / "llm"
-    build_project(folder, epochs=1)
+    folder = demo_project(tmp_path_factory.mktemp("cluster-train") / "llm")
     # the base model and the data are git-ignored, as they usually are: they travel because the config names them
     (folder / ".orchignore").write_text("out/\n")
     (folder / ".gitignore").write_text("base/\ndata/\nmerged/\n")
@@ -48,10 +45,16 @@ def test_two_node_lora_run_matches_one_process(train_project, env, cluster, tmp_
     launched = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "two_nodes.yaml",
                     cwd=train_project, env=env, timeout=600)
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]
-    job_id = launched.stdout.splitlines()[0].strip()
+    job_id = job_id_of(launched)
     status = job_json(job_id, env=env)
     assert status["state"] == "SUCCEEDED" and [n["exit_code"] for n in status["nodes"]] == [0, 0]
     assert "world size: 2; effective global batch: 4" in launched.stdout
+    # progress, as rank 0 last wrote it into its job folder: in `orch status --json` and the table
+    progress = status["progress"]
+    assert progress["step"] == progress["total"] == 20 and progress["eta_s"] == 0, progress
+    assert progress["loss"] > 0 and progress["tokens_per_s"] > 0 and progress["epoch"] > 0, progress
+    shown = orch("status", job_id, env=env, check=True).stdout
+    assert "progress: step 20/20 (100%), epoch" in shown and "tokens/s, ETA 0:00:00" in shown, shown
     out = cluster.node_path("node0", "outputs", "llm", "out", "lora")
     assert (out / "adapter_model.safetensors").exists()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-20"]
@@ -74,20 +77,39 @@ def test_two_node_lora_run_matches_one_process(train_project, env, cluster, tmp_
         assert abs(a - b) <= 0.03 * b, (two, one)
 
 
-def test_node_killed_during_checkpoint_save_restarts_from_the_previous_complete_one(train_project, env, cluster):
+def test_node_killed_during_checkpoint_save_restarts_every_rank_from_the_same_complete_one(train_project, env,
+                                                                                         cluster):
     (train_project / "crash.yaml").write_text(
         CONFIG.format(batch=2).replace("out/lora", "out/crash").replace("max_steps: 20", "max_steps: 30"))
+    # only node3 dies in the middle of saving checkpoint-20; node2 finishes that save and marks its copy complete
     launched = orch("launch", "--nodes", "node2,node3", "--nproc-per-node", "1", "--max-restarts", "1",
-                    "--env", "ORCH_FAILPOINT=checkpoint-save:20", "crash.yaml", cwd=train_project, env=env,
+                    "--env", "ORCH_FAILPOINT=checkpoint-save:20:node3", "crash.yaml", cwd=train_project, env=env,
                     timeout=600)
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]
-    first = job_json(launched.stdout.splitlines()[0].strip(), env=env)
-    assert first["state"] == "FAILED" and "SIGKILL" in first["root_cause"]
+    first = job_json(job_id_of(launched), env=env)
+    assert first["state"] == "FAILED" and "node node3" in first["root_cause"], first
+    assert "SIGKILL" in first["root_cause"], first
     second = job_json(first["restarted_as"], env=env)
     assert second["state"] == "SUCCEEDED" and second["attempt"] == 1
-    # the half-written checkpoint-20 of the first attempt was skipped: training resumed from step 10
-    assert "skipped incomplete checkpoint(s) checkpoint-20" in launched.stdout
-    assert "resuming from" in launched.stdout and "checkpoint-10" in launched.stdout
-    out = cluster.node_path("node2", "outputs", "llm", "out", "crash")
-    assert (out / "checkpoint-30" / "trainer_state.json").exists()
-    assert json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())["global_step"] == 30
+    # each node's own log: both resumed from checkpoint-10, node2 passing over its own complete checkpoint-20
+    logs = {node: orch("logs", second["id"], "--node", node, env=env, check=True).stdout for node in ("node2", "node3")}
+    for node, log in logs.items():
+        assert "resuming from" in log and log.split("resuming from", 1)[1].split()[0].endswith("/checkpoint-10"), (
+            node, log[-3000:])
+    assert "skipped checkpoint(s) checkpoint-20 (complete here, not on every node)" in logs["node2"]
+    assert "skipped incomplete checkpoint(s) checkpoint-20" in logs["node3"]
+    for node in ("node2", "node3"):
+        state = cluster.node_path(node, "outputs", "llm", "out", "crash", "checkpoint-30", "trainer_state.json")
+        assert json.loads(state.read_text())["global_step"] == 30, node
+
+
+def test_a_config_error_only_the_worker_finds_is_the_root_cause(train_project, env, cluster):
+    (train_project / "typo.yaml").write_text(CONFIG.format(batch=2).replace("seed: 7", "seed: 7, lerning_rate: 1"))
+    launched = orch("launch", "--nodes", "node2,node3", "--nproc-per-node", "1", "typo.yaml", cwd=train_project,
+                    env=env, timeout=600)
+    assert launched.returncode == 1, launched.stdout[-3000:] + launched.stderr[-2000:]
+    status = job_json(job_id_of(launched), env=env)
+    assert status["state"] == "FAILED" and 2 in [n["exit_code"] for n in status["nodes"]], status
+    cause = status["root_cause"].splitlines()
+    assert "exited with exit code 2" in cause[0] and len(cause) == 2, cause
+    assert cause[1].strip().startswith("orch train: error: typo.yaml") and "lerning_rate" in cause[1], cause

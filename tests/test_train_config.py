@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.orch_cli import demo_project
+
 from orchestrator.train.config import load_config
 
 GOOD = """\
@@ -79,9 +81,7 @@ def test_chatglm3_style_yaml_runs_like_the_demo_passes_it(tmp_path):
     ChatGLM3's finetune_hf.py, trains on its conversations files."""
     import json
 
-    from orchestrator.demo import build_project
-
-    build_project(tmp_path / "project", epochs=1)
+    demo_project(tmp_path / "project")
     data = tmp_path / "AdvertiseGen"
     data.mkdir()
     rows = [json.loads(line) for line in (tmp_path / "project" / "data" / "train.jsonl").read_text().splitlines()]

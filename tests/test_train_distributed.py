@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.orch_cli import demo_project
+
 CONFIG = """\
 model: base
 stage: {stage}
@@ -24,10 +26,7 @@ training_args: {{output_dir: {out}, max_steps: 12, per_device_train_batch_size: 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrator.demo import build_project
-
-    folder = tmp_path_factory.mktemp("distributed") / "llm"
-    build_project(folder, epochs=1)
+    folder = demo_project(tmp_path_factory.mktemp("distributed") / "llm")
     pairs = [{"prompt": f"Question {i}: what is {i} plus {i}?", "chosen": f"It is {2 * i}.",
               "rejected": "我不知道。"} for i in range(12)]
     pairs += [{"system": "You add numbers.", "history": [["hi", "hello"]], "query": f"What is {i} plus {i}?",
@@ -55,7 +54,24 @@ def test_deepspeed_zero_on_two_processes(workspace, preset):
     assert "world size: 2" in proc.stdout + proc.stderr
     losses = [e["loss"] for e in history if "loss" in e]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
-    assert (workspace / "out" / preset / "config.json").exists()  # the final (gathered) weights were saved
+    assert_final_weights_are_the_gathered_ones(workspace / "base", workspace / "out" / preset)
+
+
+def assert_final_weights_are_the_gathered_ones(base: Path, out: Path) -> None:
+    """The saved model loads, holds no empty (still sharded) tensor, equals the fp32 weights DeepSpeed gathers
+    from the last checkpoint's ZeRO shards, and differs from the base (it trained)."""
+    import torch
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    gathered = get_fp32_state_dict_from_zero_checkpoint(str(out / "checkpoint-12"))
+    untrained = AutoModelForCausalLM.from_pretrained(base).state_dict()
+    assert saved and all(t.numel() > 0 for t in saved.values()), {k: t.shape for k, t in saved.items()}
+    assert set(gathered) <= set(saved), set(gathered) - set(saved)
+    for name, tensor in gathered.items():
+        assert torch.equal(saved[name].float(), tensor.float()), name
+    assert any(not torch.equal(saved[name], untrained[name]) for name in gathered)
 
 
 def test_dpo_on_preference_pairs(workspace):

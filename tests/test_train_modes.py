@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.orch_cli import demo_project
+
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("full", "lora", "qlora", "freeze")
 
@@ -18,10 +20,8 @@ MODES = ("full", "lora", "qlora", "freeze")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     """(base model, work folder, {mode: first/last loss and output files}) after training every mode."""
-    from orchestrator.demo import build_project
-
     workspace = tmp_path_factory.mktemp("train-modes")
-    build_project(workspace / "project", epochs=1)
+    demo_project(workspace / "project")
     base, data = workspace / "project" / "base", workspace / "project" / "data" / "train.jsonl"
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "train_modes.py"), str(base), str(data),
                            str(workspace / "runs"), ",".join(MODES)], capture_output=True, text=True,
@@ -38,6 +38,19 @@ def test_each_mode_learns(trained, mode):
     assert last < first - 0.25, (mode, first, last)
     weights = "adapter_model.safetensors" if mode in ("lora", "qlora") else "model.safetensors"
     assert weights in result[mode]["files"] and "tokenizer.json" in result[mode]["files"]
+
+
+def test_qlora_trains_on_4bit_base_layers(trained):
+    seen = trained[2]["qlora"]
+    # every linear of the 2 decoder layers (q, k, v, o, gate, up, down) is a bitsandbytes Linear4bit under LoRA
+    assert seen["linear4bit"] == 14 and seen["plain_linear_in_layers"] == 0, seen
+    assert seen["trainable_moved"] == seen["trainable"] > 0, seen
+
+
+def test_freeze_leaves_frozen_parameters_bit_identical(trained):
+    seen = trained[2]["freeze"]
+    assert seen["frozen"] > 0 and seen["frozen_moved"] == [], seen
+    assert seen["trainable_moved"] == seen["trainable"] > 0, seen  # and every trainable one moved
 
 
 @pytest.mark.parametrize("mode", ["lora", "qlora"])

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.orch_cli import demo_project
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    from orchestrator.demo import build_project
-
-    build_project(tmp_path / "project", epochs=1)
+    demo_project(tmp_path / "project")
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "train_resume.py"), str(tmp_path / "project" / "base"),
                            str(tmp_path / "project" / "data" / "train.jsonl"), str(tmp_path / "runs")],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)

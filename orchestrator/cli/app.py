@@ -25,6 +25,9 @@ class OrchGroup(click.Group):
 @click.version_option(__version__, prog_name="orch")
 def cli() -> None:
     """orch: launch, watch and stop multi-node fine-tuning jobs over SSH, and the worker they run."""
+    from orchestrator.train.quiet import quiet_third_party
+
+    quiet_third_party()
 
 
 TRUST_REMOTE_CODE = click.option(

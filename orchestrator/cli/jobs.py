@@ -143,8 +143,12 @@ def _follow_attached(store, job_id: str) -> int:
         click.echo(f"\ndetached from job {job.id}: it keeps running. `orch logs {job.id} --follow` to watch again, "
                    f"`orch stop {job.id}` to stop it.", err=True)
         return 0
+    from orchestrator.jobs.supervise import gave_up
+
     job = store.get(job.id)
     click.echo(f"job {job.id} {job.state}" + (f": {job.root_cause}" if job.root_cause else ""), err=True)
+    if (line := gave_up(job)) is not None:
+        click.echo(line, err=True)
     return 0 if job.state == "SUCCEEDED" else 1
 
 

@@ -91,6 +91,20 @@ def job_table(job: JobRecord) -> None:
                       "-" if n.exit_code is None else str(n.exit_code), _when(n.started), _when(n.ended),
                       (n.last_line or "")[:80])
     print_table(table, out)
+    if job.options.get("progress"):
+        out.print(f"progress: {describe_progress(job.options['progress'])}", markup=False)
+
+
+def describe_progress(p: dict) -> str:
+    """`step 10/20 (50%), epoch 0.62, loss 2.310, 1,234 tokens/s, ETA 0:01:23`."""
+    import datetime
+
+    parts = [f"step {p.get('step')}/{p.get('total')}"
+             + (f" ({100 * p['step'] / p['total']:.0f}%)" if p.get("total") else ""), f"epoch {p.get('epoch')}"]
+    parts += [f"loss {p['loss']:.3f}"] if isinstance(p.get("loss"), (int, float)) else []
+    parts += [f"{p['tokens_per_s']:,.0f} tokens/s"] if isinstance(p.get("tokens_per_s"), (int, float)) else []
+    parts += [f"ETA {datetime.timedelta(seconds=int(p['eta_s']))}"] if isinstance(p.get("eta_s"), int) else []
+    return ", ".join(parts)
 
 
 def doctor_table(facts, nodes) -> None:

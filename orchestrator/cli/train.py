@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import click
@@ -25,6 +24,8 @@ def train(words: tuple[str, ...], nproc_per_node: int, model_dir: str | None, da
     from orchestrator.train.arguments import check_training_args
     from orchestrator.train.config import load_config
 
+    from orchestrator.jobs.local_run import run_local
+
     args = parse_train_args(words)
     for flag, given, positional in (("--model", model_dir, args.model), ("--data-dir", data_dir, args.data_dir)):
         if given and positional and given != positional:
@@ -32,13 +33,12 @@ def train(words: tuple[str, ...], nproc_per_node: int, model_dir: str | None, da
     model_dir, data_dir = model_dir or args.model, data_dir or args.data_dir
     check_training_args(load_config(args.config, model=model_dir, data_dir=data_dir, trust_remote_code=trust_remote_code,
                                     deepspeed=args.deepspeed, resume=args.resume))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
-           "-m", "orchestrator.train", args.config]
+    worker_args = [args.config]
     for flag, value in (("--model", model_dir), ("--data-dir", data_dir), ("--deepspeed", args.deepspeed),
                         ("--resume", args.resume)):
-        cmd += [flag, value] if value else []
-    cmd += ["--trust-remote-code"] if trust_remote_code else []
-    sys.exit(subprocess.call(cmd))
+        worker_args += [flag, value] if value else []
+    worker_args += ["--trust-remote-code"] if trust_remote_code else []
+    sys.exit(run_local(nproc_per_node, worker_args))
 
 
 @cli.command()

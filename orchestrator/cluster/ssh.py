@@ -4,7 +4,8 @@ OpenSSH's own client is used (not paramiko) so that one ssh_config drives both c
 ProxyJump, agent keys and known_hosts behave exactly as in the user's terminal. Each `Session` owns a private
 ControlPath folder; the first command to a node opens a master connection (`-f -N`, stdio detached so it never
 holds our pipes), later commands multiplex over it (~10-20 ms instead of a 150-280 ms handshake), and `close()`
-ends the masters. Host keys are always checked: we never pass StrictHostKeyChecking=no.
+ends the masters. Host keys are always checked: orch passes BatchMode=yes and StrictHostKeyChecking=yes itself, which
+an ssh_config (even `StrictHostKeyChecking no`) cannot loosen.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class Session:
         if self.ssh_config:
             opts += ["-F", self.ssh_config]
         opts += [
+            # set here, whatever the ssh_config says: never a prompt, and only keys already in known_hosts
             "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes",
             "-o", f"ConnectTimeout={connect_timeout:.0f}",
             "-o", f"ControlPath={self._control_dir}/%C",
             "-o", f"ServerAliveInterval={KEEPALIVE_S}",

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,12 +126,19 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
                 facts[node.name] = check.result()[0]
         return stats
 
+    started: list[str] = []
+    started_lock = threading.Lock()
+
     def start(node) -> None:
         failpoint("before-start")
+        node_failpoint(node.name)
         node_plan = next(p for p in plan.nodes if p.node.name == node.name)
         snapshot = cache_dir(node, spec.project_name) if share_code and not synced[node.name].up_to_date else None
         shared = str(request.project_dir.resolve()) if request.sync_code and inventory.shared_fs else None
         remote.put_and_start(session, node_plan, snapshot, shared, shipped)
+        with started_lock:  # recorded at once: if this launcher dies now, `abandon` can say what had started
+            started.append(node.name)
+            store.set_option(job, "started_nodes", sorted(started))
 
     shipped = worker.code_files() if worker.runs_worker(request.command) else None
     plan = draft
@@ -148,7 +156,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
         job.master = f"{plan.master_addr}:{plan.master_port}"
         fan_out([p.node for p in plan.nodes], start)
     except (RemoteError, PreflightError) as exc:
-        fail_launch(store, session, job, exc)
+        fail_launch(store, session, job, exc, started)
         raise
     for record in job.nodes:
         record.state = states.STARTING
@@ -162,12 +170,15 @@ class PreflightError(PlanError):
     """A node is not fit to run the job (unreachable, no torch, versions differ from the master's)."""
 
 
-def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception, stop: bool = True) -> None:
-    """A node could not be prepared or started (or Slurm refused the job): stop whatever did start (`stop`) and
-    record why."""
-    job.root_cause = f"launch failed: {error}"
+def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception, started: list[str] | None = None,
+                stop: bool = True) -> None:
+    """A node could not be prepared or started (or Slurm refused the job): sweep every node (`stop`; nothing to
+    sweep when nothing was submitted) and record the job FAILED and why, naming the nodes that had started."""
+    note = f" (already started, now stopped: {', '.join(sorted(started))})" if started else ""
     if stop:
-        watch.stop_nodes(session, job)
+        watch.give_up_launch(store, session, job, f"launch failed: {error}{note}", states.FAILED)
+        return
+    job.root_cause = f"launch failed: {error}"
     for record in job.nodes:
         record.state = states.FAILED
     job.state, job.ended = states.FAILED, time.time()
@@ -194,6 +205,18 @@ def failpoint(name: str) -> None:
     point, _, seconds = os.environ.get("ORCH_FAILPOINT", "").partition(":")
     if point == name:
         time.sleep(float(seconds or 5))
+
+
+def node_failpoint(node: str) -> None:
+    """`ORCH_FAILPOINT=start:NODE:S` sleeps S s before starting NODE (the launcher can be killed between two
+    nodes' starts); `start-fail:NODE` makes NODE's start fail after the others had 1.5 s to start."""
+    point, _, rest = os.environ.get("ORCH_FAILPOINT", "").partition(":")
+    name, _, seconds = rest.partition(":")
+    if point == "start" and name == node:
+        time.sleep(float(seconds or 5))
+    elif point == "start-fail" and name == node:
+        time.sleep(1.5)
+        raise RemoteError(f"{node}: could not start the job (failpoint start-fail)")
 
 
 def launcher_id() -> dict:

@@ -94,6 +94,7 @@ def probe_command(job_dir: str, log_offset: int | None) -> str:
         "[ -f stopped_at ] && echo stopped=1; "
         "[ -f stop_started ] && [ ! -f stop_done ] && echo stopping=1; "
         "[ -f log ] && echo quiet=$(( $(date +%s) - $(stat -c %Y log) )); "
+        "[ -f progress.json ] && echo \"progress=$(head -c 2000 progress.json | tr -d '\\n')\"; "
         "echo last=$(tail -n 1 log 2>/dev/null | tr -d '\\r' | cut -c1-300)"
     )
     if log_offset is not None:
@@ -120,7 +121,7 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
         reachable=True, dir_exists=facts.get("dir") == "1", pgid=number("pgid"), alive=facts.get("alive") == "1",
         exit_code=number("exit_code"), started=number("started", float), ended=number("ended", float),
         stopped=facts.get("stopped") == "1", stopping=facts.get("stopping") == "1",
-        last_line=facts.get("last", ""), quiet_s=number("quiet", float),
+        last_line=facts.get("last", ""), quiet_s=number("quiet", float), progress=facts.get("progress", ""),
     )
     return probe, log
 
@@ -164,21 +165,40 @@ def free_port(session: Session, plan_node) -> int:
     return int(result.text.strip().splitlines()[-1])
 
 
+# lists the job's Python processes, notes each one's dump file size, signals them all, waits once, prints what each
+# wrote since (or py-spy's dump)
+_DUMP_STACKS = r"""pids=
+for e in /proc/[0-9]*/environ; do
+  grep -qzxF "$tag" "$e" 2>/dev/null || continue
+  p=${e#/proc/}; p=${p%/environ}
+  case $(basename "$(readlink /proc/$p/exe)") in python*) pids="$pids $p";; esac
+done
+spy=$(command -v py-spy)
+for p in $pids; do
+  eval "size_$p=$(stat -c %s "$dir/$p" 2>/dev/null || echo 0)"
+  [ -n "$spy" ] || kill -USR1 "$p" 2>/dev/null
+done
+[ -n "$spy" ] || [ -z "$pids" ] || sleep 1
+for p in $pids; do
+  echo "== pid $p: $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-200)"
+  if [ -n "$spy" ]; then py-spy dump --pid "$p" 2>&1
+  elif [ -s "$dir/$p" ]; then eval "skip=\$size_$p"; tail -c +$((skip + 1)) "$dir/$p"
+  else echo "(no stack dump: not started with the job's sitecustomize)"; fi
+done
+"""
+
+
 def dump_stacks(session: Session, record: NodeRecord, job_id: str) -> str:
-    """Ask every Python process of the job on this node for its stacks: py-spy when the node has it (output
-    returned), else SIGUSR1, which the job's sitecustomize turns into a faulthandler dump in the node's log."""
+    """Every Python process of the job on this node, with its stacks: py-spy's when the node has it, else the
+    faulthandler dump SIGUSR1 makes the job's sitecustomize write into `<job dir>/stacks/<pid>`."""
     try:
-        return session.run(record.node, stack_dump_script(job_id), timeout=60, check=False).text
+        return session.run(record.node, stack_dump_script(job_id, f"{record.job_dir}/stacks"), timeout=60,
+                           check=False).text
     except Exception as exc:  # an unreachable node is itself the finding
         return f"unreachable: {exc}"
 
 
-def stack_dump_script(job_id: str) -> str:
-    """Shell code that asks every Python process tagged with the job for its stacks (py-spy, else SIGUSR1)."""
-    tag = shlex.quote(f"ORCH_JOB_ID={job_id}")
-    return (
-        f"tag={tag}; for e in /proc/[0-9]*/environ; do grep -qzxF \"$tag\" \"$e\" 2>/dev/null || continue; "
-        "p=${e#/proc/}; p=${p%/environ}; case $(basename \"$(readlink /proc/$p/exe)\") in python*) ;; *) continue;; "
-        "esac; if command -v py-spy >/dev/null 2>&1; then echo \"== pid $p\"; py-spy dump --pid $p 2>&1; "
-        "else kill -USR1 $p 2>/dev/null && echo \"== pid $p: SIGUSR1 (stacks in the log)\"; fi; done"
-    )
+def stack_dump_script(job_id: str, stacks_dir: str) -> str:
+    """Shell code that prints the stacks of every Python process tagged with the job (py-spy, else SIGUSR1 and what
+    each process then wrote into `stacks_dir/<pid>`)."""
+    return f"tag={shlex.quote(f'ORCH_JOB_ID={job_id}')}; dir={shlex.quote(stacks_dir)}\n" + _DUMP_STACKS

@@ -31,7 +31,7 @@ from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, states, worker
 from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import environment
-from orchestrator.jobs.store import JobRecord, NodeRecord
+from orchestrator.jobs.store import JobRecord
 
 ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
                     "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "STOPPED"})
@@ -364,8 +364,9 @@ def dump_stacks(session: Session, job: JobRecord) -> dict[str, str]:
     info = scheduled(job)
     if info is None:
         return {}
+    script = remote.stack_dump_script(job.id, posixpath.join(info["root"], "stacks"))  # the job's orch_site is shared
     command = (f"srun --overlap --jobid={shlex.quote(info['job_id'])} --nodes={len(job.nodes)} "
-               f"--ntasks-per-node=1 --label bash -c {shlex.quote(remote.stack_dump_script(job.id))}")
+               f"--ntasks-per-node=1 --label bash -c {shlex.quote(script)}")
     try:
         return {"slurm": session.run(job.nodes[0].node, command, timeout=60, check=False).text}
     except RemoteError as exc:

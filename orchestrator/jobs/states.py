@@ -26,6 +26,7 @@ class Probe:
     stopping: bool = False  # a stop sweep is under way there: not final until it has left nothing behind
     last_line: str = ""
     quiet_s: float | None = None  # seconds since the node's log last grew
+    progress: str = ""  # the training worker's progress.json (rank 0's node), as written
 
 
 def node_state(probe: Probe, since_launch: float, previous: str) -> str:

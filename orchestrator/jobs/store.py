@@ -92,6 +92,7 @@ class JobRecord:
             "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
             **({"scheduler": {k: self.options["scheduler"].get(k) for k in ("name", "job_id", "state", "reason")}}
                if self.options.get("scheduler") else {}),
+            "progress": self.options.get("progress"),
             "nodes": [
                 {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
                  "started": n.started, "ended": n.ended, "last_line": n.last_line}

@@ -26,7 +26,7 @@ class Guard:
                  say: Callable[[str], None] = print):
         self.store, self.session = store, session
         self.hang_timeout, self.on_hang, self.say = hang_timeout, on_hang, say
-        self.reported = False
+        self.reported_at: float | None = None  # when the current hang was last reported
 
     def __call__(self, job: JobRecord) -> None:
         if watch.fail_fast(self.store, self.session, job):
@@ -41,11 +41,11 @@ class Guard:
         quiet = [n.quiet_s for n in job.nodes if n.state == states.RUNNING]
         hung = bool(quiet) and all(q is not None and q >= self.hang_timeout for q in quiet)
         if not hung:
-            self.reported = False
+            self.reported_at = None
             return
-        if self.reported:
-            return
-        self.reported = True
+        if self.reported_at is not None and time.monotonic() - self.reported_at < self.hang_timeout:
+            return  # `--on-hang wait`: a hang that goes on is reported again every hang_timeout seconds
+        self.reported_at = time.monotonic()
         report = self.dump(job)
         laggard = max((n for n in job.nodes if n.quiet_s is not None), key=lambda n: n.quiet_s)
         message = (f"hang: no log output from any rank for {self.hang_timeout:.0f} s; node {laggard.name} "
@@ -58,11 +58,11 @@ class Guard:
 
     def dump(self, job: JobRecord) -> Path:
         """Collect stack dumps from every node into the run folder; return the report's path."""
+        began = time.strftime('%Y%m%d-%H%M%S')  # the report is named after the moment the dump began
         dumps = slurm.dump_stacks(self.session, job) if slurm.scheduled(job) else fan_out(
             [n.node for n in job.nodes], lambda node: remote.dump_stacks(
                 self.session, next(r for r in job.nodes if r.name == node.name), job.id))
-        time.sleep(1.0)  # faulthandler writes asynchronously into the logs
-        path = Path(job.run_dir) / f"hang-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        path = Path(job.run_dir) / f"hang-{began}.txt"
         path.write_text("".join(f"===== {name}\n{text}\n" for name, text in dumps.items()))
         return path
 
@@ -91,6 +91,15 @@ def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobR
     return new_job
 
 
+def gave_up(job: JobRecord) -> str | None:
+    """The line that says a failed job used up its restarts, or None if it had none or was not the last."""
+    limit = job.options.get("request", {}).get("max_restarts", 0)
+    if job.state != states.FAILED or job.stop_requested or not limit or job.attempt < limit:
+        return None
+    return (f"orch: giving up: all {job.attempt + 1} attempts failed (--max-restarts {limit}; first job "
+            f"{job.options.get('first_job', job.id)}, last job {job.id})")
+
+
 def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s: float = 1.0,
               say: Callable[[str], None] = print) -> JobRecord:
     """Watch `job` (and the restarts it earns) until the last one ends; return that last job."""
@@ -107,4 +116,6 @@ def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s
             job = restart(store, job)
             say(f"orch: restarted as job {job.id}")
             continue
+        if (line := gave_up(job)) is not None:
+            say(line)
         return job

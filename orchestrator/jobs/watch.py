@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
@@ -80,6 +81,8 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
         record = by_name[name]
         apply_probe(record, probe, since)
         chunks[record.rank] = log
+        if record.rank == 0:
+            keep_progress(store, job, probe.progress)
     _conclude(store, session, job)
     return chunks
 
@@ -106,6 +109,16 @@ def _refresh_slurm(store: Store, session: Session, job: JobRecord, offsets: dict
     return chunks
 
 
+def keep_progress(store: Store, job: JobRecord, text: str) -> None:
+    """Record the training worker's latest progress (step/total, epoch, loss, tokens/s, ETA) when it changed."""
+    try:
+        progress = json.loads(text) if text else None
+    except ValueError:  # caught mid-write by an older worker: the next poll reads it whole
+        return
+    if isinstance(progress, dict) and progress != job.options.get("progress"):
+        store.set_option(job, "progress", progress)
+
+
 def launcher_died(job: JobRecord) -> bool:
     """A PENDING job whose `orch launch` process no longer exists on this host will never finish starting."""
     launcher = job.options.get("launcher") or {}
@@ -122,11 +135,30 @@ def launcher_died(job: JobRecord) -> bool:
 
 def abandon(store: Store, session: Session, job: JobRecord) -> None:
     """Clean up a launch that died half-way: stop whatever started, record the job FAILED and why."""
-    stop_nodes(session, job)
+    started = job.options.get("started_nodes", [])
+    pending = [n.name for n in job.nodes if n.name not in started]
+    where = (f"after starting {', '.join(started)} and before starting {', '.join(pending)}" if started
+             else "before any node was started")
+    give_up_launch(store, session, job, f"launch interrupted: the `orch launch` process died {where}",
+                   states.STOPPED)
+
+
+def give_up_launch(store: Store, session: Session, job: JobRecord, why: str, node_state: str) -> None:
+    """Sweep every node of a launch that cannot finish (twice where something was left) and record the job
+    FAILED: a node the sweep left processes on, or could not reach, is named and LOST, never called clean."""
+    left = stop_nodes(session, job)
+    dirty = [n for n in job.nodes if left.get(n.name) != 0]
+    if dirty:
+        left.update(stop_nodes(session, job, dirty))
+    leftovers = []
     for record in job.nodes:
-        record.state = states.STOPPED
+        count = left.get(record.name)
+        record.state = node_state if count == 0 else states.LOST
+        if count != 0:
+            leftovers.append(f"{record.name} ({'unreachable' if count is None else f'{count} process(es) left'})")
     job.state, job.ended = states.FAILED, time.time()
-    job.root_cause = "launch interrupted: the `orch launch` process died before every node was started"
+    job.root_cause = why + (f"; not clean on {', '.join(leftovers)}: `orch stop {job.id}` sweeps again"
+                            if leftovers else "")
     store.save_progress(job)
 
 

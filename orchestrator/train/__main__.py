@@ -7,9 +7,21 @@ A config mistake prints `orch train: error: ...` (naming the key and file) and e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from orchestrator.errors import OrchError
+
+
+def report_error(line: str) -> None:
+    """Print LINE on stderr, or, under `orch train` (which prints each distinct line once), write it to this
+    rank's file in $ORCH_TRAIN_ERRORS."""
+    folder = os.environ.get("ORCH_TRAIN_ERRORS")
+    if folder and os.path.isdir(folder):
+        with open(os.path.join(folder, f"rank-{os.environ.get('RANK', '0')}"), "w", encoding="utf-8") as out:
+            out.write(line + "\n")
+        return
+    print(line, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run the model folder's own code (sets trust_remote_code: true)")
     ns = parser.parse_args(argv)
+    from orchestrator.train.quiet import quiet_third_party
+
+    quiet_third_party()
     try:
         from orchestrator.train.config import load_config
         from orchestrator.train.run import run
@@ -30,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         run(load_config(ns.config, model=ns.model, data_dir=ns.data_dir, trust_remote_code=ns.trust_remote_code,
                         deepspeed=ns.deepspeed, resume=ns.resume))
     except OrchError as exc:
-        print(f"orch train: error: {exc}", file=sys.stderr, flush=True)
+        report_error(f"orch train: error: {exc}")
         return 2
     return 0
 

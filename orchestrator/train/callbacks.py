@@ -7,9 +7,12 @@ metrics, so it also lands in TensorBoard.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 IGNORE_INDEX = -100
+PROGRESS_FILE = "progress.json"  # in $ORCH_JOB_DIR, where `orch status` reads it
 
 
 def sanity_table(input_ids: list[int], labels: list[int], tokenizer, limit: int = 64, per_row: int = 4) -> str:
@@ -50,9 +53,11 @@ def throughput_callback():
 
         def __init__(self) -> None:
             self.last: tuple[float, int] | None = None
+            self.began: tuple[float, int] = (time.perf_counter(), 0)
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.last = (time.perf_counter(), state.num_input_tokens_seen)
+            self.began = (self.last[0], state.global_step)  # a resumed run counts its ETA from here
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs is None or self.last is None or "loss" not in logs:
@@ -61,8 +66,37 @@ def throughput_callback():
             if seen > self.last[1]:
                 logs["tokens_per_second"] = round((seen - self.last[1]) / max(now - self.last[0], 1e-9), 1)
             self.last = (now, seen)
+            if state.is_world_process_zero:
+                write_progress(state, logs, self.began)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                write_progress(state, {}, self.began)
 
     return Throughput()
+
+
+def write_progress(state, logs: dict, began: tuple[float, int]) -> None:
+    """Step/total, epoch, last loss, tokens/s and ETA into `$ORCH_JOB_DIR/progress.json` (whole-file replace);
+    nothing outside a launched job."""
+    folder = os.environ.get("ORCH_JOB_DIR")
+    if not folder or not os.path.isdir(folder):
+        return
+    previous = {}
+    path = os.path.join(folder, PROGRESS_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    done = state.global_step - began[1]
+    per_step = (time.perf_counter() - began[0]) / done if done > 0 else None
+    progress = {"step": state.global_step, "total": state.max_steps, "epoch": round(state.epoch or 0.0, 3),
+                "loss": logs.get("loss", previous.get("loss")),
+                "tokens_per_s": logs.get("tokens_per_second", previous.get("tokens_per_s")),
+                "eta_s": None if per_step is None else round(per_step * max(state.max_steps - state.global_step, 0)),
+                "time": time.time()}
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(progress, f)
+    os.replace(path + ".tmp", path)
 
 
 def say(args, message: str) -> None:

@@ -3,7 +3,7 @@
 HF's Trainer writes `checkpoint-<step>/` piece by piece (weights, optimizer, RNG, trainer state); a run killed in
 the middle leaves a folder that looks like a checkpoint. After every save all ranks meet at a barrier and then each
 node's local rank 0 writes `orch_complete.json` into the folder. `latest` picks the newest folder with the marker
-and says which incomplete ones it skipped.
+and says which incomplete ones it skipped; all ranks agree on the newest one complete on every node.
 
 Without a shared filesystem, each node holds only what its own ranks wrote (DeepSpeed: its optimizer shards; plain
 DDP: nothing, rank 0 writes everything on the master). Resuming then needs the same nodes in the same rank order.
@@ -42,25 +42,49 @@ def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -> str | None:
-    """The checkpoint folder to resume from: None (fresh run), "latest", a step number or a path."""
+    """The checkpoint folder to resume from: None (fresh run), "latest", a step number or a path; says which."""
     if value is None:
         return None
     if value == "latest":
-        skipped = []
-        for step, path in reversed(checkpoints(output_dir)):
-            if is_complete(path):
-                if skipped:
-                    log(f"resume: skipped incomplete checkpoint(s) {', '.join(skipped)} (no {MARKER})")
-                return str(path)
-            skipped.append(path.name)
-        log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
-        return None
-    path = Path(output_dir, f"checkpoint-{value}") if isinstance(value, int) else Path(value)
-    if not path.is_dir():
-        raise ConfigError(f"resume_from_checkpoint: checkpoint not found: {path}")
-    if not is_complete(path):
-        raise ConfigError(f"resume_from_checkpoint: {path} is incomplete (no {MARKER}); the save was interrupted")
-    return str(path)
+        found = checkpoints(output_dir)
+        everywhere = steps_on_every_rank([step for step, path in found if is_complete(path)])
+        chosen = max(everywhere, default=None)
+        newer = [(path.name, is_complete(path)) for step, path in found if chosen is None or step > chosen]
+        if skipped := [name for name, complete in newer if not complete]:
+            log(f"resume: skipped incomplete checkpoint(s) {', '.join(skipped)} (no {MARKER})")
+        if elsewhere := [name for name, complete in newer if complete]:
+            log(f"resume: skipped checkpoint(s) {', '.join(elsewhere)} (complete here, not on every node)")
+        if chosen is None:
+            log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
+            return None
+        resume = str(dict(found)[chosen])
+    else:
+        path = Path(output_dir, f"checkpoint-{value}") if isinstance(value, int) else Path(value)
+        if not path.is_dir():
+            raise ConfigError(f"resume_from_checkpoint: checkpoint not found: {path}")
+        if not is_complete(path):
+            raise ConfigError(f"resume_from_checkpoint: {path} is incomplete (no {MARKER}); the save was interrupted")
+        resume = str(path)
+    log(f"resuming from {resume}")
+    return resume
+
+
+def steps_on_every_rank(local: list[int]) -> set[int]:
+    """The checkpoint steps complete for every rank (each node sees its own copies without a shared filesystem):
+    a node that died mid-save makes the others resume from the checkpoint before, as it must."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return set(local)
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, sorted(local))
+    return set.intersection(*(set(steps) for steps in gathered))
+
+
+def node_log(args):
+    """A `log` for `resolve_resume` that prints on each node's local rank 0: every node's log says where it
+    resumed from."""
+    return (lambda message: print(message, flush=True)) if args.local_process_index == 0 else (lambda message: None)
 
 
 def completeness_callback():
@@ -85,12 +109,15 @@ def completeness_callback():
 
 
 def crash_during_save(step: int) -> None:
-    """Fault injection for the reliability suite: `ORCH_FAILPOINT=checkpoint-save:STEP` SIGKILLs this process
-    after checkpoint STEP is written but before it is marked complete (a node dying mid-save). It fires on a
-    job's first attempt only (`ORCH_RESTART_COUNT` unset), so the restart can show the recovery."""
+    """Fault injection for the reliability suite: `ORCH_FAILPOINT=checkpoint-save:STEP[:NODE]` SIGKILLs this
+    process (on node NODE only, when given: the others finish and mark the save) after checkpoint STEP is written
+    but before it is marked complete (a node dying mid-save). It fires on a job's first attempt only
+    (`ORCH_RESTART_COUNT` unset), so the restart can show the recovery."""
     import os
     import signal
 
-    point, _, at = os.environ.get("ORCH_FAILPOINT", "").partition(":")
-    if point == "checkpoint-save" and at == str(step) and not os.environ.get("ORCH_RESTART_COUNT"):
+    point, _, rest = os.environ.get("ORCH_FAILPOINT", "").partition(":")
+    at, _, node = rest.partition(":")
+    if (point == "checkpoint-save" and at == str(step) and node in ("", os.environ.get("ORCH_NODE"))
+            and not os.environ.get("ORCH_RESTART_COUNT")):
         os.kill(os.getpid(), signal.SIGKILL)

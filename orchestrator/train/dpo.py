@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, say
-from orchestrator.train.checkpoints import completeness_callback, resolve_resume
+from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
 from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed
@@ -67,7 +67,7 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          callbacks=[completeness_callback()], **tokenizer_kwarg(DPOTrainer, tokenizer))
     # 4. Resume decision, train, save.
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=lambda m: say(args, m))
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     say(args, f"saved to {args.output_dir}")

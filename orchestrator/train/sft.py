@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, sanity_table, say, throughput_callback
-from orchestrator.train.checkpoints import completeness_callback, resolve_resume
+from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
 from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
@@ -73,9 +73,7 @@ def run_sft(cfg: TrainConfig) -> str:
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
         trainer.callback_handler.callbacks.insert(0, generation.callback())
     # 6. Resume decision, train, save the final weights (LoRA: the adapter) and the tokenizer.
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=lambda m: say(args, m))
-    if resume:
-        say(args, f"resuming from {resume}")
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     say(args, f"saved to {args.output_dir}")

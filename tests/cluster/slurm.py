@@ -139,7 +139,7 @@ def _add_netns(cluster: SlurmCluster, ns: str, addr: str) -> None:
 def _daemon(cluster: SlurmCluster, ns: str, hostname: str, *argv: str, own_pids: bool = False) -> subprocess.Popen:
     """A daemon in netns `ns` with its own hostname and /etc/hosts; `own_pids`: also its own PID namespace and
     /proc (a node sees and signals only its own processes, and orphans re-parent to its PID 1, the slurmd)."""
-    boot = f'hostname "$1"; mount --bind "$2" /etc/hosts; shift 2; exec "$@"'
+    boot = 'hostname "$1"; mount --bind "$2" /etc/hosts; shift 2; exec "$@"'
     log = open(cluster.root / "log" / f"{hostname}.out", "wb")
     pids = ["--pid", "--fork", "--mount-proc"] if own_pids else []
     return subprocess.Popen(

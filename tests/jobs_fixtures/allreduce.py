@@ -1,4 +1,6 @@
-"""Test job: every rank all-reduces its rank+1 over gloo and prints the sum; optional failure/sleep."""
+"""Test job: every rank all-reduces its rank+1 over gloo and prints the sum; optional failure/sleep.
+
+FAIL_RANK exits 3 on that rank; RAISE_RANK raises a ValueError there (a real Python traceback, exit 1)."""
 
 import os
 import sys
@@ -16,6 +18,14 @@ fail_rank = int(os.environ.get("FAIL_RANK", "-1"))
 if rank == fail_rank:
     print(f"rank {rank} failing with 3", flush=True)
     os._exit(3)
+
+
+def load_shard(number: int) -> None:
+    raise ValueError(f"shard {number} is corrupt: expected 4096 rows, found 17")
+
+
+if rank == int(os.environ.get("RAISE_RANK", "-1")):
+    load_shard(rank)
 sleep = float(os.environ.get("SLEEP_S", "0"))
 if sleep:
     time.sleep(sleep)

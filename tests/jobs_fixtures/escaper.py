@@ -1,7 +1,6 @@
 """Test job: a DataLoader with worker processes, plus a `setsid` child that leaves the job's process tree (re-parented
 to PID 1, as Slurm's proctrack/linuxproc cannot follow). Prints `ready` once both are up, then runs until stopped."""
 
-import os
 import subprocess
 import time
 

@@ -1,6 +1,6 @@
 """Test job: join the gloo group, then print a heartbeat every 0.5 s for STEADY_S seconds (or go quiet).
 
-FAIL_UNLESS_RESTARTED=1 makes the first attempt exit 5 and a restart (ORCH_RESTART_COUNT set) succeed.
+FAIL_ATTEMPTS=N makes the first N attempts exit 5 (ORCH_RESTART_COUNT counts restarts) and later ones succeed.
 QUIET_AFTER_S stops printing (but keeps running) after that many seconds: a hang as orch sees it.
 """
 
@@ -13,7 +13,7 @@ import torch.distributed as dist
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 print(f"rank {rank} up pid {os.getpid()} attempt {os.environ.get('ORCH_RESTART_COUNT', '0')}", flush=True)
-if os.environ.get("FAIL_UNLESS_RESTARTED") and not os.environ.get("ORCH_RESTART_COUNT"):
+if int(os.environ.get("ORCH_RESTART_COUNT", "0")) < int(os.environ.get("FAIL_ATTEMPTS", "0")):
     sys.exit(5)
 quiet_after = float(os.environ.get("QUIET_AFTER_S", "1e9"))
 start = time.monotonic()
