@@ -230,8 +230,12 @@ def test_on_hang_wait_keeps_the_job_and_reports_again(project, env, cluster):
     job_id = start_detached(project, env, "--hang-timeout", "4", "--on-hang", "wait", "--env", "STEADY_S=120",
                             "--env", "QUIET_AFTER_S=1", nodes="node2,node3")
     run_dir = Path(job_json(job_id, env=env)["run_dir"])
-    for node in ("node2", "node3"):  # on a loaded machine torchrun's own start-up may already count as quiet
-        worker_pids(cluster, node, job_id)
+    # on a loaded machine torchrun's start-up and the workers' imports may already count as quiet: count only the
+    # reports begun after every worker said it is up (imports done, process group joined)
+    deadline = time.monotonic() + 60
+    while not all(f"rank {r} up" in orch("logs", job_id, "--all", env=env).stdout for r in (0, 1)):
+        assert time.monotonic() < deadline, orch("logs", job_id, "--all", env=env).stdout
+        time.sleep(0.5)
     workers_up = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() + 1))  # reports named by their start
     deadline = time.monotonic() + 40
     while len(reports := [r for r in sorted(run_dir.glob("hang-*.txt")) if r.stem[5:] >= workers_up]) < 2:

@@ -110,7 +110,7 @@ def _greedy(model, tokenizer, question: str, max_new_tokens: int = 6) -> str:
 
 
 @pytest.mark.slow
-def test_lora_with_the_key_trains_resumes_merges_chats_and_serves(remote_model, workspace):
+def test_lora_with_the_key_trains_resumes_merges_and_serves(remote_model, workspace):
     import openai
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -132,15 +132,11 @@ def test_lora_with_the_key_trains_resumes_merges_chats_and_serves(remote_model, 
     assert done.returncode == 0, done.stderr
     assert {"modeling_tinyglm.py", "tokenization_tinyglm.py"} <= {p.name for p in merged.iterdir()}
 
+    # the merged model answers through `orch serve` exactly as base + adapter do (orch chat is exercised with the
+    # key by the P-Tuning test below)
     tokenizer = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
     base = AutoModelForCausalLM.from_pretrained(remote_model, trust_remote_code=True)
     expected = _greedy(PeftModel.from_pretrained(base, out).eval(), tokenizer, "你好")
-    chat = subprocess.run([sys.executable, "-m", "orchestrator", "chat", str(out), "--trust-remote-code",
-                           "--temperature", "0", "--max-new-tokens", "6"], input="你好\n", capture_output=True,
-                          text=True, env={**os.environ, **ENV}, timeout=120)
-    assert chat.returncode == 0, chat.stderr
-    assert chat.stdout == expected + "\n"
-
     with orch_serve(str(merged), "--trust-remote-code", "--model-name", "glm", env=ENV) as (_, url):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
         reply = client.chat.completions.create(model="glm", messages=[{"role": "user", "content": "你好"}],
