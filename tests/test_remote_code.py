@@ -75,21 +75,32 @@ def _commands(model: Path, ws: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("command", ["train", "worker", "chat", "serve", "merge", "data index", "data preview"])
-def test_without_the_flag_every_command_stops_in_one_line_and_never_prompts(remote_model, workspace, command):
-    args = _commands(remote_model, workspace)[command]
-    if command == "worker":  # what torchrun starts on every node
-        proc = subprocess.run([sys.executable, *args], input="y\ny\ny\n", capture_output=True, text=True,
-                              cwd=workspace, env={**os.environ, **ENV}, timeout=120)
-    else:
-        proc = subprocess.run([sys.executable, "-m", "orchestrator", *args], input="y\ny\ny\n", capture_output=True,
-                              text=True, cwd=workspace, env={**os.environ, **ENV}, timeout=120)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1 and "ships its own code" in lines[0] and str(remote_model) in lines[0], proc.stderr
+def _refusal(proc_or_result, stderr: str, command: str, remote_model: Path, workspace: Path) -> None:
+    """One line naming the folder and the key/flag, exit 2, no prompt, nothing written."""
+    lines = stderr.strip().splitlines()
+    assert proc_or_result == 2, stderr
+    assert len(lines) == 1 and "ships its own code" in lines[0] and str(remote_model) in lines[0], stderr
     wanted = "trust_remote_code: true" if command in ("train", "worker") else "--trust-remote-code"
-    assert wanted in lines[0]
-    assert "[y/N]" not in proc.stdout + proc.stderr and not (workspace / "merged-refused").exists()
+    assert wanted in lines[0] and "[y/N]" not in stderr and not (workspace / "merged-refused").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "worker"])
+def test_without_the_key_training_stops_in_one_line_and_never_prompts(remote_model, workspace, command):
+    args = _commands(remote_model, workspace)[command]
+    argv = [sys.executable, *args] if command == "worker" else [sys.executable, "-m", "orchestrator", *args]
+    proc = subprocess.run(argv, input="y\ny\ny\n", capture_output=True, text=True, cwd=workspace,
+                          env={**os.environ, **ENV}, timeout=120)
+    _refusal(proc.returncode, proc.stderr + proc.stdout, command, remote_model, workspace)
+
+
+@pytest.mark.parametrize("command", ["chat", "serve", "merge", "data index", "data preview"])
+def test_without_the_flag_every_command_stops_in_one_line_and_never_prompts(remote_model, workspace, command):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    result = CliRunner().invoke(cli, _commands(remote_model, workspace)[command], input="y\ny\ny\n")
+    _refusal(result.exit_code, result.output, command, remote_model, workspace)
 
 
 def test_chat_with_stdin_closed_stops_in_one_line(remote_model):
