@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -52,10 +54,8 @@ def _cluster_available() -> str | None:
 def cluster():
     """A 4-node test cluster (real sshd per node in its own namespaces), torn down after the module."""
     reason = _cluster_available()
-    if reason and os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"test cluster: {reason} (under CI=true the cluster tests must run, not skip)")
     if reason:
-        pytest.skip(reason)
+        missing(f"the namespace test cluster cannot run: {reason}")
     from tests.cluster.netns import up
 
     test_cluster = up(4)

@@ -75,10 +75,10 @@ def _commands(model: Path, ws: Path) -> dict[str, list[str]]:
     }
 
 
-def _refusal(proc_or_result, stderr: str, command: str, remote_model: Path, workspace: Path) -> None:
+def _refusal(code: int, stderr: str, command: str, remote_model: Path, workspace: Path) -> None:
     """One line naming the folder and the key/flag, exit 2, no prompt, nothing written."""
     lines = stderr.strip().splitlines()
-    assert proc_or_result == 2, stderr
+    assert code == 2, stderr
     assert len(lines) == 1 and "ships its own code" in lines[0] and str(remote_model) in lines[0], stderr
     wanted = "trust_remote_code: true" if command in ("train", "worker") else "--trust-remote-code"
     assert wanted in lines[0] and "[y/N]" not in stderr and not (workspace / "merged-refused").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
 from tests.orch_cli import job_id_of, job_json, orch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,10 +39,7 @@ def env_python(folder: Path, what: str) -> Path:
     """The interpreter of a venv scripts/seed_env.sh builds; in CI its absence fails the test, elsewhere skips."""
     python = folder / "bin" / "python"
     if not python.is_file():
-        message = f"{what} {folder} is missing: run `bash scripts/seed_env.sh` (scripts/setup.sh does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(f"SKIPPED LOUDLY: {message}")
+        missing(f"{what} {folder} is missing: run `bash scripts/seed_env.sh` (scripts/setup.sh does)")
     return python
 
 

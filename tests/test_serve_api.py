@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-openai = pytest.importorskip("openai")
-pytest.importorskip("fastapi")
-torch = pytest.importorskip("torch")
+from tests.needs import need_module
+
+openai = need_module("openai")
+need_module("fastapi")
+torch = need_module("torch")
 
 KEY = "sk-test-key"
 NAME = "tiny-chat"

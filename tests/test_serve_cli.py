@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.needs import need_module
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
 from tests.orch_cli import orch_serve
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+torch = need_module("torch")
+need_module("peft")
 
 ORCH = [sys.executable, "-m", "orchestrator"]
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
-torch = pytest.importorskip("torch")
+from tests.needs import missing, need_module
+
+need_module("fastapi")
+torch = need_module("torch")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -112,7 +114,7 @@ class Browser:
 @pytest.fixture(scope="module")
 def served(tiny_model: Path):
     """The server (no API key) and an `openai` client for computing what the page should show."""
-    openai = pytest.importorskip("openai")
+    openai = need_module("openai")
     from orchestrator.serve.api import create_app
     from orchestrator.serve.generation import Engine
     from orchestrator.serve.loader import load_model
@@ -123,8 +125,9 @@ def served(tiny_model: Path):
         yield running.url, openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
 def test_chat_page_streams_answers_and_keeps_the_conversation(served, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        missing("Debian's chromium is not installed (scripts/setup.sh installs it)")
     url, client = served
     browser = Browser(tmp_path / "profile")
     try:

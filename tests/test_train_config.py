@@ -141,12 +141,18 @@ def test_chatglm3_generation_keys_take_effect_and_the_rest_are_named(tmp_path):
     ]
 
 
+def _one_sample_job(folder, body: str):
+    """`folder/job.yaml` (model: the folder) with `body`, next to a one-sample train.jsonl."""
+    (folder / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
+    config = folder / "job.yaml"
+    config.write_text(f"model: {folder}\n" + body)
+    return config
+
+
 def test_our_layout_warns_about_sections_that_cannot_apply(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
-    config = tmp_path / "job.yaml"
-    config.write_text(f"model: {tmp_path}\nfinetuning: full\nlora: {{r: 4}}\ndpo: {{beta: 0.2}}\n"
-                      "data: {train: [train.jsonl], eval: train.jsonl, eval_ratio: 0.1}\n"
-                      "generation: {max_new_tokens: 16}\ntraining_args: {output_dir: out}\n")
+    config = _one_sample_job(tmp_path, "finetuning: full\nlora: {r: 4}\ndpo: {beta: 0.2}\n"
+                                       "data: {train: [train.jsonl], eval: train.jsonl, eval_ratio: 0.1}\n"
+                                       "generation: {max_new_tokens: 16}\ntraining_args: {output_dir: out}\n")
     cfg = load_config(config, data_dir=str(tmp_path))
     assert sorted(cfg.warnings) == [
         "data.eval_ratio: ignored (data.eval is set and is the eval set)",
@@ -185,10 +191,21 @@ def test_bad_generation_settings_name_the_key_the_user_wrote(tmp_path, change, k
 def test_a_generation_setting_given_twice_is_refused(tmp_path):
     from orchestrator.errors import ConfigError
 
-    (tmp_path / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
-    config = tmp_path / "job.yaml"
-    config.write_text(f"model: {tmp_path}\ndata: {{train: [train.jsonl], eval_ratio: 0.5}}\n"
-                      "generation: {predict_with_generate: true, num_beams: 2}\n"
-                      "training_args: {output_dir: out, generation_num_beams: 4}\n")
+    config = _one_sample_job(tmp_path, "data: {train: [train.jsonl], eval_ratio: 0.5}\n"
+                                       "generation: {predict_with_generate: true, num_beams: 2}\n"
+                                       "training_args: {output_dir: out, generation_num_beams: 4}\n")
     with pytest.raises(ConfigError, match="training_args.generation_num_beams: also set as generation.num_beams"):
         load_config(config, data_dir=str(tmp_path))
+
+
+def test_prompt_adapters_refuse_packing_and_map_chatglm3_peft_types(tmp_path):
+    from orchestrator.errors import ConfigError
+
+    config = _one_sample_job(tmp_path, "finetuning: prefix\ndata: {train: [train.jsonl], packing: true}\n")
+    with pytest.raises(ConfigError, match="data.packing: finetuning prefix puts virtual tokens before each row"):
+        load_config(config, data_dir=str(tmp_path))
+    glm3 = tmp_path / "ptuning.yaml"
+    glm3.write_text(f"model: {tmp_path}\ndata_config: {{train_file: train.jsonl}}\ntraining_args: {{output_dir: o}}\n"
+                    "peft_config: {peft_type: PREFIX_TUNING, task_type: CAUSAL_LM, num_virtual_tokens: 16}\n")
+    cfg = load_config(glm3, data_dir=str(tmp_path))
+    assert cfg.finetuning == "prefix" and cfg.prompt.num_virtual_tokens == 16

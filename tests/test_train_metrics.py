@@ -7,6 +7,8 @@ import math
 
 import pytest
 
+from tests.needs import need_module
+
 from orchestrator.train import metrics
 
 CAT = ["the", "cat", "sat", "on", "the", "mat"]
@@ -48,7 +50,7 @@ def test_fallback_segmentation_splits_cjk_per_character_and_other_text_per_word(
 
 def test_chinese_sample_matches_rouge_chinese_and_nltk():
     """Numbers from rouge_chinese 1.0.3 + nltk 3.10.4 on jieba 0.42.1 segmentation (the guide's compute_metrics)."""
-    pytest.importorskip("jieba")
+    need_module("jieba")
     got = metrics.score("这款连衣裙采用纯棉面料，舒适透气。", "这款连衣裙采用优质纯棉面料，穿着舒适透气，适合夏天。")
     assert got == pytest.approx({"rouge-1": 83.3333, "rouge-2": 52.1739, "rouge-l": 80.0,
                                  "bleu-4": 0.2636715372516468}, abs=1e-9)

@@ -90,6 +90,7 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     A folder that ships its own code loads only with `trust_remote_code`; without it, one line before any weights."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from orchestrator.train.compat import from_pretrained_kwargs
     from orchestrator.train.remote_code import require_trust
 
     source = resolve_source(path, base)
@@ -97,7 +98,8 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     device, dtype = _device_and_dtype()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.tokenizer, trust_remote_code=trust)
-        model = AutoModelForCausalLM.from_pretrained(source.base, trust_remote_code=trust, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            source.base, **from_pretrained_kwargs({"dtype": dtype, "trust_remote_code": trust}))
     except (OSError, ValueError) as exc:
         raise ServeError(f"cannot load {source.base}: {str(exc).splitlines()[0]}") from None
     if source.adapter is not None:

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.cluster.folder import ClusterFolder
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -37,7 +39,7 @@ class TestNode:
 
 
 @dataclass
-class TestCluster:
+class TestCluster(ClusterFolder):
     """A running test cluster: its inventory file, ssh_config and nodes."""
 
     root: Path
@@ -48,14 +50,6 @@ class TestCluster:
     @property
     def ssh_config(self) -> Path:
         return self.root / "ssh_config"
-
-    @property
-    def workdir(self) -> Path:
-        return self.root / "workdir"
-
-    @property
-    def inventory(self) -> Path:
-        return self.root / "cluster.toml"
 
     def node_path(self, name: str, *parts: str) -> Path:
         """A path inside node `name`'s private workdir, as seen from the controller."""

@@ -23,13 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.cluster.folder import ClusterFolder
+
 TOOLS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol", "sinfo", "nsenter", "unshare",
          "ip")
 CPUS_PER_NODE = 2
 
 
 @dataclass
-class SlurmCluster:
+class SlurmCluster(ClusterFolder):
     """A running test Slurm cluster: its config, shared workdir, inventory and daemons."""
 
     root: Path
@@ -41,14 +43,6 @@ class SlurmCluster:
     @property
     def conf(self) -> Path:
         return self.root / "slurm.conf"
-
-    @property
-    def workdir(self) -> Path:
-        return self.root / "workdir"
-
-    @property
-    def inventory(self) -> Path:
-        return self.root / "cluster.toml"
 
     @property
     def env(self) -> dict[str, str]:
