@@ -18,6 +18,11 @@ other, all with the same OMP_NUM_THREADS, so they share no state.
    real tokens/s = tokens with label != -100 (trained-on) and non-pad input tokens (attention mask for padded
    rows; input_ids != pad for packed rows), counted per micro-batch by wrapping `Trainer.training_step`, over the
    same timed window. Ratio packed/padded (target >= 1.8).
+3. Start-up, what a user waits for: seconds from starting the command to the first logged loss (logging_steps 1),
+   `orch train CONFIG` (default flags: one process) vs the plain script above run as `python script` on the same
+   config; both children unbuffered, their merged output read line by line. Best of `--repeats` runs each, ABBA
+   order. Ratio ours/plain (target <= 1.2). Beside it, `orch train --nproc-per-node 2` vs the plain script under
+   `torchrun --nproc-per-node 2` (torchrun's own start-up on both sides).
 
     python bench/train_step.py [--steps 30] [--warmup 5] [--hidden 256] [--layers 4] [--threads 2]
 """
@@ -28,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -114,6 +120,14 @@ def run_ours(cfg_path: Path, warmup: int) -> dict[str, float]:
 
 def run_plain(cfg_path: Path, warmup: int) -> dict[str, float]:
     """A minimal hand-written HF Trainer + peft LoRA script reading the same YAML values."""
+    trainer, tokenizer = plain_trainer(cfg_path)
+    record = install_probes(warmup, tokenizer.pad_token_id)
+    trainer.train()
+    return summarise(record, warmup)
+
+
+def plain_trainer(cfg_path: Path):
+    """(Trainer, tokenizer) of the plain script: chat template with assistant masks, peft LoRA, padding collator."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
@@ -136,10 +150,8 @@ def run_plain(cfg_path: Path, warmup: int) -> dict[str, float]:
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                              target_modules=lora["target_modules"], task_type="CAUSAL_LM"))
-    record = install_probes(warmup, tokenizer.pad_token_id)
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=collator).train()
-    return summarise(record, warmup)
+    return Trainer(model=model, args=args, train_dataset=rows, data_collator=collator), tokenizer
 
 
 # ------------------------------------------------------------------------------------------------------- parent
@@ -190,7 +202,7 @@ def length_summary(model: Path, chats: list[list[dict[str, str]]], max_length: i
 
 
 def write_config(path: Path, model: Path, train: Path, out: Path, max_length: int, packing: bool,
-                 steps: int, batch: int, cache: Path) -> Path:
+                 steps: int, batch: int, cache: Path, logging_steps: int = 10) -> Path:
     """Our worker's YAML; the plain script reads the same values (it ignores keys it has no use for)."""
     cfg = {
         "model": str(model), "stage": "sft", "finetuning": "lora",
@@ -199,7 +211,7 @@ def write_config(path: Path, model: Path, train: Path, out: Path, max_length: in
         "lora": LORA,
         "training_args": {"output_dir": str(out), "max_steps": steps, "per_device_train_batch_size": batch,
                           "gradient_accumulation_steps": 1, "learning_rate": 1e-3, "lr_scheduler_type": "constant",
-                          "logging_steps": 10, "seed": 42, "report_to": "none", "save_strategy": "no",
+                          "logging_steps": logging_steps, "seed": 42, "report_to": "none", "save_strategy": "no",
                           "dataloader_num_workers": 0, "disable_tqdm": True},
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
@@ -219,9 +231,53 @@ def child(kind: str, cfg: Path, warmup: int, threads: int, result: Path) -> dict
     return json.loads(result.read_text())
 
 
+def time_to_first_loss(argv: list[str], threads: int) -> float:
+    """Seconds from starting `argv` to the first line of its output that logs a loss; it then runs to its end."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
+           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first, seen = None, []
+    for line in proc.stdout:
+        seen.append(line)
+        if first is None and "'loss'" in line:
+            first = time.perf_counter() - started
+    if proc.wait() != 0 or first is None:
+        sys.stderr.write("".join(seen)[-4000:])
+        raise SystemExit(f"{' '.join(argv[:4])}: exit {proc.returncode}, loss logged: {first is not None}")
+    return first
+
+
+def startup(root: Path, model: Path, data: Path, repeats: int, threads: int) -> dict[str, float]:
+    """Best time to the first logged loss: `orch train` and the plain script, one process and two."""
+    orch = shutil.which("orch") or "orch"
+    cfg = write_config(root / "startup.yaml", model, data, root / "out" / "startup", 256, False, 3, 2,
+                       root / "cache", logging_steps=1)
+    plain = [sys.executable, __file__, "--worker", "plain-start", "--config", str(cfg)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    runs = {"orch": [orch, "train", str(cfg)], "plain": plain,
+            "orch x2": [orch, "train", "--nproc-per-node", "2", str(cfg)], "plain x2": torchrun + plain[1:]}
+    order = list(runs) + list(runs)[::-1]
+    best: dict[str, float] = {}
+    for name in order * max(1, repeats // 2):
+        took = time_to_first_loss(runs[name], threads)
+        best[name] = min(best.get(name, took), took)
+    return best
+
+
+def report_startup(best: dict[str, float]) -> None:
+    """The start-up table and its ratio against the target."""
+    print("start-up: seconds from the command to its first logged loss (best of the runs; default flags)")
+    for name in ("orch", "plain", "orch x2", "plain x2"):
+        print(f"  {name:<9}{best[name]:>7.2f} s")
+    ratio, ratio2 = best["orch"] / best["plain"], best["orch x2"] / best["plain x2"]
+    print(f"start-up orch train / plain script: {ratio:.2f}  target <= 1.2  {'PASS' if ratio <= 1.2 else 'FAIL'}"
+          f"   (2 processes, vs the plain script under torchrun: {ratio2:.2f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--worker", choices=["ours", "plain"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["ours", "plain", "plain-start"], help=argparse.SUPPRESS)
     ap.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=30)
@@ -232,7 +288,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2, help="runs of each of ours/plain (ABBA order); best kept")
     ap.add_argument("--max-length", type=int, default=512, help="for the packed vs padded comparison")
+    ap.add_argument("--only", choices=["steps", "startup"], help="run one part (default: both)")
     a = ap.parse_args()
+    if a.worker == "plain-start":
+        plain_trainer(a.config)[0].train()
+        return
     if a.worker:
         fn = run_ours if a.worker == "ours" else run_plain
         a.result.write_text(json.dumps(fn(a.config, a.warmup)))
@@ -248,6 +308,12 @@ def main() -> None:
         texts = [turn["content"] for chat in chats for turn in chat]
         model = build_tiny_model(root / "base", hidden_size=a.hidden, num_layers=a.layers, extra_text=texts)
         demo = write_jsonl(chats, root / "demo.jsonl")
+        start = startup(root, model, demo, a.repeats, a.threads) if a.only != "steps" else None
+        if start is not None:
+            report_startup(start)
+        if a.only == "startup":
+            print(f"wall time: {time.perf_counter() - started:.0f} s")
+            return
         tail_chats = long_tailed_chats(chats, n=800, max_words=a.max_length // 3)
         tail = write_jsonl(tail_chats, root / "long_tail.jsonl")
         lengths = length_summary(model, tail_chats, a.max_length)

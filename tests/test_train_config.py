@@ -209,3 +209,17 @@ def test_prompt_adapters_refuse_packing_and_map_chatglm3_peft_types(tmp_path):
                     "peft_config: {peft_type: PREFIX_TUNING, task_type: CAUSAL_LM, num_virtual_tokens: 16}\n")
     cfg = load_config(glm3, data_dir=str(tmp_path))
     assert cfg.finetuning == "prefix" and cfg.prompt.num_virtual_tokens == 16
+
+
+def test_orch_trains_checks_needs_neither_torch_nor_transformers(tmp_path):
+    """`orch train`'s own config check (before the worker starts) imports neither: one-process start-up pays for
+    them once, in the worker (bench/train_step.py measures the start-up)."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "job.yaml").write_text(GOOD.format(model=tmp_path / "model"))
+    (tmp_path / "train.jsonl").write_text('{"input": "hi", "output": "hello"}\n')
+    probe = ("import sys\nfrom orchestrator.train.config import load_config\n"
+             "load_config('job.yaml', stack_checks=False)\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

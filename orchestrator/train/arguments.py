@@ -64,19 +64,6 @@ def build_training_args(cfg: TrainConfig, extra: dict | None = None):
         raise ConfigError(f"{cfg.source}: {blame(cfg.training_args, str(exc))}: {exc}") from None
 
 
-def check_training_args(cfg: TrainConfig) -> None:
-    """Build a throwaway `TrainingArguments` (no DeepSpeed, no reporting) so bad values fail before any launch."""
-    from transformers import TrainingArguments
-
-    kwargs = {k: v for k, v in worker_defaults(cfg).items() if k not in ("deepspeed", "report_to")}
-    known = {f for f in TrainingArguments.__dataclass_fields__}
-    try:
-        TrainingArguments(**training_args_kwargs(TrainingArguments, {k: v for k, v in kwargs.items() if k in known}),
-                          report_to="none")
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{cfg.source}: {blame(cfg.training_args, str(exc))}: {exc}") from None
-
-
 def blame(user_args: dict, message: str) -> str:
     """Name the `training_args` key an error message is about: the key or its value appears in the message."""
     for key, value in user_args.items():

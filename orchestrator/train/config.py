@@ -10,7 +10,7 @@ Two layouts are accepted:
 Every mistake raises `ConfigError` naming the file and the key (`lora.r: ...`). Relative paths resolve against the
 current working directory (what torchrun's workers share on every node); data files against `--data-dir` if given.
 Only `training_args` key names are checked here (against the installed `TrainingArguments`); their values are
-checked by `arguments.check_training_args`, which builds a throwaway `TrainingArguments`.
+checked when the worker builds its `TrainingArguments` (`arguments.build_training_args`), before any model loads.
 """
 
 from __future__ import annotations
@@ -187,12 +187,14 @@ class TrainConfig:
 
 def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None,
                 on_controller: bool = False, trust_remote_code: bool = False, deepspeed: str | None = None,
-                resume: str | None = None) -> TrainConfig:
+                resume: str | None = None, stack_checks: bool | None = None) -> TrainConfig:
     """Read and validate a YAML config; `model`, `data_dir`, `deepspeed`, `resume` and `trust_remote_code` (when
     true) override the config (the command line wins).
 
     `on_controller`: the check `orch launch` runs before anything starts, on a machine that may lack the nodes'
-    absolute paths and transformers: those paths and the `training_args` names are left to the worker."""
+    absolute paths and transformers: those paths and the checks against the ML stack are left to the worker.
+    `stack_checks` (default: not `on_controller`): check the `training_args` names and the model folder's own code
+    against the installed transformers/trl (importing them takes seconds: `orch train` leaves it to its worker)."""
     src = str(path)
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -218,7 +220,7 @@ def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str
         if trust_remote_code:
             raw["trust_remote_code"] = True
         cfg = _build(TrainConfig, {**raw, "source": src, "data_dir": data_dir or raw.get("data_dir", ".")}, "")
-        _check(cfg, on_controller)
+        _check(cfg, on_controller, not on_controller if stack_checks is None else stack_checks)
         _check_generation(cfg, prov, on_controller)
         unused_keys(raw, cfg, prov)
         cfg.warnings = prov.warnings + cfg.warnings
@@ -354,8 +356,9 @@ def _check_template(value: Union[str, dict], on_controller: bool) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
-    """Cross-field checks and file existence; the messages name the key."""
+def _check(cfg: TrainConfig, on_controller: bool = False, stack_checks: bool = True) -> None:
+    """Cross-field checks and file existence (with `stack_checks`, also against transformers); the messages name
+    the key."""
     if not cfg.data.train:
         raise ConfigError("data.train: at least one training file is required")
     cfg.data.eval = cfg.data.eval or []
@@ -365,7 +368,7 @@ def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
         cfg.model = str(Path(cfg.model).expanduser().resolve())  # adapters then record an absolute base path
     elif cfg.model.startswith(".") or (cfg.model.startswith(("/", "~")) and not on_controller):
         raise ConfigError(f"model: folder not found: {cfg.model}")
-    if not on_controller:  # which code a folder runs depends on the node's transformers: checked there
+    if stack_checks:  # which code a folder runs depends on the node's transformers: checked there
         require_trust(cfg.trust_remote_code, CONFIG_KEY, model=cfg.model, tokenizer=cfg.model)
     if cfg.lora.r < 1:
         raise ConfigError(f"lora.r: must be a positive integer (got {cfg.lora.r})")
@@ -376,7 +379,7 @@ def _check(cfg: TrainConfig, on_controller: bool = False) -> None:
         raise ConfigError(f"freeze.trainable_fraction: must be in (0, 1] (got {cfg.freeze.trainable_fraction})")
     _check_lora(cfg)
     _check_self_cognition(cfg)
-    cfg.training_args = _normalise_training_args(cfg, check_names=not on_controller)
+    cfg.training_args = _normalise_training_args(cfg, check_names=stack_checks)
     _check_deepspeed(cfg, on_controller)
     wants_eval = str(cfg.training_args.get("eval_strategy", "no")) not in ("no", "IntervalStrategy.NO")
     if wants_eval and not cfg.data.eval and not cfg.data.eval_ratio:
