@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,33 @@ def test_launch_refuses_a_config_naming_a_path_a_node_lacks(project, env, cluste
         assert (f"{node}: /opt/orch-test-no-such-model (job.yaml: model) does not exist there"
                 in launched.stderr), launched.stderr
     assert job_dirs() == before  # nothing started
+
+
+def _master_pid(cluster, control_path: Path, node: str) -> int | None:
+    """The pid of the master connection listening on `control_path` (`ssh -O check`), None if there is none."""
+    check = subprocess.run(["ssh", "-F", str(cluster.ssh_config), "-o", f"ControlPath={control_path}", "-O", "check",
+                            node], capture_output=True, text=True, timeout=10)
+    found = re.search(r"pid=(\d+)", check.stderr)
+    return int(found.group(1)) if check.returncode == 0 and found else None
+
+
+def test_ssh_masters_outlive_a_command_and_the_next_commands_reuse_them(env, cluster, monkeypatch):
+    from orchestrator.cluster.inventory import load_inventory
+    from orchestrator.cluster.ssh import Session
+
+    inventory = load_inventory(str(cluster.inventory))
+    node = inventory.select(["node1"])[0]
+    with Session(inventory.ssh_config) as session:
+        session.run(node, "true")
+        path = session.control_path(node)
+    first = _master_pid(cluster, path, "node1")
+    assert first is not None  # still there after the session closed
+    assert path.parent.stat().st_mode & 0o777 == 0o700 and path.parent.parent.stat().st_mode & 0o777 == 0o700
+    assert orch("doctor", "--nodes", "node1", env=env, timeout=120).returncode == 0
+    assert _master_pid(cluster, path, "node1") == first  # another orch command multiplexed over the same one
+    monkeypatch.setenv("ORCH_SSH_PERSIST", "0")  # opted out: a command's masters end with it
+    with Session(inventory.ssh_config) as session:
+        session.run(node, "true")
+        private = session.control_path(node)
+        assert private != path and _master_pid(cluster, private, "node1") is not None
+    assert _master_pid(cluster, private, "node1") is None

@@ -4,6 +4,7 @@ checkpoint; and one DPO run on preference pairs through trl."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,13 +36,15 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def train(workspace: Path, name: str, nproc: int, **fields) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def train(workspace: Path, name: str, nproc: int, env: dict | None = None,
+          **fields) -> tuple[subprocess.CompletedProcess, list[dict]]:
     values = {"stage": "sft", "mode": "full", "data": "data/train.jsonl", "packing": "true", "extra": "",
               "lr": 3e-3, "out": f"out/{name}", **fields}
     config = workspace / f"{name}.yaml"
     config.write_text(CONFIG.format(**values))
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "train", str(config), "--nproc-per-node",
-                           str(nproc)], cwd=workspace, capture_output=True, text=True, timeout=600)
+                           str(nproc)], cwd=workspace, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
     state = workspace / "out" / name / "checkpoint-12" / "trainer_state.json"
     history = json.loads(state.read_text())["log_history"] if state.exists() else []
     return proc, history
@@ -74,11 +77,15 @@ def assert_final_weights_are_the_gathered_ones(base: Path, out: Path) -> None:
     assert any(not torch.equal(saved[name], untrained[name]) for name in gathered)
 
 
-def test_dpo_on_preference_pairs(workspace):
-    proc, history = train(workspace, "dpo", 1, stage="dpo", mode="lora", data="data/prefs.jsonl", packing="false",
-                          extra="dpo: {beta: 0.1}", lr=5e-3)
+def test_dpo_on_preference_pairs(workspace, tmp_path):
+    job_dir = tmp_path / "job"  # as a launched job's folder: rank 0 writes its progress there for `orch status`
+    job_dir.mkdir()
+    proc, history = train(workspace, "dpo", 1, env={"ORCH_JOB_DIR": str(job_dir)}, stage="dpo", mode="lora",
+                          data="data/prefs.jsonl", packing="false", extra="dpo: {beta: 0.1}", lr=5e-3)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     logged = [e for e in history if "loss" in e]
     assert logged and all("rewards/chosen" in e and "rewards/rejected" in e for e in logged)
     assert logged[-1]["rewards/margins"] > logged[0]["rewards/margins"]  # it learns to prefer "chosen"
     assert (workspace / "out" / "dpo" / "adapter_model.safetensors").exists()
+    progress = json.loads((job_dir / "progress.json").read_text())
+    assert progress["step"] == progress["total"] == 12 and progress["eta_s"] == 0 and progress["loss"] > 0

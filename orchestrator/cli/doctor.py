@@ -37,7 +37,8 @@ def doctor(cluster_file, nodes, smoke, as_json):
         if smoke_job.state != "SUCCEEDED":
             hard.append(f"smoke all_reduce {smoke_job.state}: {smoke_job.root_cause or ''} (job {smoke_job.id})")
     if as_json:
-        click.echo(json.dumps({"nodes": [vars(f) for f in facts], "hard": hard, "soft": soft,
+        nodes = [{k: v for k, v in vars(f).items() if k != "cache_entry"} for f in facts]
+        click.echo(json.dumps({"nodes": nodes, "hard": hard, "soft": soft,
                                "smoke": smoke_job.state if smoke_job else None}))
     else:
         doctor_table(facts, selected)

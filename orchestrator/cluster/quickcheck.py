@@ -7,9 +7,10 @@ test is stricter than rsync's own quick check). The node keeps the digest of its
 `<cache>.digest`; when it matches, the job's snapshot is taken at once, under the cache's lock, without rsync.
 
 The record is only ever true: every sync removes it first and writes it back at the end, under the cache's lock,
-only if no other launch began syncing into the same cache meanwhile (a per-sync token in `<cache>.syncing`). It
-also holds a checksum of the cache's own listing (path, type, size, mtime, mode): a job that wrote into a synced
-file in place (jobs run from hard links of the cache) changes it, and the next launch syncs again.
+only if no other launch began syncing into the same cache meanwhile (a per-sync token in `<cache>.syncing`). A
+cache entry modified after the record was written (a job that wrote into a synced file in place: jobs run from hard
+links of the cache; a file added or removed changes its folder) makes the next launch sync again. That test is one
+`find -newer ... -quit` on the node: a launch runs it on every node at once.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import socket
 import stat
 from pathlib import Path
 
-# the node's own view of its cache: any in-place change to a cached file changes this line
-NODE_LISTING = "find . -printf '%p %y %s %T@ %m\\n' | LC_ALL=C sort | cksum"
 MAX_ENTRIES = 20_000  # a bigger tree (a virtualenv, a dataset folder kept in the project) is left to rsync alone
 NOT_CURRENT = 75  # exit status of the staging command when the node's cache is not at this digest
 
@@ -65,7 +64,7 @@ def sync_script(cache: str, token: str, first: bool, digest: str | None) -> str:
     steps.append('rsync "$@"')
     if digest:
         steps.append(f'{{ [ "$(cat {claim} 2>/dev/null)" != {shlex.quote(token)} ] || '
-                     f"printf '%s %s' {shlex.quote(digest)} \"$({_listing(cache)})\" > {record}; }}")
+                     f"printf %s {shlex.quote(digest)} > {record}; }}")
     return " && ".join(steps)
 
 
@@ -73,10 +72,10 @@ def stage_if_current(cache: str, digest: str, job_dir: str, code_dir: str) -> st
     """A command that, under the cache's lock, snapshots the cache into the job's code folder if the cache is at
     `digest`, or exits NOT_CURRENT and touches nothing."""
     record = shlex.quote(cache + ".digest")
-    inner = (f'[ "$(cat {record} 2>/dev/null)" = "{digest} $({_listing(cache)})" ] || exit {NOT_CURRENT}; '
+    inner = (f"rec=; read -r rec 2>/dev/null < {record}; "  # (no `cat`: launches run this on every node at once)
+             f'[ "$rec" = {digest} ] || exit {NOT_CURRENT}; '
+             f'[ -z "$(find {shlex.quote(cache)} -newer {record} -print -quit)" ] || exit {NOT_CURRENT}; '
              f"umask 077 && mkdir -p {shlex.quote(job_dir)} && cp -al {shlex.quote(cache)} {shlex.quote(code_dir)}")
-    return f"mkdir -p {shlex.quote(cache)} && flock {shlex.quote(cache + '.lock')} sh -c {shlex.quote(inner)}"
+    return (f"[ -d {shlex.quote(cache)} ] || exit {NOT_CURRENT}; "
+            f"flock {shlex.quote(cache + '.lock')} sh -c {shlex.quote(inner)}")
 
-
-def _listing(cache: str) -> str:
-    return f"cd {shlex.quote(cache)} && {NODE_LISTING}"

@@ -1,18 +1,25 @@
 """Run commands on nodes: over one reused OpenSSH connection per node, or locally for a node without a host.
 
 OpenSSH's own client is used (not paramiko) so that one ssh_config drives both commands and rsync: aliases,
-ProxyJump, agent keys and known_hosts behave exactly as in the user's terminal. Each `Session` owns a private
-ControlPath folder; the first command to a node opens a master connection (`-f -N`, stdio detached so it never
-holds our pipes), later commands multiplex over it (~10-20 ms instead of a 150-280 ms handshake), and `close()`
-ends the masters. Host keys are always checked: orch passes BatchMode=yes and StrictHostKeyChecking=yes itself, which
-an ssh_config (even `StrictHostKeyChecking no`) cannot loosen.
+ProxyJump, agent keys and known_hosts behave exactly as in the user's terminal. The first command to a node opens a
+master connection (`-f -N`, stdio detached so it never holds our pipes); later commands multiplex over it (~10-20 ms
+instead of a 150-280 ms handshake). Masters outlive the orch command that opened them, as SkyPilot's do: they stay
+for `$ORCH_SSH_PERSIST` seconds (default 600) after their last use, so `orch status`, `logs`, `stop` and the next
+launch skip the handshake. Their sockets live in `/tmp/orch-ssh-<uid>/<state folder + ssh_config>/`, a folder only
+this user can enter; `ORCH_SSH_PERSIST=0` ends them with each command. Host keys are always checked: orch passes
+BatchMode=yes and StrictHostKeyChecking=yes itself, which an ssh_config (even `StrictHostKeyChecking no`) cannot
+loosen.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -32,6 +39,44 @@ CONNECT_TIMEOUT_S = 10
 # at once (watchers tell an unreachable node sooner by `suspect_after` + `tcp_reachable`, except behind a proxy)
 KEEPALIVE_S = 3
 TCP_CHECK_S = 2  # how long a TCP connect to a node's SSH port may take before the node counts as unreachable
+PERSIST_ENV = "ORCH_SSH_PERSIST"  # seconds an idle master outlives the command that opened it; 0: ends with it
+DEFAULT_PERSIST_S = 600
+
+
+def persist_seconds() -> int:
+    """How long idle master connections stay open after an orch command (`$ORCH_SSH_PERSIST`, default 600)."""
+    try:
+        return max(0, int(os.environ.get(PERSIST_ENV, DEFAULT_PERSIST_S)))
+    except ValueError:
+        return DEFAULT_PERSIST_S
+
+
+def shared_control_dir(ssh_config: str | None) -> Path | None:
+    """`/tmp/orch-ssh-<uid>/<hash>`: where this user's persisted masters for this state folder and ssh_config
+    live; None when that folder is not safely ours (not a plain folder, another owner, open to others)."""
+    from orchestrator.paths import orch_home
+
+    top = Path(f"/tmp/orch-ssh-{os.getuid()}")
+    key = hashlib.sha256(f"{orch_home().resolve()}\0{ssh_config or ''}".encode()).hexdigest()[:12]
+    for folder in (top, top / key):
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            info = folder.lstat()
+        except OSError:
+            return None
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return None
+    return top / key
+
+
+def _socket_answers(path: Path) -> bool:
+    """Whether a master connection listens on control socket `path`."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -57,7 +102,10 @@ class Session:
 
     def __init__(self, ssh_config: str | None = None):
         self.ssh_config = ssh_config
-        self._control_dir = Path(tempfile.mkdtemp(prefix="orch-ssh-", dir="/tmp"))
+        self._persist = persist_seconds()
+        shared = shared_control_dir(ssh_config) if self._persist else None
+        self._persist = self._persist if shared else 0
+        self._control_dir = shared or Path(tempfile.mkdtemp(prefix="orch-ssh-", dir="/tmp"))
         self._masters: dict[str, Node] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -80,7 +128,7 @@ class Session:
             "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=yes",
             "-o", f"ConnectTimeout={connect_timeout:.0f}",
-            "-o", f"ControlPath={self._control_dir}/%C",
+            "-o", f"ControlPath={self.control_path(node)}",
             "-o", f"ServerAliveInterval={KEEPALIVE_S}",
             "-o", "ServerAliveCountMax=3",
         ]
@@ -91,6 +139,11 @@ class Session:
         if node.identity_file:
             opts += ["-i", node.identity_file]
         return opts
+
+    def control_path(self, node: Node) -> Path:
+        """The node's master socket: named by everything that picks the connection (host, user, port, key)."""
+        who = f"{node.host}\0{node.user or ''}\0{node.port or ''}\0{node.identity_file or ''}"
+        return self._control_dir / hashlib.sha256(who.encode()).hexdigest()[:20]
 
     def rsync_shell(self, node: Node) -> str:
         """The value for rsync's `-e`: the same ssh, over the same master connection."""
@@ -107,21 +160,35 @@ class Session:
         with lock:
             if node.name in self._masters:
                 return
-            argv = self.ssh_options(node) + [
-                "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-f", "-N", "--", node.host,
-            ]
-            with tempfile.TemporaryFile() as err:
-                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                      timeout=CONNECT_TIMEOUT_S + 20)
-                err.seek(0)
-                message = err.read().decode("utf-8", "replace").strip()
-            if proc.returncode != 0:
-                reason = message.splitlines()[-1] if message else f"ssh exited {proc.returncode}"
-                raise RemoteError(f"node {node.name}: cannot connect to {node.host}: {reason}")
+            path = self.control_path(node)
+            with open(f"{path}.lock", "w") as guard:  # one master per node, however many orch commands start
+                fcntl.flock(guard, fcntl.LOCK_EX)
+                if not (self._persist and _socket_answers(path)):
+                    path.unlink(missing_ok=True)  # a master that died leaves its socket behind
+                    self._open_master(node)
             self._masters[node.name] = node
 
+    def _open_master(self, node: Node) -> None:
+        """Start the node's master connection in the background; RemoteError naming ssh's reason if it fails."""
+        persist = str(self._persist) if self._persist else "yes"
+        argv = self.ssh_options(node) + [
+            "-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", "-f", "-N", "--", node.host,
+        ]
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                  timeout=CONNECT_TIMEOUT_S + 20)
+            err.seek(0)
+            message = err.read().decode("utf-8", "replace").strip()
+        if proc.returncode != 0:
+            reason = message.splitlines()[-1] if message else f"ssh exited {proc.returncode}"
+            raise RemoteError(f"node {node.name}: cannot connect to {node.host}: {reason}")
+
     def close(self) -> None:
-        """End every master connection this session opened (all at once) and remove its control folder."""
+        """Leave persisted masters to their idle timeout; otherwise end every master connection this session
+        opened (all at once) and remove its control folder."""
+        if self._persist:
+            self._masters.clear()
+            return
         enders = [subprocess.Popen(self.ssh_options(node) + ["-O", "exit", "--", node.host],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                   for node in self._masters.values()]

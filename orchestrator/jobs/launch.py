@@ -20,7 +20,7 @@ from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, slurm, states, watch, worker
 from orchestrator.jobs.inputs import job_inputs
-from orchestrator.jobs.render import masked_env, masked_toml
+from orchestrator.jobs.render import environment, masked_env, masked_toml
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
@@ -93,12 +93,14 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
         return slurm.launch(inventory, request, store, session, job_id, lineage)
     started_at = time.monotonic()
     spec = make_spec(request, job_id)
-    draft = planning.plan_job(inventory, spec, inventory.master_port or 0)  # validates before any I/O
+    # validates before any I/O; the built-in templates are rendered once, with the port, while Jinja loads
+    # beside the first round trip
+    draft = planning.plan_job(inventory, spec, inventory.master_port or 0, render=request.templates is not None)
+    templates = ThreadPoolExecutor(1).submit(environment, request.templates)
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
     if request.checks and request.worker_packages is None:  # kept in the record: a restart checks the same
         request.worker_packages = worker.needed_packages(request.command, request.project_dir)
     job = record_job(store, inventory, request, draft, lineage or {})
-    git = ThreadPoolExecutor(1).submit(git_state, request.project_dir)
     share_code = request.sync_code and not inventory.shared_fs
     project = request.project_dir.resolve()
     digest = quickcheck.tree_digest(project, inputs.inside, tuple(FILTERS)) if share_code else None
@@ -109,22 +111,31 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     node_plans = {p.node.name: p for p in draft.nodes}
 
     def prepare(node) -> SyncStats | None:
-        session.connect(node)
-        with ThreadPoolExecutor(2) as side:
-            check = side.submit(doctor.gather, session, [node], inventory.master_port,
-                                paths=tuple(inputs.outside)) if request.checks else None
-            if node.name == master.name and not port:
+        """One round trip: the checks (and the master's port) and the code snapshot when the node's cache is
+        current; an rsync after it when not."""
+        is_master = node.name == master.name
+        cache = cache_dir(node, spec.project_name)
+        stage = remote.stage_command(node_plans[node.name], cache, digest) if share_code and digest else None
+        current = False
+        if request.checks:
+            found = doctor.check_node(session, node, master, inventory.master_port, paths=tuple(inputs.outside),
+                                      pick_port=is_master and not port, then=stage)
+            facts[node.name] = found
+            if not found.reachable:
+                return None  # the checks name it
+            if is_master and not port and found.port:
+                port.append(found.port)
+            if stage and found.then is not None:
+                current = remote.staged(node.name, *found.then)
+        else:
+            if is_master and not port:
                 port.append(remote.free_port(session, node))
-            stats = None
-            if share_code:
-                cache = cache_dir(node, spec.project_name)
-                if digest and remote.stage_current_code(session, node_plans[node.name], cache, digest):
-                    stats = SyncStats(node.name, [], 0, up_to_date=True)  # its snapshot is already taken
-                else:
-                    stats = sync(session, node, project, cache, inputs.inside, digest)
-            if check is not None:
-                facts[node.name] = check.result()[0]
-        return stats
+            current = bool(stage) and remote.stage_current_code(session, node_plans[node.name], cache, digest)
+        if not share_code:
+            return None
+        if current:
+            return SyncStats(node.name, [], 0, up_to_date=True)  # its snapshot is already taken
+        return sync(session, node, project, cache, inputs.inside, digest)
 
     started: list[str] = []
     started_lock = threading.Lock()
@@ -148,10 +159,13 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
             if request.checks else ([], [])
         if request.checks and request.worker_packages:
             hard += worker.env_problems([facts[p.node.name] for p in draft.nodes], request.worker_packages)
+        if not port and not hard:
+            hard.append(f"{master.name}: could not pick a free master port there")
         if hard:
             raise PreflightError("preflight checks failed (see `orch doctor`; --skip-checks to override):\n  "
                                  + "\n  ".join(hard))
         failpoint("after-sync")
+        templates.result()
         plan = planning.plan_job(inventory, spec, port[0])
         job.master = f"{plan.master_addr}:{plan.master_port}"
         fan_out([p.node for p in plan.nodes], start)
@@ -162,7 +176,8 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
         record.state = states.STARTING
     job.state = states.STARTING
     store.save_progress(job)
-    write_run_folder(Path(job.run_dir), plan, request, inventory, git.result(), synced)
+    # the project's git state is read once the job runs (a git process beside the nodes' starts would slow them)
+    write_run_folder(Path(job.run_dir), plan, request, inventory, git_state(request.project_dir), synced)
     return Launched(job=job, plan=plan, synced=synced, seconds=time.monotonic() - started_at)
 
 

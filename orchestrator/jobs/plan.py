@@ -112,8 +112,9 @@ def job_env(node: Node, spec: JobSpec, rank: int, nnodes: int, shared_fs: bool) 
     return env
 
 
-def plan_job(inventory: Inventory, spec: JobSpec, master_port: int) -> JobPlan:
-    """Plan `spec` on `inventory`; ranks follow the order of `spec.nodes`, the first node is the master."""
+def plan_job(inventory: Inventory, spec: JobSpec, master_port: int, render: bool = True) -> JobPlan:
+    """Plan `spec` on `inventory`; ranks follow the order of `spec.nodes`, the first node is the master. Without
+    `render`, the scripts stay empty (a draft that checks the request and names the job folders)."""
     nodes = inventory.select(spec.nodes)
     if any(node.is_local for node in nodes) and len(nodes) > 1:
         raise PlanError("the local node 'localhost' cannot be combined with remote nodes: give it an ssh host")
@@ -124,8 +125,12 @@ def plan_job(inventory: Inventory, spec: JobSpec, master_port: int) -> JobPlan:
     for rank, node in enumerate(nodes):
         job_dir = posixpath.join(node.workdir, "jobs", spec.job_id)
         env = job_env(node, spec, rank, len(nodes), inventory.shared_fs)
-        plans.append(render_node(spec, node, rank, len(nodes), nproc, args, env, job_dir,
-                                 master_addr=shlex.quote(master.addr), master_port=str(master_port)))
+        if render:
+            plans.append(render_node(spec, node, rank, len(nodes), nproc, args, env, job_dir,
+                                     master_addr=shlex.quote(master.addr), master_port=str(master_port)))
+        else:
+            plans.append(NodePlan(node=node, rank=rank, job_dir=job_dir, env=env, launch_script="", env_script="",
+                                  stop_script="", code_dir=posixpath.join(job_dir, "code")))
     return JobPlan(job_id=spec.job_id, master_addr=master.addr, master_port=master_port, nnodes=len(nodes),
                    nproc_per_node=nproc, torchrun_args=args, nodes=plans)
 

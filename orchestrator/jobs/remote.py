@@ -37,13 +37,22 @@ def tar_files(files: dict[str, tuple[str | bytes, int]]) -> bytes:
 def stage_current_code(session: Session, plan: NodePlan, cache: str, digest: str) -> bool:
     """Snapshot the node's code cache into the job folder if the cache already holds this exact project tree
     (quickcheck digest); False, touching nothing, when it needs a sync first."""
-    command = quickcheck.stage_if_current(cache, digest, plan.job_dir, plan.code_dir)
-    result = session.run(plan.node, command, check=False)
-    if result.returncode == quickcheck.NOT_CURRENT:
+    result = session.run(plan.node, stage_command(plan, cache, digest), check=False)
+    return staged(plan.node.name, result.returncode, result.error_text)
+
+
+def stage_command(plan: NodePlan, cache: str, digest: str) -> str:
+    """The shell of `stage_current_code` (a launch runs it in its preflight round trip)."""
+    return quickcheck.stage_if_current(cache, digest, plan.job_dir, plan.code_dir)
+
+
+def staged(node: str, returncode: int, error: str) -> bool:
+    """Whether the stage command took the snapshot (False: the cache needs a sync first); RemoteError if it
+    failed."""
+    if returncode == quickcheck.NOT_CURRENT:
         return False
-    if result.returncode != 0:
-        raise RemoteError(f"node {plan.node.name}: snapshot of the code cache failed: "
-                          f"{result.error_text or f'exit {result.returncode}'}")
+    if returncode != 0:
+        raise RemoteError(f"node {node}: snapshot of the code cache failed: {error or f'exit {returncode}'}")
     return True
 
 
@@ -64,10 +73,10 @@ def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, s
         steps.append(f"flock {src}.lock cp -al {src} {code}")
     elif shared_code:
         steps.append(f"ln -s {shlex.quote(shared_code)} {code}")
-    else:
-        steps.append(f"mkdir -p {code}")
-    tag = shlex.quote(f"ORCH_JOB_ID={plan.env['ORCH_JOB_ID']}")
-    steps.append(f"cd {job_dir} && env {tag} setsid -f bash ./launch.sh >log 2>&1 </dev/null")
+    else:  # staged already, or no code sent
+        steps.append(f"{{ [ -d {code} ] || mkdir -p {code}; }}")
+    tag = f"ORCH_JOB_ID={shlex.quote(plan.env['ORCH_JOB_ID'])}"
+    steps.append(f"cd {job_dir} && {tag} setsid -f bash ./launch.sh >log 2>&1 </dev/null")
     payload = tar_files({
         "launch.sh": (plan.launch_script, 0o700),
         "env.sh": (plan.env_script, 0o600),
@@ -161,7 +170,7 @@ FREE_PORT_PY = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.get
 def free_port(session: Session, plan_node) -> int:
     """Ask the master node's Python for a port that is free there right now."""
     setup = "".join(f"{line}; " for line in plan_node.setup)
-    result = session.run(plan_node, f"{setup}{shlex.quote(plan_node.python)} -c {shlex.quote(FREE_PORT_PY)}")
+    result = session.run(plan_node, f"{setup}{shlex.quote(plan_node.python)} -S -c {shlex.quote(FREE_PORT_PY)}")
     return int(result.text.strip().splitlines()[-1])
 
 

@@ -25,8 +25,14 @@ _TOML_PAIR = re.compile(
 @functools.lru_cache(maxsize=8)
 def environment(user_dir: str | None = None) -> jinja2.Environment:
     """A strict Jinja environment with the `q` (shell-quote) filter; `user_dir` templates win over built-ins.
-    Jinja is imported here, not at the top: `orch status` and `orch logs` render nothing and start faster."""
+    Jinja is imported here, not at the top: `orch status` and `orch logs` render nothing and start faster. Compiled
+    templates are kept in `$ORCH_HOME/cache/jinja` (keyed by each template's source), so a launch compiles none."""
     import jinja2
+
+    from orchestrator.paths import orch_home
+
+    compiled = orch_home() / "cache" / "jinja"
+    compiled.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))]
     if user_dir:
@@ -38,6 +44,7 @@ def environment(user_dir: str | None = None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        bytecode_cache=jinja2.FileSystemBytecodeCache(str(compiled)),
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
     return env
