@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import byte_compile_orch  # noqa: E402
 from tests.cluster.netns import TestCluster, up  # noqa: E402
 
 SIZES = (1, 2, 4, 8)
@@ -136,10 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    # byte-compiled as `pip install` leaves it (an editable install, or PYTHONDONTWRITEBYTECODE, would compile
-    # orch's modules on every command)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parent.parent /
-                                                                   "orchestrator")], check=True, capture_output=True)
+    byte_compile_orch()
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-"))
     cluster = up(max(SIZES), python=str(python_stand_in(tmp)))
     env = {**os.environ, "ORCH_HOME": str(tmp / "home"), "ORCH_CLUSTER": str(cluster.inventory)}

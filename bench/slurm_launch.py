@@ -1,6 +1,6 @@
 """Launch latency and status cost on a real Slurm cluster (tests/cluster/slurm.py), against hand-written baselines
 measured in the same run on the same cluster:
-- launch: `orch launch --detach --nodes N` until every rank's wrapper runs (its pgid file), vs what a user writes
+- launch: `orch launch --detach --nodes N` (default flags) until every rank's wrapper runs (its pgid file), vs what a user writes
   by hand: rsync the project to the shared workdir, then `sbatch` a script whose `srun` task writes a file per node;
 - status: `orch status JOB` (squeue + every rank's files, one CLI process) vs `squeue -j JOB`.
 As in bench/launch.py, the nodes' python is a stand-in that sleeps, so a torch import on the same 2 cores does not
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import byte_compile_orch  # noqa: E402
 from tests.cluster.slurm import SlurmCluster, up  # noqa: E402
 
 HAND_SBATCH = """#!/bin/bash
@@ -41,8 +42,8 @@ def wait_files(paths: list[Path], timeout: float = 60) -> None:
 
 def orch_launch(cluster: SlurmCluster, project: Path, env: dict, n: int) -> tuple[float, str]:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "launch", "--detach", "--skip-checks", "--nodes",
-                           str(n), "--", "python", "train.py"], cwd=project, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "launch", "--detach", "--nodes", str(n), "--",
+                           "python", "train.py"], cwd=project, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(proc.stderr)
     job_id = proc.stdout.strip().splitlines()[-1]
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--nodes", type=int, default=2)
     args = parser.parse_args()
+    byte_compile_orch()
     cluster = up(args.nodes)
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ from tests.orch_cli import job_json, orch
 from tests.test_controller_cluster import wait_state
 
 pytestmark = pytest.mark.cluster
-PROJECT_SCRIPTS = ("allreduce.py", "escaper.py")
+PROJECT_SCRIPTS = ("allreduce.py", "escaper.py", "steady.py")
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +183,50 @@ def test_a_bad_partition_is_sbatchs_own_message_in_one_line(project, env, slurm,
     assert '"RUNNING"' not in listed and '"PENDING"' not in listed
 
 
+def test_a_quiet_job_gets_every_ranks_stacks_and_fails(project, env, slurm, timed_out):
+    launched = orch("launch", "--nodes", "node1,node2", "--hang-timeout", "5", "--env", "STEADY_S=120", "--env",
+                    "QUIET_AFTER_S=1", "--", "python", "steady.py", cwd=project, env=env, timeout=120)
+    job_id = launched.stdout.splitlines()[0].strip()
+    status = job_json(job_id, env=env)
+    assert status["state"] == "FAILED" and status["root_cause"].startswith("hang: no log output from any rank for 5 s")
+    report = Path(status["root_cause"].rsplit("stacks: ", 1)[1]).read_text()
+    # from an `srun --overlap` step on each node: both workers' own stacks, at steady.py's sleeping line
+    assert report.count('steady.py", line') >= 2 and "most recent call first" in report, report
+    assert tagged(job_id) == []
+
+
+def test_restart_without_a_node_resubmits_excluding_it(project, env, slurm, timed_out):
+    first = launch(project, env, "--nodes", "2", "--env", "FAIL_ATTEMPTS=1", "--", "python", "steady.py")
+    failed = wait_state(first, {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}, env, 90)
+    assert failed["state"] == "FAILED" and "exit code 5" in failed["root_cause"], failed
+    dropped = failed["nodes"][1]["name"]
+    restarted = orch("restart", first, "--exclude-node", dropped, "--detach", env=env)
+    assert restarted.returncode == 0, restarted.stderr
+    second = wait_state(restarted.stdout.strip().splitlines()[-1], {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}, env, 90)
+    assert second["state"] == "SUCCEEDED", second
+    assert len(second["nodes"]) == 2 and dropped not in {n["name"] for n in second["nodes"]}  # Slurm chose others
+    assert f"--exclude={dropped}" in (Path(second["run_dir"]) / "sbatch.sh").read_text()
+
+
+def test_a_login_host_runs_the_slurm_commands_over_ssh(project, slurm, orch_home, tmp_path):
+    host, ssh_config = slurm.start_login()
+    inventory = tmp_path / "login.toml"
+    inventory.write_text(slurm.inventory.read_text().replace(
+        "[cluster.env]", f'ssh_config = "{ssh_config}"\n\n[cluster.env]').replace(
+        'partition = "debug"', f'partition = "debug"\nlogin = "{host}"'))
+    # this machine has no SLURM_CONF: sbatch, squeue and scancel only work on the login host
+    env = {"ORCH_CLUSTER": str(inventory), "ORCH_HOME": str(orch_home), "SLURM_CONF": "/nonexistent"}
+    done = orch("launch", "--nodes", "node1,node2", "--", "python", "allreduce.py", cwd=project, env=env)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.splitlines()[0].strip()
+    assert job_json(job_id, env=env)["state"] == "SUCCEEDED"
+    assert "[node2|1] rank 1/2 node node2 sum 3" in orch("logs", job_id, "--all", env=env, check=True).stdout
+    running = launch(project, env, "--nodes", "node1", "--", "sleep", "600")
+    assert wait_state(running, {"RUNNING"}, env)["state"] == "RUNNING"
+    orch("stop", running, env=env, check=True)
+    assert job_json(running, env=env)["state"] == "STOPPED" and tagged(running) == []
+
+
 def test_a_time_limit_ends_as_a_timeout_root_cause(timed_out):
     job_id, env = timed_out
     status = wait_state(job_id, {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}, env, timeout=150)
@@ -227,3 +271,27 @@ def test_lora_with_the_built_in_worker_resumes_after_a_crash_by_resubmitting(slu
     assert "resuming from" in launched.stdout and "checkpoint-5" in launched.stdout
     state = out / "checkpoint-10" / "trainer_state.json"
     assert json.loads(state.read_text())["global_step"] == 10 and len(losses(state)) == 2
+
+
+def test_a_job_that_ended_unwatched_keeps_its_result_after_slurm_forgets_it(project, env, slurm):
+    """Last in the module: it restarts slurmctld with a cleared state (as MinJobAge leaves an ended job)."""
+    job_id = launch(project, env, "--nodes", "node1,node2", "--", "sh", "-c", "sleep 3; echo finished")
+    for proc in Path("/proc").glob("[0-9]*/cmdline"):  # nobody watches: its supervisor is gone
+        try:
+            if f"_supervise\0{job_id}".encode() in proc.read_bytes():
+                os.kill(int(proc.parent.name), 9)
+        except OSError:
+            continue
+    slurm_id = job_json(job_id, env=env)["scheduler"]["job_id"]
+    deadline = time.monotonic() + 60
+    while slurm.run("squeue", "-h", "-j", slurm_id, "-o", "%T").stdout.strip() not in ("", "COMPLETED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    slurm.forget_jobs()
+    assert "Invalid job id" in slurm.run("squeue", "-j", slurm_id).stderr
+    status = job_json(job_id, env=env)
+    assert status["state"] == "SUCCEEDED", status
+    assert [(n["name"], n["state"], n["exit_code"]) for n in status["nodes"]] == [
+        ("node1", "SUCCEEDED", 0), ("node2", "SUCCEEDED", 0)]
+    assert "finished" in orch("logs", job_id, "--all", env=env, check=True).stdout
+    assert job_json(job_id, env=env)["state"] == "SUCCEEDED"  # and it stays so

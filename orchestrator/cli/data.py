@@ -12,7 +12,7 @@ import click
 
 from orchestrator.cli.app import TRUST_REMOTE_CODE, cli
 from orchestrator.errors import DataError, located
-from orchestrator.train.data.templates import DEFAULT_TEMPLATE, parse_template
+from orchestrator.train.data import DEFAULT_TEMPLATE
 
 _TEMPLATE_HELP = ("chat template: auto (the tokenizer's own, else chatml), tokenizer, chatml, qwen, raw (the text "
                   "carries its own markup), fm9g, chatglm3, a .jinja file, or role formats (.yaml/.json file or "
@@ -97,6 +97,8 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool,
 def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: str, workers: int | None,
           skip_bad: bool, as_json: bool, trust_remote_code: bool) -> None:
     """Tokenize SRC into a memory-mapped index with meta.json in --output (cached; built once)."""
+    from orchestrator.train.data.templates import parse_template
+
     spec = parse_template(template, "--template")
     request, record = _index_request(src, out, tokenizer_dir, spec.key, language, skip_bad, trust_remote_code)
     if record is None:  # not known to be up to date: load the tokenizer (the slow imports) and build or check
@@ -188,6 +190,8 @@ def preview(file: Path, tokenizer_dir: Path, template: str, max_length: int | No
     from orchestrator.train.data.preview import preview_samples
 
     tokenizer = _load_tokenizer(tokenizer_dir, trust_remote_code)
+    from orchestrator.train.data.templates import parse_template
+
     spec = parse_template(template, "--template")
     for item in preview_samples(file, tokenizer, spec, num, max_length, truncation, stage):
         if as_json:

@@ -263,7 +263,8 @@ def probe(session: Session, job: JobRecord, offsets: dict[int, int] | None = Non
         elif line.count("|") == 2 and "error" not in line:
             view["state"], reason, view["nodes"] = line.split("|")
             view["reason"] = None if reason in ("None", "") else reason
-    view["state"] = (view["state"] or "").split()[0] or None  # `CANCELLED by 0` -> CANCELLED
+    words = (view["state"] or "").split()
+    view["state"] = words[0] if words else None  # `CANCELLED by 0` -> CANCELLED; nothing when Slurm forgot it
     ranks = {}
     for record, chunk in zip(job.nodes, chunks):
         first, _, rest = chunk.partition(b"\n")

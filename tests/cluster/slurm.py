@@ -53,6 +53,44 @@ class SlurmCluster(ClusterFolder):
         """A Slurm client command against this cluster."""
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.env})
 
+    def forget_jobs(self) -> None:
+        """Restart slurmctld with its saved state cleared: it knows no job any more, as MinJobAge leaves an ended
+        job (without waiting MinJobAge and Slurm's purge interval); the nodes register again and come back idle."""
+        ctld = self.daemons[0]
+        ctld.terminate()
+        ctld.wait(timeout=30)
+        self.daemons[0] = _daemon(self, f"sc{self.tag}", "ctl", "slurmctld", "-D", "-c", "-f", str(self.conf))
+        _wait(self, lambda: "is UP" in self.run("scontrol", "ping").stdout, self.daemons[0], "slurmctld")
+        _wait(self, lambda: len(set(self.run("sinfo", "-h", "-N", "-t", "idle", "-o", "%N").stdout.split()))
+              == len(self.nodes), None, "slurmd re-registering")
+
+    def start_login(self) -> tuple[str, Path]:
+        """An sshd on the controller's address (`ctl`, where sbatch/squeue/scancel work with this cluster's
+        SLURM_CONF in every session): (its host alias, the ssh_config naming it with a checked host key)."""
+        from tests.cluster.netns import TestNode, _keygen, _sshd_config
+
+        node = TestNode(name="login", netns=f"sc{self.tag}", addr=f"{self.net}.2", root=self.root / "login", veth="")
+        node.root.mkdir()
+        for key in ("host_key", "client_key"):
+            _keygen(node.root / key)
+        shutil.copy(node.root / "client_key.pub", node.root / "authorized_keys")
+        config = _sshd_config(node, node.root / "host_key", node.root / "authorized_keys")
+        (node.root / "sshd_config").write_text(config.replace("SetEnv SHLVL=1", f"SetEnv SHLVL=1 SLURM_CONF={self.conf}"))
+        boot = f"mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f {node.root}/sshd_config"
+        self.daemons.append(subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{node.netns}", "unshare", "--mount", "--propagation", "private", "sh",
+             "-c", boot], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(node.root / "sshd.log", "wb"), start_new_session=True))
+        host_key = (node.root / "host_key.pub").read_text().split()[:2]
+        (node.root / "known_hosts").write_text(f"{node.addr} {host_key[0]} {host_key[1]}\n")
+        ssh_config = node.root / "ssh_config"
+        ssh_config.write_text(f"Host login\n  HostName {node.addr}\n  User root\n  IdentityFile {node.root}/client_key\n"
+                              f"  IdentitiesOnly yes\n  UserKnownHostsFile {node.root}/known_hosts\n  LogLevel ERROR\n")
+        ready = lambda: subprocess.run(["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=2",
+                                        "login", "squeue -h"], capture_output=True, timeout=10).returncode == 0
+        _wait(self, ready, self.daemons[-1], "the login node's sshd")
+        return "login", ssh_config
+
     def down(self) -> None:
         """Cancel jobs, kill every daemon and what runs in the namespaces, delete links, namespaces and files."""
         if self.daemons:

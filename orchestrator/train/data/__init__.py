@@ -10,3 +10,5 @@ Public entry points (import the modules directly; nothing heavy is imported here
   `encoding.encode(sample, tokenizer, template, stage)`; `index.build_index` / `index.TokenIndex`;
   `mixture.load_mixture` / `plan_mixture` / `materialize_mixture`; `convert.convert_file` / `convert_to_split`.
 """
+
+DEFAULT_TEMPLATE = "auto"  # the template `index`, `preview` and training use unless told (see templates.py)

@@ -32,12 +32,11 @@ from functools import partial
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
-from orchestrator.train.data import formats
+from orchestrator.train.data import DEFAULT_TEMPLATE, formats  # DEFAULT_TEMPLATE re-exported
 from orchestrator.train.data.custom_format import check_roles, role_format, role_markers
 from orchestrator.train.data.formats import CONTENT, SPECIAL, Piece, Specials
 from orchestrator.train.data.samples import Sample
 
-DEFAULT_TEMPLATE = "auto"
 TEMPLATE_NAMES = ("auto", "tokenizer", *formats.BUILTIN_FORMATS)
 JINJA_SUFFIXES = (".jinja", ".j2")
 MAPPING_SUFFIXES = (".yaml", ".yml", ".json")
