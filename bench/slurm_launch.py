@@ -4,13 +4,15 @@ measured in the same run on the same cluster:
   by hand: rsync the project to the shared workdir, then `sbatch` a script whose `srun` task writes a file per node;
 - status: `orch status JOB` (squeue + every rank's files, one CLI process) vs `squeue -j JOB`.
 As in bench/launch.py, the nodes' python is a stand-in that sleeps, so a torch import on the same 2 cores does not
-measure the simulated nodes instead of the launcher. Needs root. Run: `python3 bench/slurm_launch.py [--repeat 5]`.
+measure the simulated nodes instead of the launcher. slurmctld starts a submitted batch job on its next scheduling pass
+(about every second), so each submission waits a random 1-2 s first and the two sides alternate (ABBA). Needs root. Run: `python3 bench/slurm_launch.py [--repeat 5]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -102,19 +104,27 @@ def main() -> None:
             hand_dir = cluster.workdir / "hand"
             hand_dir.mkdir()
             orch_times, hand_times, status_times, squeue_times, refresh_times = [], [], [], [], []
-            for _ in range(args.repeat):
-                seconds, job_id = orch_launch(cluster, project, env, args.nodes)
-                orch_times.append(seconds)
-                status_times.append(timed([sys.executable, "-m", "orchestrator", "status", job_id], env))
-                slurm_id = subprocess.run([sys.executable, "-m", "orchestrator", "status", job_id, "--json"], env=env,
-                                          capture_output=True, text=True).stdout.split('"job_id": "')[1].split('"')[0]
-                squeue_times.append(timed(["squeue", "-j", slurm_id], env))
-                refresh_times.append(in_process_refresh(env, job_id))
-                subprocess.run([sys.executable, "-m", "orchestrator", "stop", job_id], env=env, capture_output=True)
-                seconds, hand_job = hand_launch(cluster, project, hand_dir, env, args.nodes)
-                hand_times.append(seconds)
-                subprocess.run(["scancel", hand_job], env=env)
-                time.sleep(1)  # let the cancelled job leave the nodes
+            jitter = random.Random(0)
+            for i in range(args.repeat):
+                for kind in ("orch", "hand") if i % 2 == 0 else ("hand", "orch"):  # ABBA
+                    # slurmctld schedules a submitted batch job on its next pass (about every second): a random
+                    # pause before each submission keeps either side from landing on the same phase every time
+                    time.sleep(1 + jitter.random())
+                    if kind == "hand":
+                        seconds, hand_job = hand_launch(cluster, project, hand_dir, env, args.nodes)
+                        hand_times.append(seconds)
+                        subprocess.run(["scancel", hand_job], env=env)
+                        continue
+                    seconds, job_id = orch_launch(cluster, project, env, args.nodes)
+                    orch_times.append(seconds)
+                    status_times.append(timed([sys.executable, "-m", "orchestrator", "status", job_id], env))
+                    slurm_id = subprocess.run([sys.executable, "-m", "orchestrator", "status", job_id, "--json"],
+                                              env=env, capture_output=True, text=True
+                                              ).stdout.split('"job_id": "')[1].split('"')[0]
+                    squeue_times.append(timed(["squeue", "-j", slurm_id], env))
+                    refresh_times.append(in_process_refresh(env, job_id))
+                    subprocess.run([sys.executable, "-m", "orchestrator", "stop", job_id], env=env,
+                                   capture_output=True)
             med = {name: statistics.median(values) for name, values in (
                 ("orch", orch_times), ("hand", hand_times), ("status", status_times), ("squeue", squeue_times),
                 ("refresh", refresh_times))}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.cluster.inventory import Inventory
-from orchestrator.cluster import doctor, quickcheck
+from orchestrator.cluster import quickcheck
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
 from orchestrator.errors import PlanError, RemoteError
@@ -91,6 +91,8 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     On Slurm, `slurm.launch` submits the job instead (one round trip to the login node)."""
     if inventory.scheduler == "slurm":
         return slurm.launch(inventory, request, store, session, job_id, lineage)
+    from orchestrator.cluster import doctor  # the SSH path's preflight (Slurm's launch needs none of it)
+
     started_at = time.monotonic()
     spec = make_spec(request, job_id)
     # validates before any I/O; the built-in templates are rendered once, with the port, while Jinja loads

@@ -20,6 +20,7 @@ import dataclasses
 import posixpath
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from orchestrator.cluster import quickcheck
@@ -87,10 +88,11 @@ def _targets(request_nodes: list[str] | None, listed: list[str]) -> tuple[int, l
     return (len(listed), listed) if listed else (1, [])
 
 
-def plan(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None
+def plan(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None, render: bool = True
          ) -> tuple[planning.JobPlan, str, list[str]]:
     """The job's plan (one wrapper per rank under `<workdir>/jobs/<id>/rank-N`), its shared root and the sbatch
-    arguments. Master address and port are derived by the batch script (`$MASTER_ADDR`, `$MASTER_PORT`)."""
+    arguments. Master address and port are derived by the batch script (`$MASTER_ADDR`, `$MASTER_PORT`). Without
+    `render` the wrappers stay empty (a draft naming the ranks' folders)."""
     login = login_node(inventory)
     count, names = _targets(spec.nodes, [n.name for n in inventory.nodes])
     nodes = [inventory.node(name) for name in names] or [
@@ -104,9 +106,12 @@ def plan(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None
     for rank, node in enumerate(nodes):
         env = planning.job_env(node, spec, rank, count, True)
         env.pop("ORCH_NODE")  # the task exports the node Slurm ran it on
+        rank_dir = posixpath.join(root, f"rank-{rank}")
         plans.append(planning.render_node(
-            spec, node, rank, count, nproc, args, env, posixpath.join(root, f"rank-{rank}"),
-            master_addr='"$MASTER_ADDR"', master_port='"$MASTER_PORT"', shared_dir=root, grace_s=SWEEP_GRACE_S))
+            spec, node, rank, count, nproc, args, env, rank_dir, master_addr='"$MASTER_ADDR"',
+            master_port='"$MASTER_PORT"', shared_dir=root, grace_s=SWEEP_GRACE_S) if render else planning.NodePlan(
+            node=node, rank=rank, job_dir=rank_dir, code_dir=posixpath.join(root, "code"), env=env,
+            launch_script="", env_script="", stop_script=""))
     master = names[0] if names else "(first allocated node)"
     job_plan = planning.JobPlan(job_id=spec.job_id, master_addr=master, master_port=inventory.master_port or 0,
                                 nnodes=count, nproc_per_node=nproc, torchrun_args=args, nodes=plans)
@@ -209,7 +214,8 @@ def launch(inventory: Inventory, request, store, session: Session, job_id: str, 
 
     started = time.monotonic()
     spec = make_spec(request, job_id)
-    draft, root, _ = plan(inventory, spec, request.exclude)
+    draft, root, _ = plan(inventory, spec, request.exclude, render=request.templates is not None)
+    ThreadPoolExecutor(1).submit(environment, request.templates)  # Jinja loads while the job is recorded
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
     job = record_job(store, inventory, request, draft, lineage or {})
     project = request.project_dir.resolve() if request.sync_code else None
