@@ -183,6 +183,21 @@ def test_a_bad_partition_is_sbatchs_own_message_in_one_line(project, env, slurm,
     assert '"RUNNING"' not in listed and '"PENDING"' not in listed
 
 
+def test_doctor_checks_the_shared_python_and_slurms_nodes_and_runs_the_smoke_test(env, slurm):
+    report = json.loads(orch("doctor", "--nodes", "node1,node2", "--smoke", "--json", env=env, check=True).stdout)
+    assert report["hard"] == [] and report["login"]["versions"]["torch"] and report["smoke"] == "SUCCEEDED"
+    assert {n["name"] for n in report["slurm_nodes"]} == {"node1", "node2", "node3", "node4"}
+    slurm.run("scontrol", "update", "NodeName=node3", "State=DRAIN", "Reason=maintenance")
+    try:
+        warned = json.loads(orch("doctor", "--json", env=env, check=True).stdout)
+        assert any(line.startswith("node3: drain") and "(maintenance)" in line for line in warned["soft"]), warned
+        refused = orch("doctor", "--nodes", "node3", env=env)
+        assert refused.returncode == 2 and "node3: drain" in refused.stderr and "(maintenance)" in refused.stderr
+        assert "slurm nodes" in refused.stdout and "node3" in refused.stdout
+    finally:
+        slurm.run("scontrol", "update", "NodeName=node3", "State=RESUME")
+
+
 def test_a_quiet_job_gets_every_ranks_stacks_and_fails(project, env, slurm, timed_out):
     launched = orch("launch", "--nodes", "node1,node2", "--hang-timeout", "5", "--env", "STEADY_S=120", "--env",
                     "QUIET_AFTER_S=1", "--", "python", "steady.py", cwd=project, env=env, timeout=120)

@@ -132,3 +132,12 @@ def doctor_table(facts, nodes) -> None:
         iface = routes.pop()
         out.print(f"nodes reach the master via {iface}: set NCCL_SOCKET_IFNAME={iface} and "
                   f"GLOO_SOCKET_IFNAME={iface} in [cluster.env] if the default interface differs", markup=False)
+
+
+def slurm_nodes_table(nodes) -> None:
+    """`orch doctor` on Slurm: the partition's nodes as sinfo lists them; unusable ones in red."""
+    table = new_table("node", "state", "cpus", "gres", "reason", title="slurm nodes")
+    for n in nodes:
+        table.add_row(n.name, n.state if n.usable else f"[red]{n.state}[/red]", n.cpus,
+                      "-" if n.gres in ("", "(null)") else n.gres, n.reason or "-")
+    print_table(table)

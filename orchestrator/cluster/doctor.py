@@ -147,7 +147,8 @@ def parse_facts(name: str, text: str, cached: dict | None = None) -> NodeFacts:
             facts.versions = read["versions"]
             facts.cache_entry = {"dirs": read["dirs"], "stamp": read["stamp"], "versions": read["versions"]}
     if not facts.versions:
-        last = [line for line in text.splitlines() if not line.startswith(("clock=", "port=", "then"))]
+        ours = ("clock=", "disk=", "route=", "gpus=", "gpu_busy=", "missing=", "port=", "then", "cached=")
+        last = [line for line in text.splitlines() if line.strip() and not line.startswith(ours)]
         facts.error = f"python not usable: {last[-1] if last and last[-1].strip() else 'no output'}"
     return facts
 
