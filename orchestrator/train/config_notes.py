@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrator.train.config import TrainConfig
+    from orchestrator.train.config_schema import TrainConfig
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")
 DPO_UNUSED_DATA_KEYS = ("eval_ratio", "template", "truncation_strategy", "packing", "cache_dir", "system")

@@ -9,7 +9,7 @@ import os
 import sys
 
 from orchestrator.train.compat import allow_checkpoint_loads
-from orchestrator.train.config import TrainConfig
+from orchestrator.train.config_schema import TrainConfig
 
 
 def run(cfg: TrainConfig) -> str:
