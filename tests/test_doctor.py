@@ -110,6 +110,10 @@ def test_ssh_masters_outlive_a_command_and_the_next_commands_reuse_them(env, clu
     assert path.parent.stat().st_mode & 0o777 == 0o700 and path.parent.parent.stat().st_mode & 0o777 == 0o700
     assert orch("doctor", "--nodes", "node1", env=env, timeout=120).returncode == 0
     assert _master_pid(cluster, path, "node1") == first  # another orch command multiplexed over the same one
+    cluster.ssh_config.touch()  # an edited ssh_config (a host moved, say) gets fresh masters
+    with Session(inventory.ssh_config) as session:
+        session.run(node, "true")
+        assert session.control_path(node) != path and _master_pid(cluster, session.control_path(node), "node1")
     monkeypatch.setenv("ORCH_SSH_PERSIST", "0")  # opted out: a command's masters end with it
     with Session(inventory.ssh_config) as session:
         session.run(node, "true")

@@ -52,12 +52,15 @@ def persist_seconds() -> int:
 
 
 def shared_control_dir(ssh_config: str | None) -> Path | None:
-    """`/tmp/orch-ssh-<uid>/<hash>`: where this user's persisted masters for this state folder and ssh_config
-    live; None when that folder is not safely ours (not a plain folder, another owner, open to others)."""
+    """`/tmp/orch-ssh-<uid>/<hash>`: where this user's persisted masters for this state folder and ssh_config (as
+    it is now) live; None when that folder is not safely ours (not a plain folder, another owner, open to others)."""
     from orchestrator.paths import orch_home
 
     top = Path(f"/tmp/orch-ssh-{os.getuid()}")
-    key = hashlib.sha256(f"{orch_home().resolve()}\0{ssh_config or ''}".encode()).hexdigest()[:12]
+    # an edited ssh_config (a host moved to another address) gets new masters: its mtime is part of the key
+    configs = [ssh_config] if ssh_config else [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
+    stamps = [str(os.stat(c).st_mtime_ns) if os.path.exists(c) else "-" for c in configs]
+    key = hashlib.sha256("\0".join([str(orch_home().resolve()), ssh_config or "", *stamps]).encode()).hexdigest()[:12]
     for folder in (top, top / key):
         try:
             folder.mkdir(mode=0o700, exist_ok=True)
