@@ -17,6 +17,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "resume600.yaml").write_text(demo + "resume_from_checkpoint: 600\n")
     (folder / "modules.yaml").write_text(demo.replace("target_modules: all-linear", "target_modules: [nope_proj]"))
     (folder / "typo.yaml").write_text(demo.replace("training_args:", "training_args:\n  warmup_stepz: 3"))
+    (folder / "long.yaml").write_text(demo.replace("training_args:", "training_args:\n  max_steps: 100000"))
     return folder
 
 
@@ -37,3 +38,25 @@ def test_a_training_args_typo_is_one_line_from_the_one_process_worker(workspace)
     still reaches the user as one line, exit 2."""
     assert_refused(orch("train", "typo.yaml", cwd=workspace, timeout=600), "typo.yaml", "training_args.warmup_stepz",
                    "did you mean training_args.warmup_steps")
+
+
+def test_ctrl_c_ends_a_one_process_run_with_one_line_and_exit_130(workspace):
+    """One process runs the worker inside `orch train`: Ctrl-C (SIGINT to the process) ends it with one line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "train", "long.yaml"], cwd=workspace,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:  # the run summary is printed just before the first step
+        seen.append(line)
+        if "training samples:" in line:
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output[-3000:]
+    assert "orch train: interrupted" in output and "Traceback" not in output, output[-3000:]
