@@ -50,5 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def leave(code: int) -> None:
+    """End the worker process with `code` without tearing the interpreter down: Python's exit handlers run
+    (logging, multiprocessing, temp files), then `os._exit`. A full teardown destroys torch's C++ objects in
+    whatever order finalization reaches them; with a gloo group now and then one still has a live thread and the
+    rank dies with "terminate called without an active exception" (SIGABRT) after its work is done and saved."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())
