@@ -43,13 +43,16 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_inventory_names_file_line_and_key(case):
-    text, line, message = BAD[case]
+def assert_bad_inventory(text: str, line: int, message: str) -> None:
+    """Parsing `text` as cluster.toml fails with `cluster.toml:LINE: ...MESSAGE...`."""
     with pytest.raises(InventoryError) as err:
         parse_inventory(text, "cluster.toml")
-    assert str(err.value).startswith(f"cluster.toml:{line}: ")
-    assert message in str(err.value)
+    assert str(err.value).startswith(f"cluster.toml:{line}: ") and message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_inventory_names_file_line_and_key(case):
+    assert_bad_inventory(*BAD[case])
 
 
 def test_good_inventory_merges_cluster_defaults():

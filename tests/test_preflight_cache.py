@@ -33,8 +33,9 @@ def _check(node: Node, **kwargs) -> doctor.NodeFacts:
 def test_unchanged_python_folders_answer_from_the_cache_and_an_install_is_seen_at_once(venv_node):
     first = _check(venv_node, pick_port=True)
     assert not first.cached and first.versions["torch"] and first.port
-    again = _check(venv_node, pick_port=True)
+    again = _check(venv_node, pick_port=True, paths=("/nonexistent/data.jsonl",))
     assert again.cached and again.versions == first.versions and again.port and not again.error
+    assert again.missing == ["/nonexistent/data.jsonl"] and again.disk_free_gb > 0  # read afresh every time
     # "pip install peft==9.9.9" into the node's env: its metadata lands in the venv's site-packages
     site = next(Path(venv_node.python).parent.parent.glob("lib/python3*/site-packages"))
     (site / "peft-9.9.9.dist-info").mkdir()

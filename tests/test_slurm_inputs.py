@@ -8,10 +8,10 @@ import shlex
 import pytest
 
 from orchestrator.cluster.inventory import parse_inventory
-from orchestrator.errors import InventoryError
 from orchestrator.jobs import slurm
 from orchestrator.jobs.plan import JobSpec
 from tests.orch_cli import orch
+from tests.test_controller_inputs import assert_bad_inventory
 
 GOOD = """\
 [cluster]
@@ -48,10 +48,7 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_slurm_inventory_names_file_line_and_key(case):
-    text, line, message = BAD[case]
-    with pytest.raises(InventoryError) as err:
-        parse_inventory(text, "cluster.toml")
-    assert str(err.value).startswith(f"cluster.toml:{line}: ") and message in str(err.value), str(err.value)
+    assert_bad_inventory(*BAD[case])
 
 
 def test_slurm_inventory_needs_no_nodes_and_maps_every_option_to_sbatch():

@@ -42,3 +42,24 @@ def test_a_node_behind_a_proxy_cannot_be_judged_from_here(tmp_path: Path):
     with Session(str(config)) as session:
         assert session.tcp_reachable(_node("i", "inner")) is None
         assert session.tcp_reachable(_node("v", "viacmd")) is None
+
+
+def test_persisted_masters_live_only_in_a_folder_that_is_ours_and_closed(tmp_path: Path, monkeypatch, orch_home):
+    """Another user's (or a world-readable) folder at the shared path is never used: the session falls back to a
+    private folder whose masters end with it."""
+    import os
+
+    from orchestrator.cluster import ssh
+
+    monkeypatch.setattr(ssh, "CONTROL_ROOT", str(tmp_path))
+    folder = ssh.shared_control_dir(None)
+    assert folder is not None and folder.parent == tmp_path / f"orch-ssh-{os.getuid()}"
+    assert (folder.stat().st_mode & 0o777, folder.parent.stat().st_mode & 0o777) == (0o700, 0o700)
+    folder.parent.chmod(0o755)  # open to others, as a folder someone else made there would be
+    assert ssh.shared_control_dir(None) is None
+    with Session() as session:
+        assert not str(session.control_path(_node("a", "alive"))).startswith(str(tmp_path))
+    folder.parent.chmod(0o700)
+    monkeypatch.setenv("ORCH_SSH_PERSIST", "0")  # opted out: never the shared folder
+    with Session() as session:
+        assert not str(session.control_path(_node("a", "alive"))).startswith(str(tmp_path))

@@ -33,7 +33,7 @@ def doctor(cluster_file, nodes, smoke, as_json):
 
             wanted = names or [n.name for n in inventory.nodes]
             login_facts, slurm_nodes, sinfo_error = slurm_doctor.gather(session, inventory)
-            facts, selected = [login_facts], [None]
+            facts = [login_facts]
             hard, soft = slurm_doctor.problems(inventory, login_facts, slurm_nodes, sinfo_error, wanted)
             extra = slurm_doctor.as_json(login_facts, slurm_nodes)
             smoke_nodes = wanted or [n.name for n in slurm_nodes if n.usable]
@@ -55,7 +55,7 @@ def doctor(cluster_file, nodes, smoke, as_json):
         click.echo(json.dumps({"nodes": rows, **extra, "hard": hard, "soft": soft,
                                "smoke": smoke_job.state if smoke_job else None}))
     else:
-        doctor_table(facts, selected)
+        doctor_table(facts)
         if slurm_nodes is not None:
             from orchestrator.cli.tables import slurm_nodes_table
 

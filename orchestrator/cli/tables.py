@@ -107,14 +107,14 @@ def describe_progress(p: dict) -> str:
     return ", ".join(parts)
 
 
-def doctor_table(facts, nodes) -> None:
+def doctor_table(facts) -> None:
     """One row per node; values that differ from rank 0's are shown in red."""
     out = console()
     keys = ("python", "torch", "transformers", "deepspeed", "cuda", "nccl")
     table = new_table("node", "ssh ms", *keys, "gpus (busy)", "disk free", "clock skew", "iface to master",
                       title="orch doctor")
     reference = facts[0].versions if facts and facts[0].reachable else {}
-    for node, f in zip(nodes, facts):
+    for f in facts:
         if not f.reachable or f.error:
             table.add_row(f.name, "[red]unreachable[/red]" if not f.reachable else "-", f"[red]{f.error}[/red]")
             continue

@@ -41,6 +41,7 @@ KEEPALIVE_S = 3
 TCP_CHECK_S = 2  # how long a TCP connect to a node's SSH port may take before the node counts as unreachable
 PERSIST_ENV = "ORCH_SSH_PERSIST"  # seconds an idle master outlives the command that opened it; 0: ends with it
 DEFAULT_PERSIST_S = 600
+CONTROL_ROOT = "/tmp"  # short: a socket path must fit in 108 bytes
 
 
 def persist_seconds() -> int:
@@ -56,7 +57,7 @@ def shared_control_dir(ssh_config: str | None) -> Path | None:
     it is now) live; None when that folder is not safely ours (not a plain folder, another owner, open to others)."""
     from orchestrator.paths import orch_home
 
-    top = Path(f"/tmp/orch-ssh-{os.getuid()}")
+    top = Path(CONTROL_ROOT) / f"orch-ssh-{os.getuid()}"
     # an edited ssh_config (a host moved to another address) gets new masters: its mtime is part of the key
     configs = [ssh_config] if ssh_config else [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
     stamps = [str(os.stat(c).st_mtime_ns) if os.path.exists(c) else "-" for c in configs]

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, slurm, states, watch, worker
 from orchestrator.jobs.inputs import job_inputs
-from orchestrator.jobs.render import environment, masked_env, masked_toml
+from orchestrator.jobs.render import masked_env, masked_toml, warm
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
@@ -98,7 +97,7 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     # validates before any I/O; the built-in templates are rendered once, with the port, while Jinja loads
     # beside the first round trip
     draft = planning.plan_job(inventory, spec, inventory.master_port or 0, render=request.templates is not None)
-    templates = ThreadPoolExecutor(1).submit(environment, request.templates)
+    templates = warm(request.templates)
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
     if request.checks and request.worker_packages is None:  # kept in the record: a restart checks the same
         request.worker_packages = worker.needed_packages(request.command, request.project_dir)

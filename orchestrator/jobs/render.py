@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -48,6 +49,12 @@ def environment(user_dir: str | None = None) -> jinja2.Environment:
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
     return env
+
+
+def warm(user_dir: str | None = None) -> Future:
+    """Load Jinja and the templates in a background thread (a launch does network round trips meanwhile); the
+    future's result is `environment(user_dir)`."""
+    return ThreadPoolExecutor(1).submit(environment, user_dir)
 
 
 def is_secret(name: str) -> bool:

@@ -20,7 +20,6 @@ import dataclasses
 import posixpath
 import shlex
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from orchestrator.cluster import quickcheck
@@ -31,7 +30,7 @@ from orchestrator.errors import OrchError, PlanError, RemoteError
 from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, states, worker
 from orchestrator.jobs.inputs import job_inputs
-from orchestrator.jobs.render import environment
+from orchestrator.jobs.render import environment, warm
 from orchestrator.jobs.store import JobRecord
 
 ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
@@ -215,7 +214,7 @@ def launch(inventory: Inventory, request, store, session: Session, job_id: str, 
     started = time.monotonic()
     spec = make_spec(request, job_id)
     draft, root, _ = plan(inventory, spec, request.exclude, render=request.templates is not None)
-    ThreadPoolExecutor(1).submit(environment, request.templates)  # Jinja loads while the job is recorded
+    warm(request.templates)  # Jinja loads while the job is recorded
     inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
     job = record_job(store, inventory, request, draft, lineage or {})
     project = request.project_dir.resolve() if request.sync_code else None
