@@ -42,6 +42,8 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from orchestrator.train.data.prompting import copy_record
+
     recorded = adapter_base(adapter_dir)
     base = base or recorded
     if not Path(base).is_dir():
@@ -56,4 +58,5 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     out = Path(output_dir)
     merged.save_pretrained(out)
     AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust).save_pretrained(out)
+    copy_record(adapter_dir, out)  # the chat format training used
     return out

@@ -20,7 +20,8 @@ from orchestrator.train.model import load_model, load_tokenizer, parameter_count
 
 
 def data_spec(cfg: TrainConfig):
-    """The data pipeline's `DataSpec` for this config (self-cognition samples added to the training files)."""
+    """The data pipeline's `DataSpec` for this config (self-cognition samples added to the training set after
+    `train_samples` is drawn from the user's data, as ms-swift does)."""
     from dataclasses import asdict
     from pathlib import Path
 
@@ -32,7 +33,7 @@ def data_spec(cfg: TrainConfig):
     sc = cfg.self_cognition
     if sc.samples:
         folder = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
-        spec.train = [*spec.train, str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
+        spec.added = [str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
     return spec
 
 
@@ -42,6 +43,7 @@ def run_sft(cfg: TrainConfig) -> str:
     from transformers import Trainer, set_seed
 
     from orchestrator.train.data.collate import make_collator
+    from orchestrator.train.data.prompting import write_record
     from orchestrator.train.data.dataset import build_sft_datasets, build_test_dataset
     from orchestrator.train.generation_eval import GenerationEval
 
@@ -76,6 +78,8 @@ def run_sft(cfg: TrainConfig) -> str:
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in
+        write_record(args.output_dir, cfg.data.template, cfg.data.system)
     say(args, f"saved to {args.output_dir}")
     if generation:
         generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics
