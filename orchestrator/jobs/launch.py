@@ -120,7 +120,8 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
         current = False
         if request.checks:
             found = doctor.check_node(session, node, master, inventory.master_port, paths=tuple(inputs.outside),
-                                      pick_port=is_master and not port, then=stage)
+                                      pick_port=is_master and not port, then=stage,
+                                      code_dirs=worker.model_folders(inputs.outside) if request.worker_packages else ())
             facts[node.name] = found
             if not found.reachable:
                 return None  # the checks name it
