@@ -101,6 +101,18 @@ def test_packing_is_measured_on_the_models_own_attention(qwen: Path, tiny_model:
     assert honours_packing(builtin, make_collator(tokenizer, True), len(tokenizer)) == (True, "")
 
 
+def test_answers_end_at_the_formats_end_of_turn(qwen: Path, qwen_tok):
+    from transformers import AutoModelForCausalLM
+
+    from orchestrator.serve.generation import Engine
+
+    engine = Engine(AutoModelForCausalLM.from_pretrained(qwen, trust_remote_code=True), qwen_tok)
+    assert engine.template.name == "qwen" and {qwen_tok.im_end_id, qwen_tok.eod_id} <= engine.eos_ids
+    prompt = engine.prompt_ids([{"role": "user", "content": "hi"}])
+    assert qwen_tok.decode(prompt) == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                                       "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+
+
 def _config(folder: Path, model: Path, extra: str = "", data: str = "") -> Path:
     path = folder / "job.yaml"
     path.write_text(f"model: {model}\ntrust_remote_code: true\nfinetuning: lora\n"
@@ -123,8 +135,11 @@ def test_code_that_imports_a_missing_package_is_named_in_one_line(qwen: Path, ro
     (model / "modeling_tinyqwen.py").write_text("import orch_absent_package\n" + code)
     proc = orch("train", str(_config(rows.parent, model)), "yes", cwd=rows.parent)
     assert_refused(proc, "modeling_tinyqwen.py", "imports orch_absent_package", "pip install orch_absent_package")
-    index = orch("data", "index", str(rows), "--tokenizer", str(model), "--trust-remote-code", "-o", str(tmp_path / "i"))
-    assert index.returncode == 2 and "orch_absent_package" in index.stderr.strip().splitlines()[-1]
+    for command in (["data", "index", str(rows), "--tokenizer", str(model), "-o", str(tmp_path / "i")],
+                    ["chat", str(model)]):
+        proc = orch(*command, "--trust-remote-code")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "imports orch_absent_package" in lines[0], proc.stderr
 
 
 def test_launch_preflight_reads_the_model_and_data_dir_overrides(tmp_path: Path):
