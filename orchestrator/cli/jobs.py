@@ -47,7 +47,7 @@ def _command(args: tuple[str, ...], model: str | None = None, data_dir: str | No
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @cluster_option
 @click.option("--nodes", help="Comma-separated node names; rank order = this order. Default: all nodes. "
-                               "On Slurm also a count (--nodes 2).")
+                               "Where the cluster's scheduler picks nodes, also a count (--nodes 2).")
 @click.option("--all", "all_nodes", is_flag=True, help="Use every node in the inventory.")
 @click.option("--nproc-per-node", type=int, help="Processes per node (default: the nodes' gpus, else 1).")
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Extra environment for the job.")
@@ -76,6 +76,7 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
     from orchestrator.cluster.inventory import load_inventory
     from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, launch as start_job
     from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import schedulers
     from orchestrator.jobs.locks import ensure_free
     from orchestrator.jobs.store import Store, new_job_id
 
@@ -93,7 +94,7 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
         click.echo(render_dry_run(inventory, request), nl=False)
         return
     store = Store()
-    if inventory.scheduler == "ssh":  # Slurm arbitrates its own nodes: a busy one makes the job wait (PENDING)
+    if not schedulers.for_inventory(inventory).QUEUES:  # a queueing scheduler makes a job wait for busy nodes
         ensure_free(store, [n.name for n in inventory.select(names)], force)
     with Session(inventory.ssh_config) as session:
         launched = start_job(inventory, request, store, session, new_job_id())
@@ -102,10 +103,9 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
     if as_json:
         click.echo(json.dumps(job.to_json()))
     else:
-        where = f"submitted as Slurm job {job.options['scheduler']['job_id']} for" if job.options.get(
-            "scheduler") else "started on"
-        click.echo(f"job {job.id}: {where} {len(job.nodes)} node(s) x {job.nproc_per_node} process(es) "
-                   f"in {launched.seconds:.2f} s; master {job.master}; synced {sent} file(s)", err=not detach)
+        click.echo(f"job {job.id}: {launched.submitted.headline} {len(job.nodes)} node(s) x {job.nproc_per_node} "
+                   f"process(es) in {launched.seconds:.2f} s; master {job.master}; synced {sent} file(s)",
+                   err=not detach)
         if not detach:
             click.echo(job.id)
     _start_supervisor(job.id, job.run_dir)

@@ -13,6 +13,7 @@ from orchestrator.errors import JobError
 from orchestrator.jobs.states import FINAL as FINAL_STATES
 from orchestrator.paths import orch_home
 
+DEFAULT_SCHEDULER = "ssh"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -80,6 +81,11 @@ class JobRecord:
     options: dict = field(default_factory=dict)
 
     @property
+    def scheduler(self) -> str:
+        """The name of the scheduler the job was recorded with (a job recorded before names were stored: ssh)."""
+        return (self.options.get("scheduler") or {}).get("name") or DEFAULT_SCHEDULER
+
+    @property
     def attempt(self) -> int:
         return int(self.options.get("attempt", 0))
 
@@ -90,8 +96,8 @@ class JobRecord:
             "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
             "root_cause": self.root_cause, "run_dir": self.run_dir, "attempt": self.attempt,
             "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
-            **({"scheduler": {k: self.options["scheduler"].get(k) for k in ("name", "job_id", "state", "reason")}}
-               if self.options.get("scheduler") else {}),
+            "scheduler": {"name": self.scheduler, **{k: self.options.get("scheduler", {}).get(k)
+                                                     for k in ("job_id", "state", "reason")}},
             "progress": self.options.get("progress"),
             "nodes": [
                 {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
