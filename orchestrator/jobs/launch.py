@@ -52,8 +52,10 @@ def dry_run(inventory: Inventory, request: LaunchRequest) -> str:
 
 
 def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: Session, job_id: str,
-           lineage: dict | None = None) -> Launched:
-    """Start the job through its scheduler; on any failure, stop what started and record the job FAILED."""
+           lineage: dict | None = None, keep: bool = True) -> Launched:
+    """Start the job through its scheduler; on any failure, stop what started and record the job FAILED. With
+    `keep`, the run folder is written before returning; without, the caller runs `keep_run` itself (`orch launch`
+    hands it to the watcher it starts, so the command returns as soon as the nodes run)."""
     started_at = time.monotonic()
     scheduler = schedulers.for_inventory(inventory)
     planned = scheduler.plan(inventory, request, job_id, render=request.templates is not None)
@@ -65,8 +67,10 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
     except (RemoteError, SubmitError) as exc:
         fail_launch(store, session, job, exc, job.options.get("started_nodes"))
         raise
-    keep_run(job, submitted, request, inventory)
-    return Launched(job=job, submitted=submitted, seconds=time.monotonic() - started_at)
+    launched = Launched(job=job, submitted=submitted, seconds=time.monotonic() - started_at)
+    if keep:
+        keep_run(job, submitted, request, inventory)
+    return launched
 
 
 def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception,
@@ -86,7 +90,7 @@ def record_job(store: Store, inventory: Inventory, request: LaunchRequest, plann
         options={"request": request.to_json(), "inventory": _absolute(inventory.path), "launcher": launcher_id(),
                  "scheduler": {"name": scheduler, **planned.facts}, **lineage},
         id=plan.job_id, created=time.time(), state=states.PENDING, command=request.command,
-        master=f"{plan.master_addr}:{plan.master_port or 'auto'}", nproc_per_node=plan.nproc_per_node,
+        master=f"{plan.master_addr}:{inventory.master_port or 'auto'}", nproc_per_node=plan.nproc_per_node,
         ssh_config=inventory.ssh_config, run_dir=str(store.run_dir(plan.job_id)),
         nodes=[NodeRecord(rank=p.rank, name=p.node.name, node=p.node, job_dir=p.job_dir) for p in plan.nodes],
     )
