@@ -3,13 +3,12 @@ start happen after, in the watcher, and none of it is lost."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from orchestrator.jobs.store import Store
+from tests.orch_cli import orch
 
 
 def supervisors(job_id: str) -> list[int]:
@@ -33,12 +32,10 @@ def test_a_detached_launch_keeps_its_run_folder_and_git_state_after_returning(tm
     subprocess.run([*git, "commit", "-qm", "first"], check=True)
     (project / "sleeper.py").write_text("import time\nprint('up, edited', flush=True)\ntime.sleep(120)\n")
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-    env = {**os.environ, "ORCH_HOME": str(orch_home)}
-    env.pop("ORCH_CLUSTER", None)
-    # capture_output: returns only once nothing holds the command's stdout/stderr (the watcher has let go of them)
-    launched = subprocess.run([sys.executable, "-m", "orchestrator", "launch", "--detach", "--nproc-per-node", "1",
-                               "--", "python", "sleeper.py"], cwd=project, env=env, capture_output=True, text=True,
-                              timeout=120)
+    # the embedded localhost default; `orch` captures output: it returns only once nothing holds the command's
+    # stdout/stderr (the watcher let go of them)
+    launched = orch("launch", "--detach", "--nproc-per-node", "1", "--", "python", "sleeper.py", cwd=project,
+                    env={"ORCH_HOME": str(orch_home), "ORCH_CLUSTER": ""})
     assert launched.returncode == 0, launched.stderr
     job_id = launched.stdout.split()[-1]
     run_dir = Path(Store().get(job_id).run_dir)
@@ -51,9 +48,7 @@ def test_a_detached_launch_keeps_its_run_folder_and_git_state_after_returning(tm
     node = run_dir / "nodes" / "0-localhost"
     assert "sleeper.py" in (node / "launch.sh").read_text() and (node / "stop.sh").exists()
     assert (run_dir / "supervisor.log").stat().st_mode & 0o777 == 0o600
-    stopped = subprocess.run([sys.executable, "-m", "orchestrator", "stop", job_id], env=env, capture_output=True,
-                             text=True, timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
+    orch("stop", job_id, env={"ORCH_HOME": str(orch_home), "ORCH_CLUSTER": ""}, check=True)
     deadline = time.monotonic() + 30
     while supervisors(job_id):  # the watcher ends with the job
         assert time.monotonic() < deadline
