@@ -21,11 +21,6 @@ from orchestrator.jobs.schedulers.base import Observation, RankView
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
-def apply_probe(record: NodeRecord, probe: states.Probe, since_launch: float) -> None:
-    """Fold one probe of a node's job folder into its record (the state by the shared rule)."""
-    apply_view(record, RankView(state=states.node_state(probe, since_launch, record.state), probe=probe))
-
-
 def apply_view(record: NodeRecord, view: RankView) -> None:
     """Fold one look at a rank into its record."""
     record.state = view.state
