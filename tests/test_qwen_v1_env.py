@@ -61,8 +61,9 @@ def run(python: Path, *args: str, cwd: Path, timeout: float = 600, stdin: str | 
     return proc
 
 
-def lora_yaml(model: Path, extra: str = "", mode: str = "lora") -> str:
-    return (f"model: {model}\ntrust_remote_code: true\nfinetuning: {mode}\ndata: {{train: [train.jsonl], max_length: 96}}\n"
+def lora_yaml(model: Path, extra: str = "", mode: str = "lora", data: str = "") -> str:
+    return (f"model: {model}\ntrust_remote_code: true\nfinetuning: {mode}\n"
+            f"data: {{train: [train.jsonl], max_length: 96{data}}}\n"
             f"lora: {{r: 4, alpha: 8, target_modules: all-linear}}\n{extra}"
             f"training_args: {{output_dir: out/{mode}, max_steps: 2, per_device_train_batch_size: 4, learning_rate: 1.0e-3, "
             "logging_steps: 1, save_steps: 10, report_to: none}\n")
@@ -79,11 +80,14 @@ def test_install_into_a_transformers_4_44_env_keeps_its_versions_and_every_comma
     (project / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     subprocess.run([str(python), "-c", f"from orchestrator.train.tiny import build_tiny_model; "
                                        f"build_tiny_model({str(project / 'base')!r})"], check=True, cwd="/")
-    (project / "lora.yaml").write_text(lora_yaml(project / "base").replace("trust_remote_code: true\n", ""))
+    # with generation-based evaluation on data.test after training
+    config = lora_yaml(project / "base", extra="generation: {max_new_tokens: 4}\n", data=", test: train.jsonl")
+    (project / "lora.yaml").write_text(config.replace("trust_remote_code: true\n", ""))
     run(python, "data", "index", "train.jsonl", "--tokenizer", "base", "-o", "idx", cwd=project)
     assert "template" in run(python, "data", "preview", "train.jsonl", "--tokenizer", "base", cwd=project).stdout
     trained = run(python, "train", "lora.yaml", "yes", cwd=project)
     assert "transformers 4.44.0" in trained.stdout + trained.stderr
+    assert len((project / "out" / "lora" / "predictions_test.jsonl").read_text().splitlines()) == len(ROWS)
     run(python, "merge", "--adapter", "out/lora", "--output", "merged", cwd=project)
     answer = run(python, "chat", "merged", "--max-new-tokens", "4", "--temperature", "0", cwd=project, stdin="hi\n")
     assert answer.stdout.strip(), answer.stderr[-2000:]
