@@ -184,13 +184,13 @@ def test_dpo_pairs_are_laid_out_in_the_sft_chat_format_with_the_end_of_document_
     assert NOTE in proc.stderr
     assert json.loads((tmp_path / "out" / "orch_template.json").read_text())["template"] == "qwen"
 
-    from orchestrator.train.dpo import preference_dataset
     from orchestrator.train.config import load_config
-
-    cfg = load_config(str(tmp_path / "dpo.yaml"), data_dir=str(tmp_path))
+    from orchestrator.train.dpo import preference_dataset
     from orchestrator.train.model import load_tokenizer
 
+    cfg = load_config(str(tmp_path / "dpo.yaml"), data_dir=str(tmp_path))
     tok = load_tokenizer(str(qwen), True)
+    assert tok.pad_token_id == tok.eod_id  # DPO pads with the end-of-document token
     first = preference_dataset(cfg.data.train, cfg, resolve_template("auto", tok))[0]
     assert first["prompt"] == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nsay 0"
                                "<|im_end|>\n<|im_start|>assistant\n")

@@ -13,16 +13,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
 
 from tests.needs import need_module
-from tests.orch_cli import orch_serve
+from tests.orch_cli import orch, orch_serve
 from tests.test_seed_env import env_python, inventory, launched_ok
-from tests.orch_cli import orch
 
 REPO = Path(__file__).resolve().parent.parent
 FM9G_ENV = Path(os.environ.get("ORCH_SEED_ENV", REPO / ".venvs" / "fm9g"))
@@ -168,9 +166,9 @@ def test_two_nodes_with_the_users_env_and_no_orch_train_qwen_v1(qwen_env, env, c
     env = {**env, "ORCH_CLUSTER": str(inventory(cluster, tmp_path, seed_python))}
     job = project / "launch"
     job.mkdir(exist_ok=True)
-    (job / "swift.yaml").write_text(SWIFT.format(mode="lora").replace("custom_train_dataset_path: [train.jsonl]\n",
-                                                                      "custom_train_dataset_path: [train.jsonl]\n"))
+    (job / "swift.yaml").write_text(SWIFT.format(mode="lora"))
     proc = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "--model", str(project / "qwen"),
                 "--data-dir", str(project), "swift.yaml", cwd=job, env=env, timeout=600)
     status = launched_ok(proc, env)
     assert "world size: 2" in proc.stdout and "transformers 4.40.2" in proc.stdout, status
+    assert "train: 10 samples" in proc.stdout and "end-of-document token <|endoftext|>" in proc.stdout + proc.stderr
