@@ -202,6 +202,10 @@ def test_qwen_v1_on_transformers_5_is_named_before_loading(tmp_path: Path):
     from orchestrator.train.remote_code import known_break
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen", "auto_map": {"AutoConfig": "c.C"}}))
+    # the August 2023 revision's tokenizer reads its vocabulary before setting it: no load from transformers 4.34
+    (tmp_path / "tokenization_qwen.py").write_text("class QWenTokenizer:\n    def get_vocab(self): ...\n")
+    assert "no attribute 'mergeable_ranks'" in known_break(tmp_path)
+    (tmp_path / "tokenization_qwen.py").write_text("class QWenTokenizer:\n    def _add_tokens(self): ...\n")
     line = known_break(tmp_path)
     if version("transformers") >= (5,):
         assert line and "Qwen v1" in line and "transformers 4.40-4.44" in line

@@ -10,6 +10,7 @@ weights load. A folder whose `model_type` transformers knows loads its built-in 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
@@ -122,15 +123,46 @@ def require_imports(folder: str | Path) -> None:
         raise ConfigError(missing_imports_line(folder, missing))
 
 
-# (model_type, what it is, transformers from which its own code fails, for what, how, what works)
+@dataclass(frozen=True)
+class KnownBreak:
+    """A model's own code that fails from a transformers release on: for `what` (loading, or generation only), how,
+    and what works; `unless` (file, text): only when that code file lacks that text (an older revision)."""
+
+    model_type: str
+    name: str
+    since: tuple[int, ...]
+    what: str
+    how: str
+    works: str
+    unless: tuple[str, str] | None = None
+
+
 KNOWN_BREAKS = (
-    ("qwen", "Qwen v1 (Qwen-7B/14B-Chat)", (5,), "loading", "its code uses what transformers 5 removed: "
-     "DisjunctiveConstraint, the slow tokenizer's special-token internals", "transformers 4.40-4.44"),
-    ("chatglm", "ChatGLM3-6B", (5,), "loading", 'its config code fails ("ChatGLMConfig has no max_length")',
-     "transformers 4.40-4.44"),
-    ("chatglm", "ChatGLM3-6B", (4, 42), "generation", "its own generate() calls standardize_cache_format, which "
-     "transformers 4.42 removed", "transformers 4.40-4.41 for chat, serve and generation eval"),
+    KnownBreak("qwen", "Qwen v1 (Qwen-7B/14B-Chat)", (4, 34), "loading", "this revision's tokenization_qwen.py "
+               "reads its vocabulary inside the base class's __init__, before setting it (\"'QWenTokenizer' object "
+               "has no attribute 'mergeable_ranks'\")", "transformers < 4.34, or with tokenization_qwen.py from the "
+               "current Qwen-7B-Chat revision (it overrides _add_tokens)",
+               unless=("tokenization_qwen.py", "def _add_tokens")),
+    KnownBreak("qwen", "Qwen v1 (Qwen-7B/14B-Chat)", (5,), "loading", "its code uses what transformers 5 removed: "
+               "DisjunctiveConstraint, the slow tokenizer's special-token internals", "transformers 4.40-4.44"),
+    KnownBreak("chatglm", "ChatGLM3-6B", (5,), "loading", 'its config code fails ("ChatGLMConfig has no '
+               'max_length")', "transformers 4.40-4.44"),
+    KnownBreak("chatglm", "ChatGLM3-6B", (4, 42), "generation", "its own generate() calls "
+               "standardize_cache_format, which transformers 4.42 removed",
+               "transformers 4.40-4.41 for chat, serve and generation eval"),
 )
+
+
+def _applies(rule: KnownBreak, folder: Path, model_type: object, installed: tuple[int, ...],
+             generating: bool) -> bool:
+    if model_type != rule.model_type or installed < rule.since or not (rule.what == "loading" or generating):
+        return False
+    if rule.unless is None:
+        return True
+    try:
+        return rule.unless[1] not in (folder / rule.unless[0]).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
 
 
 def known_break(folder: str | Path, generating: bool = False) -> str | None:
@@ -138,15 +170,16 @@ def known_break(folder: str | Path, generating: bool = False) -> str | None:
     with `generating`, also for generate()), naming the model, the version and what works; else None."""
     from orchestrator.train.compat import version
 
-    config = _read_json(Path(folder).expanduser() / "config.json")
+    path = Path(folder).expanduser()
+    config = _read_json(path / "config.json")
     if not config.get("auto_map"):
         return None
     installed = version("transformers")
-    for model_type, name, since, what, how, works in KNOWN_BREAKS:
-        if config.get("model_type") == model_type and installed >= since and (what == "loading" or generating):
+    for rule in KNOWN_BREAKS:
+        if _applies(rule, path, config.get("model_type"), installed, generating):
             found = ".".join(map(str, installed))
-            return (f"{folder}: {name}'s own code is known not to run on transformers {found} ({what}: {how}); "
-                    f"it works on {works}")
+            return (f"{folder}: {rule.name}'s own code is known not to run on transformers {found} ({rule.what}: "
+                    f"{rule.how}); it works on {rule.works}")
     return None
 
 
