@@ -202,7 +202,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "orchestrator" / "sample_data"
 
 def test_index_preview_and_training_pick_the_same_default_template(tokenizer, tmp_path):
     from orchestrator.cli.data import index, preview
-    from orchestrator.train.config_schema import DataSection
+    from orchestrator.train.config import DataSection
     from orchestrator.train.data.dataset import build_sft_datasets
     from orchestrator.train.data.index import TokenIndex, build_index
     from orchestrator.train.data.preview import preview_samples

@@ -14,7 +14,7 @@ import sys
 
 from orchestrator.errors import ConfigError
 from orchestrator.train.compat import training_args_kwargs
-from orchestrator.train.config_schema import TrainConfig
+from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import adapt_for_cpu, load_deepspeed_config, skip_shm_comm_op
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from orchestrator.train import metrics
 from orchestrator.train.callbacks import say
-from orchestrator.train.config_schema import GenerationSection
+from orchestrator.train.config import GenerationSection
 
 IGNORE_INDEX = -100
 

@@ -14,7 +14,7 @@ import math
 
 from orchestrator.errors import ConfigError
 from orchestrator.train.compat import from_pretrained_kwargs, prefix_as_cache
-from orchestrator.train.config_schema import PROMPT_FINETUNING, TrainConfig
+from orchestrator.train.config import PROMPT_FINETUNING, TrainConfig
 
 
 LORA_DTYPES_TORCH = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # lora.dtype; auto: peft's float32

@@ -9,7 +9,7 @@ import os
 import sys
 
 from orchestrator.train.compat import allow_checkpoint_loads
-from orchestrator.train.config_schema import TrainConfig
+from orchestrator.train.config import TrainConfig
 
 
 def run(cfg: TrainConfig) -> str:
@@ -33,7 +33,7 @@ def run(cfg: TrainConfig) -> str:
 
 
 def print_warnings(cfg: TrainConfig) -> None:
-    """One line per config key that has no effect (`config_notes`), printed by global rank 0 only."""
+    """One line per config key that has no effect (`config.notes`), printed by global rank 0 only."""
     if int(os.environ.get("RANK", "0")) == 0:
         for line in cfg.warnings:
             print(f"warning: {line}", file=sys.stderr, flush=True)

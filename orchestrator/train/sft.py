@@ -14,7 +14,7 @@ from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, sanity_table, say, throughput_callback
 from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
 from orchestrator.train.compat import tokenizer_kwarg
-from orchestrator.train.config_schema import TrainConfig
+from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
 from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
 

@@ -12,8 +12,8 @@ current working directory (what torchrun's workers share on every node); data fi
 Only `training_args` key names are checked here (against the installed `TrainingArguments`); their values are
 checked when the worker builds its `TrainingArguments` (`arguments.build_training_args`), before any model loads.
 
-The parts: `config_schema` (the sections), `config_build` (typed building), `config_aliases` (ms-swift's names),
-`config_chatglm3` (ChatGLM3's layout), `config_checks` (cross-field and file checks), `config_notes` (keys without
+The parts: `schema` (the sections), `build` (typed building), `foreign.swift` (ms-swift's names),
+`foreign.chatglm3` (ChatGLM3's layout), `checks` (cross-field and file checks), `notes` (keys without
 effect); `load_config` here runs them in that order.
 """
 
@@ -25,12 +25,12 @@ from pathlib import Path
 import yaml
 
 from orchestrator.errors import ConfigError
-from orchestrator.train.config_aliases import lift_swift_keys, renamed
-from orchestrator.train.config_build import build
-from orchestrator.train.config_chatglm3 import lift_generation, translate_chatglm3
-from orchestrator.train.config_checks import check, check_generation
-from orchestrator.train.config_notes import Provenance, unused_keys
-from orchestrator.train.config_schema import TrainConfig
+from orchestrator.train.config.foreign.swift import lift_swift_keys, renamed
+from orchestrator.train.config.build import build
+from orchestrator.train.config.foreign.chatglm3 import lift_generation, translate_chatglm3
+from orchestrator.train.config.checks import check, check_generation
+from orchestrator.train.config.notes import Provenance, unused_keys
+from orchestrator.train.config.schema import TrainConfig
 
 
 def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrator.train.config_schema import TrainConfig
+    from orchestrator.train.config.schema import TrainConfig
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")
 DPO_UNUSED_DATA_KEYS = ("eval_ratio", "truncation_strategy", "packing", "cache_dir")

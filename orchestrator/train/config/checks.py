@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Union
 
 from orchestrator.errors import ConfigError
-from orchestrator.train.config_build import coerce, reject_unknown
-from orchestrator.train.config_notes import Provenance
-from orchestrator.train.config_schema import (DEEPSPEED_ALIASES, DEEPSPEED_PRESETS, LORA_DTYPES, LORA_TARGETS,
+from orchestrator.train.config.build import coerce, reject_unknown
+from orchestrator.train.config.notes import Provenance
+from orchestrator.train.config.schema import (DEEPSPEED_ALIASES, DEEPSPEED_PRESETS, LORA_DTYPES, LORA_TARGETS,
                                               PROMPT_FINETUNING, TRAINING_ARG_ALIASES, TrainConfig)
 from orchestrator.train.remote_code import CONFIG_KEY, require_imports, require_trust
 

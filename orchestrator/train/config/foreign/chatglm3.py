@@ -7,9 +7,9 @@ import typing
 from typing import Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.train.config_build import build, coerce, reject_unknown
-from orchestrator.train.config_notes import Provenance
-from orchestrator.train.config_schema import GENERATION_TRAINING_ARGS, GenerationSection, PromptSection
+from orchestrator.train.config.build import build, coerce, reject_unknown
+from orchestrator.train.config.notes import Provenance
+from orchestrator.train.config.schema import GENERATION_TRAINING_ARGS, GenerationSection, PromptSection
 
 
 CHATGLM3_PROMPT_TYPES = {"PREFIX_TUNING": "prefix", "P_TUNING": "ptuning"}  # peft_config.peft_type -> finetuning

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.train.config_notes import Provenance
+from orchestrator.train.config.notes import Provenance
 
 SWIFT_KEYS = {
     "sft_type": "finetuning",
