@@ -53,15 +53,10 @@ def config_paths(config: Path, model: str | None = None, data_dir: str | None = 
     """(key, path) for every path-like value in a training config: model, data.train/eval/test, deepspeed JSON, a
     chat template file. `model` / `data_dir` override the config's (the launch's `--model` / `--data-dir`).
     Relative values resolve against the config's `data_dir` (default: the project folder)."""
-    import yaml  # only a launch of a training config reads YAML: plain commands skip the import
-
     from orchestrator.train.data.templates import TEMPLATE_FILE_SUFFIXES
+    from orchestrator.yamlio import load_yaml  # only a launch of a training config reads YAML
 
-    try:
-        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise PlanError(located(str(config), mark.line + 1 if mark else None, f"malformed YAML: {exc}")) from None
+    raw = load_yaml(config, PlanError) or {}
     if not isinstance(raw, dict):
         return []
     raw = {**raw, **{k: v for k, v in (("model", model), ("data_dir", data_dir)) if v}}
