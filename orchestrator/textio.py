@@ -95,6 +95,14 @@ def refusal(path: Path, line: int, offset: int, codec: str, named: str | None, o
     return DataError(located(str(path), line, f"not {what} text (byte offset {offset}); {hint}"))
 
 
+def decode(raw: bytes, codec: str) -> str:
+    """Decode a line's bytes; a NUL byte counts as undecodable (text has none; UTF-16 without a BOM is full of them)."""
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise UnicodeDecodeError(codec, raw, nul, nul + 1, "a NUL byte in text")
+    return raw.decode(codec)
+
+
 def iter_lines(path: str | Path, encoding: str | None = None) -> Iterator[tuple[int, str]]:
     """(line number, decoded line with its `\\n`) of a text file; a leading BOM is dropped."""
     path = Path(path)
@@ -106,7 +114,7 @@ def iter_lines(path: str | Path, encoding: str | None = None) -> Iterator[tuple[
         offset, n = 0, 0
         for n, raw in enumerate(fh, 1):
             try:
-                text = raw.decode(codec if n == 1 else codec.replace("-sig", ""))
+                text = decode(raw, codec if n == 1 else codec.replace("-sig", ""))
             except UnicodeDecodeError as exc:
                 raise refusal(path, n, offset + exc.start, codec, encoding) from None
             yield n, text.lstrip("\ufeff") if n == 1 else text
@@ -168,6 +176,8 @@ def copy_as_utf8(src: str | Path, dst: str | Path, encoding: str | None = None) 
             chunk = fh.read(_CHUNK)
             buf = carry + chunk
             try:
+                if b"\0" in buf:
+                    decode(buf, "utf-8")
                 _, used = codecs.utf_8_decode(buf, "strict", not chunk)
             except UnicodeDecodeError as exc:
                 line = lines + buf.count(b"\n", 0, exc.start)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.errors import DataError, located
-from orchestrator.textio import codec_of, refusal
+from orchestrator.textio import codec_of, decode, refusal
 from orchestrator.train.data.readers import iter_records, parse_json_line
 
 
@@ -33,7 +33,7 @@ class RecordFile:
         with open(self.path, "rb") as fh:
             for n, raw in enumerate(fh, 1):
                 try:
-                    raw.decode(self._codec if n == 1 else self._plain_codec)
+                    decode(raw, self._codec if n == 1 else self._plain_codec)
                 except UnicodeDecodeError as exc:
                     raise refusal(self.path, n, pos + exc.start, self._codec, encoding) from None
                 if raw.strip():
