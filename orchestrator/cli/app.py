@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -10,15 +11,40 @@ from orchestrator import __version__
 from orchestrator.errors import OrchError
 
 
+def _one_line(message: str, code: int = 2) -> NoReturn:
+    """`orch: error: MESSAGE` on stderr (any newline in it escaped: one line whatever a file held), then exit."""
+    click.echo("orch: error: " + message.replace("\r", "\\r").replace("\n", "\\n"), err=True)
+    sys.exit(code)
+
+
+def _usage(exc: click.ClickException) -> NoReturn:
+    """A command-line mistake (unknown option, bad value) in one line, pointing at the command's --help."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if isinstance(exc, click.UsageError) and ctx is not None else ""
+    _one_line(f"{exc.format_message()}{hint}", exc.exit_code)
+
+
 class OrchGroup(click.Group):
-    """A click group that turns `OrchError` into `orch: error: ...` on stderr and exit code 2."""
+    """A click group that turns `OrchError`, click's usage errors and an unreadable/unwritable named file into one
+    line `orch: error: ...` on stderr and exit code 2."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:  # noqa: D102 - the top level's own options
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            _usage(exc)
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
             return super().invoke(ctx)
         except OrchError as exc:
-            click.echo(f"orch: error: {exc}", err=True)
-            sys.exit(2)
+            _one_line(str(exc))
+        except click.ClickException as exc:
+            _usage(exc)
+        except OSError as exc:
+            if exc.filename is None or isinstance(exc, (BrokenPipeError, ConnectionError)):
+                raise
+            _one_line(f"{exc.filename}: {exc.strerror or exc}")
 
 
 @click.group(cls=OrchGroup, context_settings={"help_option_names": ["-h", "--help"]})
