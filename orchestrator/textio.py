@@ -28,6 +28,16 @@ _COMMON_HAN = frozenset("的一是不了在人有我他這这個个們们中來�
                         "面起看定天分還还進进好小部其些主樣样理心她本前開开把但因只從从想實实問问答題题")
 
 
+def found(path: str | Path, kind: str = "any") -> bool:
+    """Whether `path` names an existing file (`kind` "file"), folder ("dir") or either; a name the OS cannot look
+    up at all (too long, a NUL byte: what a mangled config holds) is simply not found."""
+    try:
+        path = Path(path)
+        return path.is_file() if kind == "file" else path.is_dir() if kind == "dir" else path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def check_encoding(name: str, where: str) -> str:
     """The codec name of a text encoding the user named; DataError for an unknown name or a non-text codec."""
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
-from orchestrator.textio import check_encoding
+from orchestrator.textio import check_encoding, found
 from orchestrator.train.data import cache
 from orchestrator.train.data.convert import write_jsonl_atomic
 from orchestrator.train.data.meta import is_number, read_meta
@@ -58,7 +58,7 @@ class MixPlan:
 
 def _data_file(path: Path) -> Path:
     """The data file behind a path (an index folder's data.jsonl)."""
-    return path / "data.jsonl" if path.is_dir() else path
+    return path / "data.jsonl" if found(path, "dir") else path
 
 
 def _entry(config: Path, line: int, raw: object, encoding: str | None) -> MixEntry:
@@ -73,14 +73,14 @@ def _entry(config: Path, line: int, raw: object, encoding: str | None) -> MixEnt
     if not is_number(weight) or weight <= 0:
         raise where(f"{raw['dataset_name']}: abs_weight must be a positive number, not {weight!r}")
     path = config.parent / str(raw["path"])
-    if not _data_file(path).is_file():
+    if not found(_data_file(path), "file"):
         raise where(f"{raw['dataset_name']}: no such data file {path}")
     transforms = config.parent / raw["transforms"] if raw.get("transforms") else None
-    if transforms is not None and not transforms.is_file():
+    if transforms is not None and not found(transforms, "file"):
         raise where(f"{raw['dataset_name']}: no such transforms file {transforms}")
     if raw.get("encoding") is not None:
         encoding = check_encoding(raw["encoding"], f"{config}:{line}: {raw['dataset_name']}: encoding")
-    meta = read_meta(path) if (path / "meta.json").is_file() else {}
+    meta = read_meta(path) if found(path / "meta.json", "file") else {}
     nlines = meta.get("nlines") or len(RecordFile(_data_file(path), encoding))
     ave = meta.get("avg_token_per_line", raw.get("ave_tokens_per_line"))
     if ave is not None and not is_number(ave):

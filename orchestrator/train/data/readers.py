@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
-from orchestrator.textio import iter_lines, read_text
+from orchestrator.textio import found, iter_lines, read_text
 from orchestrator.train.data.samples import Sample, chat_from_messages
 
 
@@ -139,7 +139,7 @@ def iter_records(path: str | Path, bad: BadLines | None = None, encoding: str | 
     given twice (JSON lists: configs)."""
     path = Path(path)
     bad = bad or BadLines()
-    if not path.is_file():
+    if not found(path, "file"):
         raise DataError(located(str(path), None, "no such file"))
     first = first_char(path, encoding)
     if not first:
