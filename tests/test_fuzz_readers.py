@@ -365,6 +365,46 @@ def test_token_index_build(folder, data, tokenizer):
     assert not list(folder.glob(".index-out.tmp-*"))
 
 
+# What long runs (ORCH_FUZZ_EXAMPLES=1500 and 5000) found, each fixed and kept here as a plain case: before the fix
+# each one ended in a traceback.
+FOUND = [
+    ("inventory", INVENTORY.replace(b"gpus = 8", b"gpus = " + b"9" * 4301, 1), "InventoryError"),  # ValueError
+    ("config", CONFIG.replace(b"dropout: 0.0", b"dropout: " + b"9" * 932), "ConfigError"),  # OverflowError
+    ("config", CONFIG.replace(b"a.jsonl", b"a" + b"[" * 300), "ConfigError"),  # OSError: file name too long
+    ("config", CONFIG.replace(b"a.jsonl", b'"a\\0.jsonl"'), "ConfigError"),  # ValueError: embedded null byte
+    ("config", CHATGLM3.replace(b"64", b"[]"), "ConfigError"),  # TypeError in int()
+    ("config", CHATGLM3.replace(b"64", b"text"), "ConfigError"),  # ValueError in int()
+    ("config", CHATGLM3.replace(b"training_args:\n", b"training_args: [a]\nx:\n"), "ConfigError"),  # dict()
+    ("config", CONFIG.replace(b"1\n", b"1" * 5000 + b"\n", 1), "ConfigError"),  # a 5000-digit int in YAML
+    ("mixture", MIXTURE.replace(b'"idx"', b'"' + b"i" * 300 + b'"'), "DataError"),  # OSError: name too long
+    ("mixture", MIXTURE.replace(b"2.0", b"1e999"), "DataError"),  # an infinite weight
+    ("meta", META.replace(b'"nlines": 2', b'"nlines": "2"'), "DataError"),  # int() of a string
+    ("meta", META.replace(b'"nlines": 2', b'"nlines": 99999999999999'), "DataError"),  # a list that size
+    ("meta", b"{" * 100000, "DataError"),  # RecursionError
+]
+
+
+@pytest.mark.parametrize(("reader", "data", "error"), FOUND, ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(FOUND)])
+def test_what_the_long_runs_found_stays_fixed(folder, monkeypatch, reader, data, error):
+    from orchestrator.cluster.inventory import load_inventory
+    from orchestrator.train.config import load_config
+    from orchestrator.train.data.mixture import load_mixture
+
+    monkeypatch.chdir(folder)
+    calls = {"inventory": lambda: load_inventory(str(_write(folder, "found.toml", data))),
+             "config": lambda: load_config(_write(folder, "found.yaml", data), model="model", on_controller=True),
+             "mixture": lambda: load_mixture(_write(folder, "found.json", data))}
+    if reader == "meta":
+        (folder / "idx2").mkdir(exist_ok=True)
+        (folder / "idx2" / "data.jsonl").write_bytes(b'{"text": "x"}\n')
+        (folder / "idx2" / "meta.json").write_bytes(data)
+        calls["meta"] = lambda: load_mixture(_write(folder, "found.json", b'[{"dataset_name": "i", "path": "idx2", '
+                                                                          b'"abs_weight": 1}]'))
+    with pytest.raises(OrchError) as err:
+        calls[reader]()
+    assert type(err.value).__name__ == error and "\n" not in str(err.value), str(err.value)
+
+
 # --- the command line -------------------------------------------------------------------------------------------
 WORDS = ["data.jsonl", "data.csv", "data.txt", "mix.json", "nowhere", "cluster.toml", "train.yaml", "-", "",
          "--", "x=y", "input=", "=a", "0", "-1", "1.5", "1e999", "nan", "zh", "fr", "gb18030", "utf-9", "auto",

@@ -208,6 +208,8 @@ def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
         match = re.search(r"\(at line (\d+), column \d+\)", message)
         line = int(match.group(1)) if match else None
         raise InventoryError(located(path, line, f"malformed TOML: {re.sub(r' ?[(]at line.*', '', message)}"))
+    except ValueError as exc:  # a value tomllib cannot build (a 5000-digit integer)
+        raise InventoryError(located(path, None, f"malformed TOML: {str(exc).split(';')[0]}")) from None
     check = _Checker(path, text)
     for key in data:
         if key not in _TOP_KEYS:
