@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.errors import OrchError, located
-from orchestrator.textio import read_text
+from orchestrator.textio import read_config_text
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -22,7 +22,7 @@ class _DuplicateKey(yaml.YAMLError):
         self.key, self.first, self.second = key, first, second
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed
     """SafeLoader that refuses a key written twice in one mapping (merge keys `<<:` may still be overridden)."""
 
     def construct_mapping(self, node, deep=False):  # noqa: D102 - yaml's hook
@@ -63,7 +63,7 @@ def parse_yaml(text: str, where: str, error: type[OrchError]) -> object:
 def load_yaml(path: str | Path, error: type[OrchError]) -> object:
     """Read and parse a YAML file (see `parse_yaml`)."""
     try:
-        text = read_text(path, option=False)
+        text = read_config_text(path)
     except OrchError as exc:
         raise error(str(exc)) from None
     except FileNotFoundError:

@@ -12,8 +12,8 @@ from orchestrator.errors import OrchError
 
 
 def _one_line(message: str, code: int = 2) -> NoReturn:
-    """`orch: error: MESSAGE` on stderr (any newline in it escaped: one line whatever a file held), then exit."""
-    click.echo("orch: error: " + message.replace("\r", "\\r").replace("\n", "\\n"), err=True)
+    """`orch: error: MESSAGE` on stderr, then exit (an `OrchError`'s message is one line already: errors.py)."""
+    click.echo(f"orch: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -21,7 +21,7 @@ def _usage(exc: click.ClickException) -> NoReturn:
     """A command-line mistake (unknown option, bad value) in one line, pointing at the command's --help."""
     ctx = getattr(exc, "ctx", None)
     hint = f" (see {ctx.command_path} --help)" if isinstance(exc, click.UsageError) and ctx is not None else ""
-    _one_line(f"{exc.format_message()}{hint}", exc.exit_code)
+    _one_line(str(OrchError(f"{exc.format_message()}{hint}")), exc.exit_code)  # one line, as OrchError's
 
 
 class OrchGroup(click.Group):

@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrator.cluster.toml_lines import key_lines
 from orchestrator.errors import InventoryError, OrchError, located
-from orchestrator.textio import read_text
+from orchestrator.textio import read_config_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -322,7 +322,7 @@ def load_inventory(explicit: str | None = None) -> Inventory:
     if path is None:
         return parse_inventory(EMBEDDED_DEFAULT, "<embedded default>")
     try:
-        text = read_text(path, option=False)  # a BOM is fine; not UTF-8: one line with the byte offset
+        text = read_config_text(path)  # a BOM is fine; not UTF-8 or too large: one line
     except FileNotFoundError:
         raise InventoryError(f"{path}: inventory file not found") from None
     except OSError as exc:

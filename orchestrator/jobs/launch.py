@@ -183,7 +183,10 @@ def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: 
 
 
 class PreflightError(PlanError):
-    """A node is not fit to run the job (unreachable, no torch, versions differ from the master's)."""
+    """A node is not fit to run the job (unreachable, no torch, versions differ from the master's): one line per
+    problem."""
+
+    multiline = True
 
 
 def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception, started: list[str] | None = None,
