@@ -22,7 +22,7 @@ class _DuplicateKey(yaml.YAMLError):
         self.key, self.first, self.second = key, first, second
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed
+class _UniqueKeyLoader(yaml.SafeLoader):  # never libyaml's CSafeLoader: deep nesting crashes it (SIGSEGV)
     """SafeLoader that refuses a key written twice in one mapping (merge keys `<<:` may still be overridden)."""
 
     def construct_mapping(self, node, deep=False):  # noqa: D102 - yaml's hook
