@@ -376,6 +376,8 @@ FOUND = [
     ("config", CHATGLM3.replace(b"64", b"text"), "ConfigError"),  # ValueError in int()
     ("config", CHATGLM3.replace(b"training_args:\n", b"training_args: [a]\nx:\n"), "ConfigError"),  # dict()
     ("config", CONFIG.replace(b"1\n", b"1" * 5000 + b"\n", 1), "ConfigError"),  # a 5000-digit int in YAML
+    ("config", CONFIG + b"x: " + b"[" * 20000, "ConfigError"),  # libyaml's parser: SIGSEGV (pure Python: one line)
+    ("config", CONFIG.replace(b"a.jsonl", b'"a.\\njsonl"'), "ConfigError"),  # a newline in the path: 2 lines
     ("mixture", MIXTURE.replace(b'"idx"', b'"' + b"i" * 300 + b'"'), "DataError"),  # OSError: name too long
     ("mixture", MIXTURE.replace(b"2.0", b"1e999"), "DataError"),  # an infinite weight
     ("meta", META.replace(b'"nlines": 2', b'"nlines": "2"'), "DataError"),  # int() of a string
