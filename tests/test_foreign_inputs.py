@@ -112,6 +112,17 @@ def test_index_preview_and_mixture_read_the_encoding_and_write_utf8(tmp_path, to
     with pytest.raises(DataError, match="gbk.jsonl:1: not UTF-8.*encoding: gb18030"):
         build_index(gbk, tmp_path / "i-refused", tokenizer, workers=1)
     assert not (tmp_path / "i-refused").exists()
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    tok = str(tokenizer.name_or_path)  # the command lines, in process (transformers is loaded already)
+    ran = CliRunner().invoke(cli, ["data", "index", str(gbk), "--tokenizer", tok, "-o", str(tmp_path / "i-cli"),
+                                   "--encoding", "gb18030", "--workers", "1", "--json"])
+    assert ran.exit_code == 0 and json.loads(ran.stdout)["samples"] == 20, ran.output
+    ran = CliRunner().invoke(cli, ["data", "preview", str(gbk), "--tokenizer", tok, "--encoding", "gb18030",
+                                   "-n", "1", "--json"])
+    assert ran.exit_code == 0 and json.loads(ran.stdout.splitlines()[0])["line"] == 1, ran.output
     assert preview_samples(gbk, tokenizer, num=3, encoding="gb18030") == [
         {**row, "source": str(gbk)} for row in preview_samples(twin, tokenizer, num=3)]
     mix = tmp_path / "mix.json"
