@@ -218,7 +218,8 @@ def test_a_mixture_entry_with_a_key_twice_is_refused(tmp_path):
 
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
     (tmp_path / "mix.json").write_text('[\n {"dataset_name": "a", "path": "a.jsonl", "abs_weight": 1},\n'
-                                       ' {"dataset_name": "b", "path": "a.jsonl",\n  "abs_weight": 1, "abs_weight": 9}\n]')
+                                       ' {"dataset_name": "b", "path": "a.jsonl",\n'
+                                       '  "abs_weight": 1, "abs_weight": 9}\n]')
     with pytest.raises(DataError, match=r"mix\.json:3: duplicate key 'abs_weight'"):
         load_mixture(tmp_path / "mix.json")
 

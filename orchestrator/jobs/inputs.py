@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from orchestrator.errors import PlanError, located
+from orchestrator.errors import PlanError
 
 MIXTURE_MAX_BYTES = 1 << 20  # a mixture config is small; a bigger .json is a data file, not read here
 

@@ -2,7 +2,8 @@
 
 Each entry: `dataset_name`, `task_name`, `abs_weight`, `path` (a JSONL/JSON/.txt file or an index folder),
 `transforms` (a Python file defining `transform(data, num_sample, r) -> {"input", "output"}`), `allow_repeat`,
-`encoding` (the data file's text encoding when it is not UTF-8, e.g. gb18030), and informational `nlines`, `ave_tokens_per_line`, `total_tokens` (taken from the index's meta.json when there).
+`encoding` (the data file's text encoding when it is not UTF-8, e.g. gb18030), and informational `nlines`,
+`ave_tokens_per_line`, `total_tokens` (taken from the index's meta.json when there).
 The mixture draws `num_samples` (default: all lines of all datasets) in proportion to `abs_weight`; a dataset that
 may not repeat is exhausted at its size instead, which lowers its effective share.
 """
@@ -213,7 +214,8 @@ def iter_mixture(entries: list[MixEntry], plans: list[MixPlan], seed: int) -> It
     streams = []
     for i, e in enumerate(entries):
         local = random.Random(f"{seed}:{e.dataset_name}")
-        streams.append((RecordFile(_data_file(e.path), e.encoding), _draw_order(plans[i].samples, e.nlines, e.allow_repeat, local),
+        streams.append((RecordFile(_data_file(e.path), e.encoding),
+                        _draw_order(plans[i].samples, e.nlines, e.allow_repeat, local),
                         load_transform(e.transforms) if e.transforms else None, local, [0]))
     for i in order:
         records, draws, fn, local, counter = streams[i]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from orchestrator.errors import DataError, located
+from orchestrator.errors import DataError
 from orchestrator.textio import read_text
 from orchestrator.train.data import DEFAULT_TEMPLATE, formats  # DEFAULT_TEMPLATE re-exported
 from orchestrator.train.data.custom_format import check_roles, role_format, role_markers
