@@ -252,3 +252,17 @@ def test_inventory_with_a_bom_reads_and_one_in_gbk_is_one_line(tmp_path):
     with pytest.raises(InventoryError, match=r"gbk\.toml:5: not UTF-8 text \(byte offset \d+\); save it as UTF-8 "
                                              r"\(it decodes as gb18030\)"):
         load_inventory(str(_write(tmp_path / "gbk.toml", text, "gbk")))
+
+
+def test_side_files_saved_on_windows_read_like_their_linux_twins(tmp_path):
+    """A DeepSpeed JSON and a chat template saved by a Windows editor (BOM, CRLF) act as the Linux copies do."""
+    from orchestrator.train.data.templates import parse_template
+    from orchestrator.train.deepspeed import load_deepspeed_config
+
+    ds = {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}
+    assert load_deepspeed_config(str(_write(tmp_path / "ds.json", json.dumps(ds, indent=1), "utf-8-sig",
+                                            crlf=True))) == ds
+    jinja = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}\n{% endfor %}"
+    assert parse_template(str(_write(tmp_path / "t.jinja", jinja, "utf-8-sig", crlf=True)), "template").source == jinja
+    with pytest.raises(ConfigError, match=r"deepspeed: the config must be a JSON object"):
+        load_deepspeed_config(str(_write(tmp_path / "list.json", "[1]", "utf-8")))

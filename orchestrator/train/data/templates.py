@@ -92,7 +92,7 @@ def parse_template(value: object, where: str = "template") -> TemplateSpec:
                         f"{'/'.join(JINJA_SUFFIXES)} chat template file or a mapping of role formats")
     if not path.is_file():
         raise DataError(f"{where}: template file not found: {path}")
-    text = read_text(path, option=False)
+    text = read_text(path, option=False).replace("\r\n", "\n")  # saved on Windows: renders as on Linux
     if path.suffix in JINJA_SUFFIXES:
         return TemplateSpec("jinja", source=text)
     return _mapping_file(path, text)
