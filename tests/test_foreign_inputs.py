@@ -138,16 +138,24 @@ def test_index_preview_and_mixture_read_the_encoding_and_write_utf8(tmp_path, to
     assert orch("data", "mix", "mix.json", "--encoding", "gb18030", "--json", cwd=tmp_path).returncode == 0
 
 
-def test_a_config_data_entry_names_its_encoding_and_the_path_still_travels(tmp_path):
-    from orchestrator.jobs.inputs import config_paths
+def test_a_config_data_entry_names_its_encoding_and_its_files_travel(tmp_path):
+    """`orch launch` sends what a config names: an `{path, encoding}` entry's file, and the datasets of a mixture
+    config saved with a BOM (a Windows editor's)."""
+    from orchestrator.jobs.inputs import job_inputs
 
     assert parse_entry({"path": "a.csv", "encoding": "GB18030"}, "data.train[0]").encoding == "gb18030"
     assert not parse_entry({"path": "a.csv", "encoding": "gbk"}, "x").plain
     with pytest.raises(DataError, match=r"data\.train\[0\]\.encoding: unknown text encoding 'utf-9'"):
         parse_entry({"path": "a.csv", "encoding": "utf-9"}, "data.train[0]")
-    config = tmp_path / "job.yaml"
-    config.write_text("model: m\ndata:\n  train: [{path: data/a.csv, encoding: gb18030}]\n")
-    assert ("data.train[0]", "data/a.csv") in config_paths(config)
+    (tmp_path / "data").mkdir()
+    _write(tmp_path / "data" / "a.csv", CSV, "gbk")
+    _write(tmp_path / "data" / "b.jsonl", TEXT[".jsonl"], "gbk")
+    _write(tmp_path / "data" / "mix.json", json.dumps([{"dataset_name": "b", "path": "b.jsonl", "abs_weight": 1,
+                                                        "encoding": "gbk"}]), "utf-8-sig")
+    (tmp_path / "job.yaml").write_text("model: m\ndata:\n  train: [{path: data/a.csv, encoding: gb18030}, "
+                                       "data/mix.json]\n")
+    inputs = job_inputs(["-m", "orchestrator.train", "job.yaml"], [], tmp_path)
+    assert set(inputs.inside) == {"data/a.csv", "data/mix.json", "data/b.jsonl"}
 
 
 GBK_TRAIN = """\

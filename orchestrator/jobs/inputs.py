@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from orchestrator.errors import PlanError
+from orchestrator.errors import OrchError, PlanError
+from orchestrator.textio import read_text
 
 MIXTURE_MAX_BYTES = 1 << 20  # a mixture config is small; a bigger .json is a data file, not read here
 
@@ -92,8 +93,8 @@ def mixture_members(found: list[tuple[str, str]], project: Path) -> list[tuple[s
         if file.stat().st_size > MIXTURE_MAX_BYTES:
             continue
         try:
-            entries = json.loads(file.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            entries = json.loads(read_text(file, option=False))  # a BOM (saved on Windows) is fine
+        except (ValueError, RecursionError, OrchError):
             continue  # the worker reports a broken file with its line; here it is just not a mixture
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "abs_weight" in e for e in entries):
             continue
