@@ -274,3 +274,15 @@ def test_side_files_saved_on_windows_read_like_their_linux_twins(tmp_path):
     assert parse_template(str(_write(tmp_path / "t.jinja", jinja, "utf-8-sig", crlf=True)), "template").source == jinja
     with pytest.raises(ConfigError, match=r"deepspeed: the config must be a JSON object"):
         load_deepspeed_config(str(_write(tmp_path / "list.json", "[1]", "utf-8")))
+
+
+def test_a_windows_path_in_a_config_names_the_path_that_exists(tmp_path, monkeypatch):
+    from orchestrator.train.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "win.yaml").write_text("model: m\ndata:\n  train: ['data\\train.jsonl']\n")
+    with pytest.raises(ConfigError, match=r"data\.train\[0\]: file not found: data\\train\.jsonl \(paths take /, "
+                                          r"not \\: data/train\.jsonl\)"):
+        load_config("win.yaml", on_controller=True)

@@ -223,5 +223,7 @@ def must_exist(path: str, base: str, key: str, on_controller: bool = False) -> N
     if on_controller and full.is_absolute():
         return
     if not found(full):
-        raise ConfigError(f"{key}: file not found: {full}")
+        posix = Path(base, str(path).replace("\\", "/")).expanduser()
+        hint = f" (paths take /, not \\: {posix})" if "\\" in str(path) and found(posix) else ""
+        raise ConfigError(f"{key}: file not found: {full}{hint}")
 
