@@ -443,6 +443,8 @@ def test_command_line_arguments(folder, command, words, monkeypatch):
     if code != 0:
         REFUSED["command line"] += 1
         others = [line for line in lines if not line.startswith(("warning: ", "note: "))]  # said before the error
+        if others and others[0].startswith("Usage: ") and "Traceback" not in err.getvalue():
+            return  # a group called with no command (`orch`, `orch data`) shows its help, as click does, exit 2
         assert code == 2 and len(others) == 1 and others[0].startswith("orch: error: "), (args, code, err.getvalue())
 
 

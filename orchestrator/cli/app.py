@@ -18,7 +18,11 @@ def _one_line(message: str, code: int = 2) -> NoReturn:
 
 
 def _usage(exc: click.ClickException) -> NoReturn:
-    """A command-line mistake (unknown option, bad value) in one line, pointing at the command's --help."""
+    """A command-line mistake (unknown option, bad value) in one line, pointing at the command's --help; a group
+    called with nothing shows its help, as click does."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        exc.show()
+        sys.exit(exc.exit_code)
     ctx = getattr(exc, "ctx", None)
     hint = f" (see {ctx.command_path} --help)" if isinstance(exc, click.UsageError) and ctx is not None else ""
     _one_line(str(OrchError(f"{exc.format_message()}{hint}")), exc.exit_code)  # one line, as OrchError's
