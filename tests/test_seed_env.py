@@ -54,7 +54,8 @@ def seed_run(python: Path, code: str, pythonpath: Path = REPO, timeout: float = 
 @pytest.fixture(scope="module")
 def seed_python() -> Path:
     python = env_python(SEED_ENV, "the seed env")
-    probe = subprocess.run([str(python), "-c", "import orchestrator"], cwd="/", capture_output=True, text=True)
+    own = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the env's own install, not a checkout's
+    probe = subprocess.run([str(python), "-c", "import orchestrator"], cwd="/", capture_output=True, text=True, env=own)
     assert probe.returncode != 0, "orch must not be installed in the seed env: the worker is shipped with the job"
     return python
 
