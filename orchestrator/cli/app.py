@@ -19,6 +19,15 @@ class OrchGroup(click.Group):
         except OrchError as exc:
             click.echo(f"orch: error: {exc}", err=True)
             sys.exit(2)
+        except Exception as exc:  # noqa: BLE001 - a failure inside a model folder's own code: one line last
+            from orchestrator.train.code_errors import model_code_failure, print_traceback
+
+            line = model_code_failure(exc)
+            if line is None:
+                raise
+            print_traceback(exc)
+            click.echo(f"orch: error: {line}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=OrchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -85,6 +85,15 @@ def _watcher(prompt_len: int, eos_ids: set[int], decoder: IncrementalDecoder, ma
     return _Watch()
 
 
+def _context_length(config: Any) -> int:
+    """The model's context window: `max_position_embeddings`, or ChatGLM3's `seq_length`; else 2048."""
+    for name in ("max_position_embeddings", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
@@ -98,17 +107,20 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 class Engine:
     """Wraps a loaded model and tokenizer: chat templating, length checks and locked, streamed generation."""
 
-    def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None, chat_format: Any = None) -> None:
+        from orchestrator.train.data.prompt import ChatFormat
+
         self.model = model
         self.tokenizer = tokenizer
-        self.context_length = context_length or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.context_length = context_length or _context_length(model.config)
+        self.chat_format = chat_format or ChatFormat.create(tokenizer)
+        self.eos_ids = _eos_ids(model, tokenizer) | self.chat_format.stop_ids()
         self._lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The token ids of `messages` rendered with the model's chat template, ready for the assistant's turn."""
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The token ids of `messages` in the format the model was trained on, ready for the assistant's turn
+        (ValueError, or jinja2's TemplateError, for messages that format refuses)."""
+        return self.chat_format.prompt_ids(messages)
 
     def budget(self, prompt_len: int, max_tokens: int | None, default: int) -> int:
         """The number of new tokens to allow; raises `ContextLengthError` when the request cannot fit."""
@@ -134,8 +146,18 @@ class Engine:
 
         pieces: list[str] = []
         pad = self.tokenizer.pad_token_id
+        lead = self.chat_format.answer_lead  # what the model writes before its answer (ChatGLM3: "\n")
 
         def emit(piece: str) -> None:
+            nonlocal lead
+            if lead:
+                cut = 0
+                while cut < min(len(piece), len(lead)) and piece[cut] == lead[cut]:
+                    cut += 1
+                lead = lead[cut:] if cut == len(piece) else ""
+                piece = piece[cut:]
+            if not piece:
+                return
             pieces.append(piece)
             if on_text is not None:
                 on_text(piece)

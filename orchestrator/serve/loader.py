@@ -2,8 +2,10 @@
 
 An adapter folder is recognised by `adapter_config.json`; its base comes from `base_model_name_or_path` unless the
 user passes `base` (the base moved since training). The adapter is merged into the weights after loading, so
-serving an adapter costs the same per token as serving a merged model. The tokenizer (and its chat template) comes
-from the adapter folder when training saved one there, otherwise from the base.
+serving an adapter costs the same per token as serving a merged model. The tokenizer comes from the adapter folder
+when training saved one there that loads, otherwise from the base (ChatGLM3's saved copy does not load). Prompts
+are laid out in the format training recorded in chat_format.json, else as training's `auto` would choose
+(train/data/prompt.py).
 """
 
 from __future__ import annotations
@@ -17,15 +19,6 @@ from typing import Any
 from orchestrator.serve.errors import ServeError
 
 ADAPTER_CONFIG = "adapter_config.json"
-
-# Used only when the tokenizer ships no chat template (a raw pretrained base model).
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -43,6 +36,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     source: ModelSource
+    chat_format: Any = None  # orchestrator.train.data.prompt.ChatFormat: the format training used
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -88,26 +82,33 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     """Load the model at `path` (base, merged, or adapter + its base) in eval mode on the best device here.
 
     A folder that ships its own code loads only with `trust_remote_code`; without it, one line before any weights."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    from orchestrator.errors import OrchError
     from orchestrator.train.compat import from_pretrained_kwargs
+    from orchestrator.train.data.prompt import ChatFormat, read_chat_format
     from orchestrator.train.remote_code import require_trust
+    from orchestrator.train.tokenizer_files import load_tokenizer_from
 
     source = resolve_source(path, base)
     trust = require_trust(trust_remote_code, model=source.base, tokenizer=source.tokenizer)
     device, dtype = _device_and_dtype()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer, trust_remote_code=trust)
+        tokenizer, _ = load_tokenizer_from(source.tokenizer, source.base, trust)
         model = AutoModelForCausalLM.from_pretrained(
             source.base, **from_pretrained_kwargs({"dtype": dtype, "trust_remote_code": trust}))
     except (OSError, ValueError) as exc:
         raise ServeError(f"cannot load {source.base}: {str(exc).splitlines()[0]}") from None
     if source.adapter is not None:
         model = attach_adapter(model, source.adapter)
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    model.config.use_cache = True  # training saves use_cache: false (ChatGLM3's P-Tuning v2 config too)
+    spec, system = read_chat_format(source.adapter, source.base)
+    try:
+        chat_format = ChatFormat.create(tokenizer, spec, system)
+    except OrchError as exc:
+        raise ServeError(f"{source.adapter or source.base}: {exc}") from None
     model.to(device).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, chat_format=chat_format)
 
 
 def attach_adapter(model: Any, adapter: Path) -> Any:

@@ -36,6 +36,16 @@ def data_spec(cfg: TrainConfig):
     return spec
 
 
+def save_beside_weights(cfg: TrainConfig, output_dir: str, tokenizer) -> None:
+    """The chat format training used (orch chat/serve lay prompts out the same way), and the base's tokenizer
+    files where the saved copy does not load back (ChatGLM3's)."""
+    from orchestrator.train.data.prompt import save_chat_format
+    from orchestrator.train.tokenizer_files import restore_if_unloadable
+
+    save_chat_format(output_dir, cfg.data.template, cfg.data.system, tokenizer)
+    restore_if_unloadable(output_dir, cfg.model, cfg.trust_remote_code)
+
+
 def run_sft(cfg: TrainConfig) -> str:
     """Train as configured and return the output folder (weights or adapter, tokenizer, checkpoints, runs/)."""
     import torch
@@ -76,6 +86,8 @@ def run_sft(cfg: TrainConfig) -> str:
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
+    if args.should_save:
+        save_beside_weights(cfg, args.output_dir, tokenizer)
     say(args, f"saved to {args.output_dir}")
     if generation:
         generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics

@@ -9,6 +9,7 @@ from transformers import PretrainedConfig
 
 class TinyGLMConfig(PretrainedConfig):
     model_type = "chatglm"
+    attribute_map = {"num_hidden_layers": "num_layers"}  # transformers 5's generate sizes its cache by it
 
     def __init__(self, num_layers=2, padded_vocab_size=512, hidden_size=64, ffn_hidden_size=128, kv_channels=16,
                  num_attention_heads=4, multi_query_group_num=2, seq_length=2048, layernorm_epsilon=1e-5,

@@ -13,6 +13,9 @@ What it reproduces, because orch has to live with it:
   (an embedding, or an MLP with `prefix_projection`) produces the keys/values of `pre_seq_len` virtual tokens;
 - `_init_weights` does nothing: weights missing from a checkpoint (a new prefix encoder) are not initialised;
 - the loss is computed inside `forward` from `labels`; generation keeps `position_ids` and the 2-D mask growing.
+Unlike ChatGLM3's code it also runs on transformers 5 (post_init, GenerationMixin, no `standardize_cache_format`,
+prefix positions made where they are used, not a plain tensor attribute that 5's meta-device init leaves empty),
+so the main stack can test what orch does with such a model.
 """
 
 import torch
@@ -174,7 +177,6 @@ class TinyGLMModel(TinyGLMPreTrainedModel):
         if self.pre_seq_len is not None:
             for param in self.parameters():
                 param.requires_grad = False
-            self.prefix_tokens = torch.arange(self.pre_seq_len).long()
             self.prefix_encoder = PrefixEncoder(config)
             self.dropout = nn.Dropout(0.1)
 
@@ -182,7 +184,7 @@ class TinyGLMModel(TinyGLMPreTrainedModel):
         return self.embedding.word_embeddings
 
     def get_prompt(self, batch_size, device, dtype):
-        tokens = self.prefix_tokens.unsqueeze(0).expand(batch_size, -1).to(device)
+        tokens = torch.arange(self.pre_seq_len, device=device).unsqueeze(0).expand(batch_size, -1)
         kv = self.prefix_encoder(tokens).type(dtype)
         kv = kv.view(batch_size, self.pre_seq_len, self.num_layers * 2, self.groups, self.kv_channels)
         return self.dropout(kv).permute([2, 1, 0, 3, 4]).split(2)
@@ -212,9 +214,12 @@ class TinyGLMForCausalLM(TinyGLMPreTrainedModel, GenerationMixin):
     def __init__(self, config):
         super().__init__(config)
         self.transformer = TinyGLMModel(config)
+        self.post_init()  # transformers 5 needs it (ChatGLM3's code omits it, one reason it cannot run there)
 
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, position_ids=None,
                                       use_cache=None, is_first_forward=True, **kwargs):
+        if hasattr(past_key_values, "get_seq_length") and not past_key_values.get_seq_length():
+            past_key_values = None  # transformers 5 hands an empty cache object in; this code keeps tuples
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0).repeat(
                 input_ids.shape[0], 1)
@@ -225,7 +230,7 @@ class TinyGLMForCausalLM(TinyGLMPreTrainedModel, GenerationMixin):
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, **kwargs):
         model_kwargs["past_key_values"] = outputs.past_key_values
-        if "attention_mask" in model_kwargs:
+        if model_kwargs.get("attention_mask") is not None:
             mask = model_kwargs["attention_mask"]
             model_kwargs["attention_mask"] = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], -1)
         if "position_ids" in model_kwargs:
