@@ -34,13 +34,15 @@ def code_files() -> dict[str, tuple[bytes, int]]:
 
 
 def needed_packages(command: list[str], project: Path) -> dict[str, str] | None:
-    """Package -> why, for the training config a worker job runs (None for any other command)."""
+    """Package -> why, for the training config a worker job runs with its `--model` / `--data-dir` (None for any
+    other command)."""
     if not runs_worker(command) or len(command) < 3:
         return None
+    from orchestrator.jobs.inputs import worker_overrides
     from orchestrator.train.config import load_config
     from orchestrator.train.requirements import needed
 
-    return needed(load_config(str(project / command[2]), on_controller=True))
+    return needed(load_config(str(project / command[2]), on_controller=True, **worker_overrides(command[3:])))
 
 
 def env_problems(facts: list, packages: dict[str, str]) -> list[str]:

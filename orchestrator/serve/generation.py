@@ -107,20 +107,32 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 class Engine:
     """Wraps a loaded model and tokenizer: chat templating, length checks and locked, streamed generation."""
 
-    def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None, chat_format: Any = None) -> None:
-        from orchestrator.train.data.prompt import ChatFormat
+    def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None, template: Any = None) -> None:
+        from orchestrator.train.data.prompting import answer_lead, generation_prompt
+        from orchestrator.train.data.templates import resolve_template
 
         self.model = model
         self.tokenizer = tokenizer
         self.context_length = context_length or _context_length(model.config)
-        self.chat_format = chat_format or ChatFormat.create(tokenizer)
-        self.eos_ids = _eos_ids(model, tokenizer) | self.chat_format.stop_ids()
+        self.eos_ids = _eos_ids(model, tokenizer)
+        # the chat format training used (loader.LoadedModel.template), else what `auto` picks for the tokenizer
+        self.template = template if template is not None else resolve_template("auto", tokenizer)
+        if self.template.name != "tokenizer":  # the tokens that end an assistant turn in that format stop answers
+            self.eos_ids.update(generation_prompt([{"role": "user", "content": "?"}], tokenizer, self.template)[1])
+        self.answer_lead = answer_lead(self.template)  # ChatGLM3: the metadata line before the answer
         self._lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The token ids of `messages` in the format the model was trained on, ready for the assistant's turn
-        (ValueError, or jinja2's TemplateError, for messages that format refuses)."""
-        return self.chat_format.prompt_ids(messages)
+        """The token ids of `messages` in the chat format, ready for the assistant's turn: the tokenizer's own
+        chat template, or a built-in/user-defined format laid out as training encoded it. ValueError (or a
+        jinja2 TemplateError) for messages the format cannot lay out."""
+        from orchestrator.train.data.encoding import plain_ids
+        from orchestrator.train.data.prompting import generation_prompt
+
+        if self.template.name == "tokenizer":
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return plain_ids(self.tokenizer, text)
+        return generation_prompt(messages, self.tokenizer, self.template)[0]
 
     def budget(self, prompt_len: int, max_tokens: int | None, default: int) -> int:
         """The number of new tokens to allow; raises `ContextLengthError` when the request cannot fit."""
@@ -146,7 +158,7 @@ class Engine:
 
         pieces: list[str] = []
         pad = self.tokenizer.pad_token_id
-        lead = self.chat_format.answer_lead  # what the model writes before its answer (ChatGLM3: "\n")
+        lead = self.answer_lead  # what the model writes before its answer (ChatGLM3: "\n")
 
         def emit(piece: str) -> None:
             nonlocal lead

@@ -4,8 +4,8 @@ An adapter folder is recognised by `adapter_config.json`; its base comes from `b
 user passes `base` (the base moved since training). The adapter is merged into the weights after loading, so
 serving an adapter costs the same per token as serving a merged model. The tokenizer comes from the adapter folder
 when training saved one there that loads, otherwise from the base (ChatGLM3's saved copy does not load). Prompts
-are laid out in the format training recorded in chat_format.json, else as training's `auto` would choose
-(train/data/prompt.py).
+are laid out in the chat format training recorded (`train/data/prompting.py`), else the one `auto` picks for the
+tokenizer.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     source: ModelSource
-    chat_format: Any = None  # orchestrator.train.data.prompt.ChatFormat: the format training used
+    template: Any = None  # the chat format (`templates.Template`) training recorded or `auto` picks
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -84,17 +84,18 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     A folder that ships its own code loads only with `trust_remote_code`; without it, one line before any weights."""
     from transformers import AutoModelForCausalLM
 
-    from orchestrator.errors import OrchError
+    from orchestrator.errors import DataError
     from orchestrator.train.compat import from_pretrained_kwargs
-    from orchestrator.train.data.prompt import ChatFormat, read_chat_format
+    from orchestrator.train.data.prompting import recorded_template
     from orchestrator.train.remote_code import require_trust
+    from orchestrator.train.special_tokens import fill_eos_and_pad
     from orchestrator.train.tokenizer_files import load_tokenizer_from
 
     source = resolve_source(path, base)
     trust = require_trust(trust_remote_code, model=source.base, tokenizer=source.tokenizer)
     device, dtype = _device_and_dtype()
     try:
-        tokenizer, _ = load_tokenizer_from(source.tokenizer, source.base, trust)
+        tokenizer = fill_eos_and_pad(load_tokenizer_from(source.tokenizer, source.base, trust)[0], source.base)
         model = AutoModelForCausalLM.from_pretrained(
             source.base, **from_pretrained_kwargs({"dtype": dtype, "trust_remote_code": trust}))
     except (OSError, ValueError) as exc:
@@ -102,13 +103,12 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     if source.adapter is not None:
         model = attach_adapter(model, source.adapter)
     model.config.use_cache = True  # training saves use_cache: false (ChatGLM3's P-Tuning v2 config too)
-    spec, system = read_chat_format(source.adapter, source.base)
     try:
-        chat_format = ChatFormat.create(tokenizer, spec, system)
-    except OrchError as exc:
-        raise ServeError(f"{source.adapter or source.base}: {exc}") from None
+        template = recorded_template([f for f in (source.adapter, source.base) if f is not None], tokenizer)
+    except DataError as exc:
+        raise ServeError(f"{source.adapter or source.base}: chat template: {exc}") from None
     model.to(device).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source, chat_format=chat_format)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, template=template)
 
 
 def attach_adapter(model: Any, adapter: Path) -> Any:

@@ -62,7 +62,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from orchestrator.train.data.prompt import RECORD
+    from orchestrator.train.data.prompting import copy_record
     from orchestrator.train.tokenizer_files import load_tokenizer_from, restore_if_unloadable
 
     recorded = adapter_base(adapter_dir)
@@ -88,8 +88,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(str(staging))
         restore_if_unloadable(staging, base, trust)
-        if Path(adapter_dir, RECORD).is_file():
-            shutil.copy2(Path(adapter_dir, RECORD), staging / RECORD)
+        copy_record(adapter_dir, staging)  # the chat format training used
         if out.exists():
             out.rmdir()
         staging.rename(out)

@@ -24,16 +24,16 @@ LORA_DTYPES_TORCH = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
-    """The model's tokenizer, with a pad token (the EOS token when it has none). Its padding side is left as the
-    tokenizer has it: orch's collator pads rows itself, and ChatGLM3's tokenizer refuses any side but left.
+    """The model's tokenizer, with an EOS token (the model's end-of-document token when it has none) and a pad
+    token (the EOS token when it has none). Its padding side is left as the tokenizer has it: orch's collator pads
+    rows itself, and ChatGLM3's tokenizer refuses any side but left.
 
     `trust_remote_code` is always an explicit bool: left unset, transformers would ask on stdin."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    from orchestrator.train.special_tokens import fill_eos_and_pad
+
+    return fill_eos_and_pad(AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code), path)
 
 
 def own_prefix_encoder(cfg: TrainConfig) -> bool:

@@ -20,7 +20,8 @@ from orchestrator.train.model import load_model, load_tokenizer, parameter_count
 
 
 def data_spec(cfg: TrainConfig):
-    """The data pipeline's `DataSpec` for this config (self-cognition samples added to the training files)."""
+    """The data pipeline's `DataSpec` for this config (self-cognition samples added to the training set after
+    `train_samples` is drawn from the user's data, as ms-swift does)."""
     from dataclasses import asdict
     from pathlib import Path
 
@@ -32,17 +33,17 @@ def data_spec(cfg: TrainConfig):
     sc = cfg.self_cognition
     if sc.samples:
         folder = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
-        spec.train = [*spec.train, str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
+        spec.added = [str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
     return spec
 
 
-def save_beside_weights(cfg: TrainConfig, output_dir: str, tokenizer) -> None:
+def save_beside_weights(cfg: TrainConfig, output_dir: str) -> None:
     """The chat format training used (orch chat/serve lay prompts out the same way), and the base's tokenizer
     files where the saved copy does not load back (ChatGLM3's)."""
-    from orchestrator.train.data.prompt import save_chat_format
+    from orchestrator.train.data.prompting import write_record
     from orchestrator.train.tokenizer_files import restore_if_unloadable
 
-    save_chat_format(output_dir, cfg.data.template, cfg.data.system, tokenizer)
+    write_record(output_dir, cfg.data.template, cfg.data.system)
     restore_if_unloadable(output_dir, cfg.model, cfg.trust_remote_code)
 
 
@@ -87,7 +88,7 @@ def run_sft(cfg: TrainConfig) -> str:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if args.should_save:
-        save_beside_weights(cfg, args.output_dir, tokenizer)
+        save_beside_weights(cfg, args.output_dir)
     say(args, f"saved to {args.output_dir}")
     if generation:
         generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics

@@ -170,14 +170,6 @@ def _encode_pieces(pieces: list[Piece], tokenizer) -> Encoded:
     return np.asarray(ids, dtype=np.int64), np.asarray(mask, dtype=np.uint8)
 
 
-def encode_prompt(pieces: list[Piece], tokenizer) -> list[int]:
-    """Token ids of a rendered prompt (no loss mask): the whole text at once on a fast tokenizer, else piece by
-    piece as training encodes it."""
-    if getattr(tokenizer, "backend_tokenizer", None) is None:
-        return [int(t) for t in _encode_pieces(pieces, tokenizer)[0]]
-    return tokenizer.backend_tokenizer.encode("".join(p[0] for p in pieces), add_special_tokens=False).ids
-
-
 def encode_rendered(samples: Sequence[Sample], rendered: list[list[Piece]], tokenizer,
                     template: Template) -> list[Encoded]:
     """(token ids as int64, loss mask as uint8) per sample, from its rendered pieces."""
