@@ -15,12 +15,32 @@ SEED=${ORCH_SEED_ENV:-.venvs/fm9g}
 OLD=${ORCH_OLD_ENV:-.venvs/transformers430}
 TF440=${ORCH_TF440_ENV:-.venvs/tf440}
 
+# pinned_versions_hold DIR CONSTRAINTS: every package of CONSTRAINTS that DIR's python has is at the pinned version
+# (an install into a seed env, e.g. of orch with its extras, may have upgraded one)
+pinned_versions_hold() {
+  "$1/bin/python" - "$2" <<'PY'
+import sys
+from importlib import metadata
+for line in open(sys.argv[1]):
+    name, _, pinned = line.split("#")[0].strip().partition("==")
+    if not name:
+        continue
+    try:
+        found = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        continue
+    if pinned and found.split("+")[0] != pinned:
+        sys.exit(f"{name} {found} is not the pinned {pinned}")
+PY
+}
+
 # seed_env DIR CONSTRAINTS PACKAGE...: a fresh venv at DIR with torch first and pinned (the CPU wheel; an unpinned
 # torch would pull a multi-GB CUDA build), then PACKAGEs, all under -c CONSTRAINTS; kept when it already matches.
 seed_env() {
   local dir=$1 constraints=$2 start
   shift 2
-  if [ -x "$dir/bin/python" ] && cmp -s "$constraints" "$dir/.orch-seed-constraints"; then
+  if [ -x "$dir/bin/python" ] && cmp -s "$constraints" "$dir/.orch-seed-constraints" && \
+      pinned_versions_hold "$dir" "$constraints"; then
     echo "seed env $dir is up to date"
     return
   fi

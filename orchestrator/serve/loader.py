@@ -87,12 +87,15 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     from orchestrator.errors import DataError
     from orchestrator.train.compat import from_pretrained_kwargs
     from orchestrator.train.data.prompting import recorded_template
-    from orchestrator.train.remote_code import require_trust
+    from orchestrator.train.remote_code import require_imports, require_trust, warn_known_break
     from orchestrator.train.special_tokens import fill_eos_and_pad
     from orchestrator.train.tokenizer_files import load_tokenizer_from
 
     source = resolve_source(path, base)
     trust = require_trust(trust_remote_code, model=source.base, tokenizer=source.tokenizer)
+    if trust:
+        require_imports(source.base)
+        warn_known_break(source.base, generating=True)
     device, dtype = _device_and_dtype()
     try:
         tokenizer = fill_eos_and_pad(load_tokenizer_from(source.tokenizer, source.base, trust)[0], source.base)

@@ -62,6 +62,16 @@ def preference_dataset(entries: list, cfg: TrainConfig, template, take: int = -1
         raise DataError(f"data.template {template.name}: a preference pair cannot be laid out: {exc}") from None
 
 
+def pad_in_vocab(tokenizer):
+    """trl refuses a pad token that `get_vocab()` lacks; Qwen v1's `get_vocab()` holds only its BPE ranks (`bytes`
+    keys), not its special tokens, so its end-of-document pad token is added to what this instance reports."""
+    if tokenizer.pad_token is None or tokenizer.pad_token in tokenizer.get_vocab():
+        return tokenizer
+    original, pad = tokenizer.get_vocab, {tokenizer.pad_token: tokenizer.pad_token_id}
+    tokenizer.get_vocab = lambda: {**original(), **pad}
+    return tokenizer
+
+
 def run_dpo(cfg: TrainConfig) -> str:
     """Train the policy on preference pairs and return the output folder."""
     import torch
@@ -88,13 +98,13 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         callbacks=[completeness_callback()], **tokenizer_kwarg(DPOTrainer, tokenizer))
+                         callbacks=[completeness_callback()], **tokenizer_kwarg(DPOTrainer, pad_in_vocab(tokenizer)))
     trainer.callback_handler.callbacks.insert(0, throughput_callback())  # progress.json for `orch status`
     # 4. Resume decision, train, save.
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in
-        write_record(args.output_dir, cfg.data.template, cfg.data.system)
+        write_record(args.output_dir, cfg.data.template, cfg.data.system, tokenizer)
     say(args, f"saved to {args.output_dir}")
     return args.output_dir

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestrator.errors import ConfigError
 from orchestrator.train.compat import from_pretrained_kwargs
-from orchestrator.train.remote_code import require_trust
+from orchestrator.train.remote_code import require_trust, warn_known_break
 
 
 PROMPT_ADAPTERS = ("PREFIX_TUNING", "P_TUNING", "PROMPT_TUNING")
@@ -74,6 +74,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
         raise ConfigError(f"--output: {out} already exists and is not empty; name a new folder")
     has_tokenizer = any(Path(adapter_dir, n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
     trust = require_trust(trust_remote_code, model=base, tokenizer=str(adapter_dir) if has_tokenizer else base)
+    warn_known_break(base)
     dtype = "auto" if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base, **from_pretrained_kwargs({"dtype": dtype,
                                                                                  "trust_remote_code": trust}))

@@ -31,8 +31,10 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     `trust_remote_code` is always an explicit bool: left unset, transformers would ask on stdin."""
     from transformers import AutoTokenizer
 
+    from orchestrator.train.remote_code import warn_known_break
     from orchestrator.train.special_tokens import fill_eos_and_pad
 
+    warn_known_break(path)  # first thing: the model's own code may be known not to run on this transformers
     return fill_eos_and_pad(AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code), path)
 
 

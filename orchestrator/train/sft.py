@@ -37,13 +37,13 @@ def data_spec(cfg: TrainConfig):
     return spec
 
 
-def save_beside_weights(cfg: TrainConfig, output_dir: str) -> None:
+def save_beside_weights(cfg: TrainConfig, output_dir: str, tokenizer) -> None:
     """The chat format training used (orch chat/serve lay prompts out the same way), and the base's tokenizer
     files where the saved copy does not load back (ChatGLM3's)."""
     from orchestrator.train.data.prompting import write_record
     from orchestrator.train.tokenizer_files import restore_if_unloadable
 
-    write_record(output_dir, cfg.data.template, cfg.data.system)
+    write_record(output_dir, cfg.data.template, cfg.data.system, tokenizer)
     restore_if_unloadable(output_dir, cfg.model, cfg.trust_remote_code)
 
 
@@ -55,6 +55,7 @@ def run_sft(cfg: TrainConfig) -> str:
     from orchestrator.train.data.collate import make_collator
     from orchestrator.train.data.dataset import build_sft_datasets, build_test_dataset
     from orchestrator.train.generation_eval import GenerationEval
+    from orchestrator.train.packing_check import check_packing
 
     # 1. Arguments first: they start the process group and register DeepSpeed's config for from_pretrained.
     args = build_training_args(cfg)
@@ -72,13 +73,17 @@ def run_sft(cfg: TrainConfig) -> str:
     # 4. Model in its fine-tuning mode.
     set_seed(args.seed)  # the same adapter init on any world size, so runs compare
     model = load_model(cfg, use_bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing)
+    collate = make_collator(tokenizer, cfg.data.packing)
+    if cfg.data.packing:  # "no cross-sample attention" must hold for this model's own attention code
+        check_packing(model, collate, len(tokenizer), cfg.model,
+                      zero3=zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3)
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     if zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3:
         say(args, "ZeRO-3: parameters are partitioned across ranks (counts above are full sizes)")
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=make_collator(tokenizer, cfg.data.packing), **tokenizer_kwarg(Trainer, tokenizer),
+                      data_collator=collate, **tokenizer_kwarg(Trainer, tokenizer),
                       callbacks=[completeness_callback()])
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
@@ -87,8 +92,8 @@ def run_sft(cfg: TrainConfig) -> str:
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
-    if args.should_save:
-        save_beside_weights(cfg, args.output_dir)
+    if args.should_save:  # the chat format `orch chat` / `orch serve` lay prompts out in; a tokenizer that loads
+        save_beside_weights(cfg, args.output_dir, tokenizer)
     say(args, f"saved to {args.output_dir}")
     if generation:
         generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics

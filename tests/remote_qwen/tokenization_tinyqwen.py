@@ -71,7 +71,7 @@ class TinyQwenTokenizer(PreTrainedTokenizer):
             raise ValueError("Adding regular tokens is not supported")
         for token in new_tokens:
             text = token.content if isinstance(token, AddedToken) else token
-            if text not in self.specials:
+            if text not in SPECIALS:  # the module's list: this runs inside super().__init__ too
                 raise ValueError("Adding unknown special tokens is not supported")
         return 0
 

@@ -29,11 +29,12 @@ TURN_ENDS = {"chatglm3": ("<|user|>", "<|observation|>")}  # also end a turn (Ch
 ANSWER_LEADS = {"chatglm3": "\n"}
 
 
-def write_record(folder: str | Path, template: object, system: str | None) -> None:
-    """Record the training config's template value and system prompt in `folder` (a Jinja file as its text)."""
+def write_record(folder: str | Path, template: object, system: str | None, tokenizer) -> None:
+    """Record the template training used (`auto` as what it picked for `tokenizer`; a Jinja file as its text) and
+    the system prompt in `folder`."""
     spec = parse_template(template)
     value = {"jinja": spec.source} if spec.kind == "jinja" else dict(spec.roles) if spec.kind == "custom" \
-        else spec.kind
+        else resolve_template(spec, tokenizer).name
     path = Path(folder) / RECORD_FILE
     path.write_text(json.dumps({"template": value, "system": system}, ensure_ascii=False), encoding="utf-8")
 
