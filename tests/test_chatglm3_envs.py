@@ -55,7 +55,12 @@ tok = AutoTokenizer.from_pretrained({str(model)!r}, trust_remote_code=True)
 base = AutoModelForCausalLM.from_pretrained({str(model)!r}, trust_remote_code=True)
 lora = PeftModel.from_pretrained(base, {str(project / 'output')!r}).eval()
 tuned = AutoModelForCausalLM.from_pretrained({str(project / 'output_pt')!r}, trust_remote_code=True).eval()
-print(json.dumps({{"lora": chatglm3_reply(lora, tok, {QUESTION!r}), "pt": chatglm3_reply(tuned, tok, {QUESTION!r})}}))
+from orchestrator.train.data.prompting import recorded_template, generation_prompt
+template = recorded_template([{str(project / 'output')!r}], tok)
+same = generation_prompt([{{"role": "user", "content": {QUESTION!r}}}], tok, template)[0] == \
+    tok.build_chat_input({QUESTION!r})["input_ids"][0].tolist()  # orch's prompt is ChatGLM3's own
+print(json.dumps({{"lora": chatglm3_reply(lora, tok, {QUESTION!r}), "pt": chatglm3_reply(tuned, tok, {QUESTION!r}),
+                  "same_prompt": same}}))
 """
     return json.loads(seed_run(python, script).strip().splitlines()[-1])
 
@@ -88,6 +93,7 @@ def test_chatglm3_guide_flow_in_the_users_env(wanted, cli_packages, tmp_path):
     assert json.loads((project / "output_pt" / "config.json").read_text())["pre_seq_len"] == 8
     cli("merge", "--adapter", "output", "--output", "merged", "--trust-remote-code")
     expected = _answers(python, model, project)
+    assert expected["same_prompt"], "orch's prompt differs from ChatGLM3's build_chat_input"
 
     for folder, key in (("output", "lora"), ("merged", "lora"), ("output_pt", "pt")):
         chat = cli("chat", folder, "--trust-remote-code", "--temperature", "0", "--max-new-tokens", "6",

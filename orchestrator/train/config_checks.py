@@ -212,7 +212,7 @@ def renamed_args(args: dict, known: set[str]) -> dict:
         if old in out and old not in known and new in known:
             value = out.pop(old)
             out[new] = (["inputs"] if value else []) if old == "include_inputs_for_metrics" else value
-        elif new in out and new not in known and old in known:
+        elif new in out and old in known and (new not in known or new == "warmup_steps"):  # 4.x: steps only
             value = out[new]
             if new == "include_for_metrics":
                 value = "inputs" in (value or [])
