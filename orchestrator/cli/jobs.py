@@ -231,11 +231,13 @@ def status(job_id, as_json, limit):
         else:
             jobs_table(jobs)
         return
+    from orchestrator.jobs.stragglers import of_run
+
     job = _refreshed(job_id)
     if as_json:
-        click.echo(json.dumps(job.to_json()))
+        click.echo(json.dumps({**job.to_json(), "stragglers": of_run(job.run_dir)}))
     else:
-        job_table(job)
+        job_table(job, of_run(job.run_dir))
 
 
 @cli.command()

@@ -27,6 +27,10 @@ class Probe:
     last_line: str = ""
     quiet_s: float | None = None  # seconds since the node's log last grew
     progress: str = ""  # the training worker's progress.json (rank 0's node), as written
+    timings: tuple = ()  # the metric feed: each rank's timing file on this node (dicts)
+    gpus: tuple = ()  # nvidia-smi's view of the node's GPUs (dicts), when it has one
+    metrics_from: int = 0  # where in metrics.jsonl `metrics` begins
+    metrics: bytes = b""  # new bytes of metrics.jsonl (node_rank 0, when asked for)
 
 
 def node_state(probe: Probe, since_launch: float, previous: str) -> str:

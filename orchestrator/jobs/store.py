@@ -60,6 +60,8 @@ class NodeRecord:
     ended: float | None = None
     last_line: str = ""
     quiet_s: float | None = None  # observed, not stored: seconds since this node's log last grew
+    # observed, not stored: the probe's metric feed (timings, gpus, metrics offset, new metrics bytes)
+    feed: tuple = ((), (), 0, b"")
 
 
 @dataclass

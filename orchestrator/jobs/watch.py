@@ -12,7 +12,7 @@ from typing import Callable
 
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.errors import RemoteError
-from orchestrator.jobs import remote, slurm, states
+from orchestrator.jobs import feed, remote, slurm, states
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
@@ -26,6 +26,7 @@ def apply_probe(record: NodeRecord, probe: states.Probe, since_launch: float) ->
         record.ended = probe.ended or record.ended
         record.last_line = probe.last_line or record.last_line
         record.quiet_s = probe.quiet_s
+        record.feed = (probe.timings, probe.gpus, probe.metrics_from, probe.metrics)
 
 
 def settle(job: JobRecord, session: Session | None = None) -> None:
@@ -72,8 +73,10 @@ def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, i
         return _refresh_slurm(store, session, job, offsets, since)
     # a LOST node stays LOST: probing it again would only wait out another ssh timeout on every poll
     by_name = {n.name: n for n in job.nodes if n.state != states.LOST}
+    metrics_at = feed.metrics_offset(job.run_dir)
     results = fan_out([n.node for n in by_name.values()], lambda node: remote.probe(
-        session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank)))
+        session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank),
+        metrics_at if by_name[node.name].rank == 0 else None))
     # read after the probes: whoever stopped the nodes (a user's stop, a hang report) flagged why before stopping
     job.stop_requested, job.options = store.flags(job.id)
     chunks: dict[int, bytes] = {}
@@ -94,6 +97,7 @@ def _conclude(store: Store, session: Session, job: JobRecord) -> None:
     if slurm.pending(job):
         job.state = states.PENDING
     store.save_progress(job)
+    keep_feed(job)
     if job.state in states.FINAL:
         keep_logs(session, job)
 
@@ -107,6 +111,16 @@ def _refresh_slurm(store: Store, session: Session, job: JobRecord, offsets: dict
         return {}
     _conclude(store, session, job)
     return chunks
+
+
+def keep_feed(job: JobRecord) -> None:
+    """Keep what the probe brought of the metric feed (new metric lines, every rank's timing, GPUs) locally."""
+    for record in job.nodes:
+        if record.feed[3]:
+            feed.keep_metrics(job.run_dir, record.feed[2], record.feed[3])
+    feed.keep_timing(job.run_dir, {n.name: n.feed[:2] for n in job.nodes if n.feed[0] or n.feed[1]})
+    for record in job.nodes:
+        record.feed = ((), (), 0, b"")
 
 
 def keep_progress(store: Store, job: JobRecord, text: str) -> None:
