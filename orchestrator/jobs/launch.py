@@ -41,6 +41,7 @@ class LaunchRequest:
     on_hang: str = "fail"  # fail | wait
     worker_packages: dict[str, str] | None = None  # what the built-in worker's config needs on the nodes (preflight)
     exclude: list[str] = field(default_factory=list)  # Slurm: nodes the job must not get (sbatch --exclude)
+    notify: str | None = None  # run on the controller with the job's JSON on stdin when it ends/fails/hangs/restarts
 
     def to_json(self) -> dict:
         data = dict(vars(self))

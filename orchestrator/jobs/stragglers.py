@@ -6,8 +6,6 @@ differs per rank: forward/backward compute outside the collectives, and the wait
 
 from __future__ import annotations
 
-import statistics
-
 from orchestrator.jobs.feed import load_timing
 
 RATIO = 1.3
@@ -24,8 +22,11 @@ def find(ranks: dict[str, dict]) -> list[dict]:
         values = [(t, t.get(key)) for t in fresh if isinstance(t.get(key), (int, float))]
         if len(values) < 2:
             continue
+        ordered = sorted(range(len(values)), key=lambda i: values[i][1])
+        sorted_values = [values[i][1] for i in ordered]
+        position = {index: p for p, index in enumerate(ordered)}
         for index, (timing, value) in enumerate(values):
-            median = statistics.median(v for i, (_, v) in enumerate(values) if i != index)
+            median = median_without(sorted_values, position[index])
             if median > 0 and value >= RATIO * median and value - median >= MIN_GAP_S[what]:
                 found.append({"node": timing.get("node", ""), "rank": timing.get("rank"),
                               "ratio": round(value / median, 2), "what": what})
@@ -33,6 +34,16 @@ def find(ranks: dict[str, dict]) -> list[dict]:
                 found.append({"node": timing.get("node", ""), "rank": timing.get("rank"), "ratio": None,
                               "what": what})
     return sorted(found, key=lambda s: -(s["ratio"] or float("inf")))
+
+
+def median_without(ordered: list[float], skip: int) -> float:
+    """The median of sorted `ordered` without its element at `skip` (O(1): 512 ranks each compare to the rest)."""
+    n = len(ordered) - 1
+
+    def at(k: int) -> float:
+        return ordered[k] if k < skip else ordered[k + 1]
+
+    return at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
 
 
 def describe(straggler: dict) -> str:

@@ -4,6 +4,7 @@ const params = new URLSearchParams(location.search);
 if (params.get("token")) sessionStorage.setItem("orchToken", params.get("token"));
 const TOKEN = sessionStorage.getItem("orchToken") || "";
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
+const MAX_DOTS = 150, MAX_LINE_POINTS = 600;
 const FIRST = ["loss", "learning_rate", "grad_norm", "tokens_per_second"];
 
 function esc(text) {
@@ -71,8 +72,10 @@ function chart(name, runs) {
   const sy = y => T + (y1 === y0 ? (H - T - B) / 2 : (1 - (y - y0) / (y1 - y0)) * (H - T - B));
   const lines = runs.map((run, i) => {
     const color = COLORS[i % COLORS.length];
-    const path = run.points.map(p => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
-    const dots = run.points.map(p => `<circle cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}" r="2.5" fill="${color}" data-step="${p[0]}"><title>${esc(run.id)} step ${p[0]}: ${p[1]}</title></circle>`).join("");
+    const every = Math.ceil(run.points.length / MAX_LINE_POINTS);  // a long run's line is thinned, its ends kept
+    const line = run.points.filter((p, k) => k % every === 0 || k === run.points.length - 1);
+    const path = line.map(p => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
+    const dots = run.points.length > MAX_DOTS ? "" : run.points.map(p => `<circle cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}" r="2.5" fill="${color}" data-step="${p[0]}"><title>${esc(run.id)} step ${p[0]}: ${p[1]}</title></circle>`).join("");
     return `<g data-job="${esc(run.id)}"><polyline fill="none" stroke="${color}" stroke-width="1.5" points="${path}"/>${dots}</g>`;
   }).join("");
   return `<svg class="chart" id="chart-${esc(name)}" data-metric="${esc(name)}" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">
