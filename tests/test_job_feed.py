@@ -4,6 +4,7 @@ the local copy keeps whole lines only, once each, whoever probes; stragglers are
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from orchestrator.cluster.inventory import Node
@@ -40,6 +41,25 @@ def test_one_probe_brings_timings_new_metric_lines_and_the_log(tmp_path: Path):
     assert feed.series(feed.load_metrics(str(run_dir)))["loss"] == [[1, 2.0], [2, 1.0], [3, 2.0 / 3]]
     feed.keep_timing(str(run_dir), {"local": (probe.timings, probe.gpus)})
     assert set(feed.load_timing(str(run_dir))["ranks"]) == {"0", "1"}
+
+
+def test_the_probe_samples_the_gpus_when_the_node_has_nvidia_smi(tmp_path: Path, monkeypatch):
+    """No GPU here: a stand-in prints what `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` prints."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n"
+                                        "case \"$*\" in *--query-gpu=index,utilization.gpu,memory.used,memory.total*"
+                                        "--format=csv,noheader,nounits*) printf '0, 87, 30512, 143771\\n1, 3, 5, "
+                                        "143771\\n';; *) exit 9;; esac\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    node = Node(name="local", host=None, addr="127.0.0.1", gpus=2, workdir=str(tmp_path), python="python3")
+    (tmp_path / "job").mkdir()
+    with Session() as session:
+        probe, _ = remote.probe(session, NodeRecord(rank=1, name="local", node=node, job_dir=str(tmp_path / "job")))
+    assert probe.gpus == ({"index": 0, "util": 87, "mem_used": 30512, "mem_total": 143771},
+                          {"index": 1, "util": 3, "mem_used": 5, "mem_total": 143771})
+    assert probe.metrics == b"" and probe.metrics_from == 0  # not node_rank 0's probe: no metric lines asked for
 
 
 def test_a_rank_computing_1_3x_the_median_of_the_others_is_a_straggler():
