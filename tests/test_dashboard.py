@@ -4,6 +4,7 @@ grouped by identical stack. The browser drives the pages in tests/test_dashboard
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -59,6 +60,16 @@ def test_actions_need_the_token_in_a_header_and_a_same_origin_page(served):
     assert call(url, "POST", {"X-Orch-Token": "wrong"})[0] == 403
     assert call(url + f"?token={token}", "POST")[0] == 401  # in the URL is not enough for an action
     assert call(url, "POST", {"X-Orch-Token": token, "Origin": "http://evil.example"})[0] == 403
+    # a page of another domain resolving to 127.0.0.1 (DNS rebinding) cannot read the API either
+    assert call(base + "/api/jobs", headers={"Host": "evil.example:8265"})[0] == 403
+
+
+def test_pages_load_nothing_from_the_network():
+    """No CDN: the page, script and style name no http(s) URL."""
+    from orchestrator.dashboard.server import STATIC
+
+    for path in STATIC.iterdir():
+        assert not re.search(r"https?://", path.read_text()), path
 
 
 def test_a_public_address_needs_the_token_for_every_page(orch_home: Path):

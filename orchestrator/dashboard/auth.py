@@ -31,6 +31,12 @@ def check(token: str, given: str | None) -> int | None:
     return None if hmac.compare_digest(given.encode(), token.encode()) else 403
 
 
+def loopback_name(host_header: str | None) -> bool:
+    """The Host a browser sent names a loopback address (a DNS-rebinding page names its own domain instead)."""
+    name = urlsplit(f"//{host_header or ''}").hostname or ""
+    return is_loopback(name)
+
+
 def same_origin(origin: str | None, host_header: str | None) -> bool:
     """A browser's Origin (sent with every cross-site POST) must name this server; no Origin (curl) is fine."""
     if not origin:

@@ -57,8 +57,14 @@ class Handler(BaseHTTPRequestHandler):
     def _token_given(self) -> str | None:
         return self.headers.get(auth.HEADER) or self._query().get("token")
 
+    def _foreign_host(self) -> bool:
+        """On loopback, a request naming another host is a DNS-rebinding page: refused."""
+        return not self.server.public and not auth.loopback_name(self.headers.get("Host"))
+
     def do_GET(self) -> None:  # noqa: N802
         path = urlsplit(self.path).path
+        if self._foreign_host():
+            return self._refused(403)
         if self.server.public and path not in ASSETS:
             refusal = auth.check(self.server.token, self._token_given())
             if refusal:
@@ -84,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         match = JOB_API.match(urlsplit(self.path).path)
         if not match or match.group(2) not in ("stop", "restart"):
             return self._json(404, {"error": "no such action"})
-        if not auth.same_origin(self.headers.get("Origin"), self.headers.get("Host")):
+        if self._foreign_host() or not auth.same_origin(self.headers.get("Origin"), self.headers.get("Host")):
             return self._refused(403)
         refusal = auth.check(self.server.token, self.headers.get(auth.HEADER))  # a header: no form can send it
         if refusal:
