@@ -153,8 +153,8 @@ def test_a_failed_node_turns_red_with_the_root_cause_and_a_stop_needs_the_token(
     browser.page("Page.navigate", url=f"{url}/jobs/{running}?token={token}")
     browser.wait_for("document.getElementById('state').textContent === 'RUNNING'", timeout=120)
     stop = f"/api/jobs/{running}/stop"
-    refused = browser.js(f"Promise.all([fetch('{stop}', {{method: 'POST'}}).then(r => r.status),"
-                         f" fetch('{stop}', {{method: 'POST', headers: {{'X-Orch-Token': 'guess'}}}}).then(r => r.status)])")
+    refused = browser.js(f"Promise.all([fetch('{stop}', {{method: 'POST'}}).then(r => r.status), fetch('{stop}',"
+                         " {method: 'POST', headers: {'X-Orch-Token': 'guess'}}).then(r => r.status)])")
     assert refused == [401, 403]
     assert job_json(running, env=env)["state"] == "RUNNING"
     browser.js("document.getElementById('stop').click()")

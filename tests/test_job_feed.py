@@ -33,13 +33,14 @@ def test_one_probe_brings_timings_new_metric_lines_and_the_log(tmp_path: Path):
     with Session() as session:
         probe, log = remote.probe(session, record, 0, feed.metrics_offset(str(run_dir)))
     assert log == b"hello\n--orch-metrics--\nworld\n"  # the log is untouched by the feed's marker
-    assert sorted(t["rank"] for t in probe.timings) == [0, 1]
-    assert probe.metrics_from == len(lines[0]) and probe.metrics.startswith(lines[1].encode())
-    feed.keep_metrics(str(run_dir), probe.metrics_from, probe.metrics)
-    feed.keep_metrics(str(run_dir), probe.metrics_from, probe.metrics)  # a second watcher with the same view
+    assert sorted(t["rank"] for t in probe.feed.timings) == [0, 1]
+    assert probe.feed.metrics_from == len(lines[0]) and probe.feed.metrics.startswith(lines[1].encode())
+    seen = probe.feed
+    feed.keep_metrics(str(run_dir), seen.metrics_from, seen.metrics)
+    feed.keep_metrics(str(run_dir), seen.metrics_from, seen.metrics)  # a second watcher with the same view
     assert (run_dir / "metrics.jsonl").read_text() == "".join(lines)  # whole lines, once each
     assert feed.series(feed.load_metrics(str(run_dir)))["loss"] == [[1, 2.0], [2, 1.0], [3, 2.0 / 3]]
-    feed.keep_timing(str(run_dir), {"local": (probe.timings, probe.gpus)})
+    feed.keep_timing(str(run_dir), {"local": probe.feed})
     assert set(feed.load_timing(str(run_dir))["ranks"]) == {"0", "1"}
 
 
@@ -57,9 +58,9 @@ def test_the_probe_samples_the_gpus_when_the_node_has_nvidia_smi(tmp_path: Path,
     (tmp_path / "job").mkdir()
     with Session() as session:
         probe, _ = remote.probe(session, NodeRecord(rank=1, name="local", node=node, job_dir=str(tmp_path / "job")))
-    assert probe.gpus == ({"index": 0, "util": 87, "mem_used": 30512, "mem_total": 143771},
+    assert probe.feed.gpus == ({"index": 0, "util": 87, "mem_used": 30512, "mem_total": 143771},
                           {"index": 1, "util": 3, "mem_used": 5, "mem_total": 143771})
-    assert probe.metrics == b"" and probe.metrics_from == 0  # not node_rank 0's probe: no metric lines asked for
+    assert probe.feed.metrics == b"" and probe.feed.metrics_from == 0  # not node_rank 0's: no metric lines
 
 
 def test_a_rank_computing_1_3x_the_median_of_the_others_is_a_straggler():

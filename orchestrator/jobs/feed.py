@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 METRICS_MARK = b"\n--orch-metrics--\n"
@@ -21,6 +22,16 @@ METRICS_CHUNK = 1 << 20
 METRICS_FILE = "metrics.jsonl"
 TIMING_FILE = "timing.json"
 GPU_QUERY = "index,utilization.gpu,memory.used,memory.total"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one probe of a node brought of the feed."""
+
+    timings: tuple = ()  # each rank's timing file on this node (dicts)
+    gpus: tuple = ()  # nvidia-smi's view of the node's GPUs (dicts), when it has one
+    metrics_from: int = 0  # where in metrics.jsonl `metrics` begins
+    metrics: bytes = b""  # new bytes of metrics.jsonl (node_rank 0, when asked for)
 
 
 def probe_snippet(metrics_offset: int | None) -> tuple[str, str]:
@@ -34,14 +45,16 @@ def probe_snippet(metrics_offset: int | None) -> tuple[str, str]:
                    f"tail -c +{int(metrics_offset) + 1} {METRICS_FILE} 2>/dev/null | head -c {METRICS_CHUNK}")
 
 
-def split_metrics(head: bytes) -> tuple[bytes, int, bytes]:
-    """(the probe's fact lines, the offset the metrics were read from, the metrics bytes after them)."""
+def parse(head: bytes) -> tuple[list[str], Seen]:
+    """(the probe's fact lines, what they and the metrics part after them brought of the feed)."""
     facts, _, rest = head.partition(METRICS_MARK)
     offset, _, metrics = rest.partition(b"\n")
-    return facts, int(offset or 0), metrics
+    lines = facts.decode("utf-8", "replace").splitlines()
+    timings, gpus = _timings_and_gpus(lines)
+    return lines, Seen(timings, gpus, int(offset or 0), metrics)
 
 
-def parse_facts(lines: list[str]) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+def _timings_and_gpus(lines: list[str]) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
     """(timings, gpus) from the probe's `timing=` and `gpu=` lines; a half-written one is skipped."""
     timings, gpus = [], []
     for line in lines:
@@ -83,17 +96,25 @@ def keep_metrics(run_dir: str, offset: int, chunk: bytes) -> None:
             f.write(whole[size - offset:])
 
 
-def keep_timing(run_dir: str, observed: dict[str, tuple[tuple[dict, ...], tuple[dict, ...]]]) -> None:
-    """Merge `{node: (timings, gpus)}` into timing.json (ranks not seen this time keep their last numbers)."""
+def keep(run_dir: str, seen: dict[str, Seen]) -> None:
+    """Keep what the probes of a job's nodes (`{node: Seen}`) brought: new metric lines, timings, GPUs."""
+    for node_seen in seen.values():
+        if node_seen.metrics:
+            keep_metrics(run_dir, node_seen.metrics_from, node_seen.metrics)
+    keep_timing(run_dir, {node: s for node, s in seen.items() if s.timings or s.gpus})
+
+
+def keep_timing(run_dir: str, seen: dict[str, Seen]) -> None:
+    """Merge every node's timings and GPUs into timing.json (ranks not seen this time keep their numbers)."""
     path = Path(run_dir) / TIMING_FILE
     current = load_timing(run_dir)
     ranks, gpus = dict(current.get("ranks", {})), dict(current.get("gpus", {}))
-    for node, (timings, node_gpus) in observed.items():
-        for timing in timings:
+    for node, node_seen in seen.items():
+        for timing in node_seen.timings:
             if "rank" in timing:
                 ranks[str(timing["rank"])] = {**timing, "node": timing.get("node") or node}
-        if node_gpus:
-            gpus[node] = list(node_gpus)
+        if node_seen.gpus:
+            gpus[node] = list(node_seen.gpus)
     fresh = {"ranks": ranks, "gpus": gpus}
     if fresh == current or not path.parent.is_dir():
         return

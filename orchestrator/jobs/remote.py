@@ -120,9 +120,7 @@ def probe_command(job_dir: str, log_offset: int | None, metrics_offset: int | No
 def parse_probe(output: bytes) -> tuple[Probe, bytes]:
     """Parse `probe_command` output into a Probe and the log bytes that followed."""
     head, _, log = output.partition(LOG_MARK)
-    head, metrics_from, metrics = feed.split_metrics(head)
-    lines = head.decode("utf-8", "replace").splitlines()
-    timings, gpus = feed.parse_facts(lines)
+    lines, seen = feed.parse(head)
     facts: dict[str, str] = {}
     for line in lines:
         key, sep, value = line.partition("=")
@@ -140,7 +138,7 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
         exit_code=number("exit_code"), started=number("started", float), ended=number("ended", float),
         stopped=facts.get("stopped") == "1", stopping=facts.get("stopping") == "1",
         last_line=facts.get("last", ""), quiet_s=number("quiet", float), progress=facts.get("progress", ""),
-        timings=timings, gpus=gpus, metrics_from=metrics_from, metrics=metrics,
+        feed=seen,
     )
     return probe, log
 

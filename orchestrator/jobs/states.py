@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from orchestrator.jobs.feed import Seen
+
 PENDING, STARTING, RUNNING = "PENDING", "STARTING", "RUNNING"
 SUCCEEDED, FAILED, STOPPED, LOST = "SUCCEEDED", "FAILED", "STOPPED", "LOST"
 FINAL = frozenset({SUCCEEDED, FAILED, STOPPED, LOST})
@@ -27,10 +29,7 @@ class Probe:
     last_line: str = ""
     quiet_s: float | None = None  # seconds since the node's log last grew
     progress: str = ""  # the training worker's progress.json (rank 0's node), as written
-    timings: tuple = ()  # the metric feed: each rank's timing file on this node (dicts)
-    gpus: tuple = ()  # nvidia-smi's view of the node's GPUs (dicts), when it has one
-    metrics_from: int = 0  # where in metrics.jsonl `metrics` begins
-    metrics: bytes = b""  # new bytes of metrics.jsonl (node_rank 0, when asked for)
+    feed: Seen = Seen()  # the metric feed's share of the probe (timings, GPUs, new metric lines)
 
 
 def node_state(probe: Probe, since_launch: float, previous: str) -> str:

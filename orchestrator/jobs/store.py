@@ -10,6 +10,7 @@ from pathlib import Path
 
 from orchestrator.cluster.inventory import Node
 from orchestrator.errors import JobError
+from orchestrator.jobs.feed import Seen
 from orchestrator.jobs.states import FINAL as FINAL_STATES
 from orchestrator.paths import orch_home
 
@@ -60,8 +61,7 @@ class NodeRecord:
     ended: float | None = None
     last_line: str = ""
     quiet_s: float | None = None  # observed, not stored: seconds since this node's log last grew
-    # observed, not stored: the probe's metric feed (timings, gpus, metrics offset, new metrics bytes)
-    feed: tuple = ((), (), 0, b"")
+    feed: Seen = field(default_factory=Seen)  # observed, not stored: the last probe's share of the metric feed
 
 
 @dataclass

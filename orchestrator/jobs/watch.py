@@ -26,7 +26,7 @@ def apply_probe(record: NodeRecord, probe: states.Probe, since_launch: float) ->
         record.ended = probe.ended or record.ended
         record.last_line = probe.last_line or record.last_line
         record.quiet_s = probe.quiet_s
-        record.feed = (probe.timings, probe.gpus, probe.metrics_from, probe.metrics)
+        record.feed = probe.feed
 
 
 def settle(job: JobRecord, session: Session | None = None) -> None:
@@ -115,12 +115,9 @@ def _refresh_slurm(store: Store, session: Session, job: JobRecord, offsets: dict
 
 def keep_feed(job: JobRecord) -> None:
     """Keep what the probe brought of the metric feed (new metric lines, every rank's timing, GPUs) locally."""
+    feed.keep(job.run_dir, {n.name: n.feed for n in job.nodes})
     for record in job.nodes:
-        if record.feed[3]:
-            feed.keep_metrics(job.run_dir, record.feed[2], record.feed[3])
-    feed.keep_timing(job.run_dir, {n.name: n.feed[:2] for n in job.nodes if n.feed[0] or n.feed[1]})
-    for record in job.nodes:
-        record.feed = ((), (), 0, b"")
+        record.feed = feed.Seen()
 
 
 def keep_progress(store: Store, job: JobRecord, text: str) -> None:
