@@ -16,8 +16,8 @@ def add_job(store: Store, job_id: str, nodes: int = 2, ranks_per_node: int = 2, 
     """A RUNNING training job on `nodes` nodes with `steps` logged steps, evals every 10, and every rank's timing."""
     run_dir = store.run_dir(job_id)
     run_dir.mkdir(parents=True)
-    records = [NodeRecord(rank=i, name=f"node{i}", job_dir=f"/work/jobs/{job_id}", state=state, pid=1000 + i, started=time.time() - 60,
-                          last_line=f"step {steps} on node{i}",
+    records = [NodeRecord(rank=i, name=f"node{i}", job_dir=f"/work/jobs/{job_id}", state=state, pid=1000 + i,
+                          started=time.time() - 60, last_line=f"step {steps} on node{i}",
                           node=Node(name=f"node{i}", host=f"node{i}", addr=f"10.0.{i // 250}.{i % 250}", gpus=8,
                                     workdir="/work", python="python3")) for i in range(nodes)]
     job = JobRecord(id=job_id, created=time.time() - 90, state=state, command=["-m", "orchestrator.train", "job.yaml"],
