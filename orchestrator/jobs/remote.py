@@ -82,7 +82,7 @@ def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, s
         "launch.sh": (plan.launch_script, 0o700),
         "env.sh": (plan.env_script, 0o600),
         "stop.sh": (plan.stop_script, 0o700),
-        "orch_site/sitecustomize.py": (SITECUSTOMIZE.read_text(), 0o644),
+        "orch_site/sitecustomize.py": (SITECUSTOMIZE.read_text(), 0o600),
         **(files or {}),
     })
     session.run(plan.node, " && ".join(steps), input=payload)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import jinja2
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# an env name containing any of these words (any case) names a secret: `*KEY*`, `*TOKEN*`, ... in the README
+# an env name containing any of these words (any case) names a secret: `*KEY*`, `*TOKEN*`, ... in docs/clusters.md
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
 MASK = "***"
 # `NAME = value` in TOML text: a bare, dotted-part or quoted name; a multi-line, basic, literal or bare value

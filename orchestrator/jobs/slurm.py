@@ -184,7 +184,7 @@ def submit(inventory: Inventory, spec: planning.JobSpec, session: Session, proje
     else:
         steps.append(f"mkdir -p {shlex.quote(posixpath.join(root, 'code'))}")
     files = {"sbatch.sh": (batch, 0o700), "slurm_task.sh": (task, 0o700),
-             "orch_site/sitecustomize.py": (remote.SITECUSTOMIZE.read_text(), 0o644)}
+             "orch_site/sitecustomize.py": (remote.SITECUSTOMIZE.read_text(), 0o600)}
     if worker.runs_worker(spec.command):
         files.update(worker.code_files())
     for p in job_plan.nodes:
