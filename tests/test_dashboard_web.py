@@ -113,6 +113,7 @@ def test_training_job_page_while_it_runs_and_after_it_ends(web_project, env, das
     browser.wait_for("document.getElementById('state').textContent === 'RUNNING'"
                      " && document.querySelectorAll('#chart-loss circle').length >= 2", timeout=300)
     assert node_states(browser) == {"node0": "RUNNING", "node1": "RUNNING"}
+    browser.wait_for("document.getElementById('log').textContent.includes('[node0|0] ')", timeout=60)  # live log
     # the slowed rank is a straggler in `orch status --json` while the job runs, and marked on the page
     deadline = time.monotonic() + 120
     while not (status := job_json(job_id, env=env))["stragglers"] and status["state"] == "RUNNING":
@@ -121,6 +122,7 @@ def test_training_job_page_while_it_runs_and_after_it_ends(web_project, env, das
     assert status["state"] == "RUNNING", "the job ended before a straggler was named"
     assert [(s["node"], s["rank"], s["what"]) for s in status["stragglers"]] == [("node1", 1, "compute")]
     assert status["stragglers"][0]["ratio"] >= 1.3
+    assert "straggler: rank 1 on node1: compute" in orch("status", job_id, env=env, check=True).stdout
     browser.wait_for("document.querySelector('td.rank.straggler[data-rank=\"1\"]') !== null", timeout=30)
     ARTIFACTS.mkdir(exist_ok=True)
     browser.screenshot(ARTIFACTS / "dashboard_job_running.png")
@@ -148,6 +150,15 @@ def test_a_failed_node_turns_red_with_the_root_cause_and_a_stop_needs_the_token(
     browser.wait_for("document.getElementById('root-cause').textContent.includes('node node1')", timeout=60)
     cause = browser.js("document.getElementById('root-cause').textContent")
     assert "the disk on node1 is full" in cause, cause
+    # the log pane: every node with [node|rank] prefixes, then filtered
+    browser.js("const pick = document.getElementById('log-node'); pick.value = 'all';"
+               " pick.dispatchEvent(new Event('change'))")
+    browser.wait_for("document.getElementById('log').textContent.includes('[node1|1] node node1 up')"
+                     " && document.getElementById('log').textContent.includes('[node0|0] node node0 up')")
+    browser.js("const box = document.getElementById('log-filter'); box.value = 'disk on';"
+               " box.dispatchEvent(new Event('input'))")
+    shown = browser.js("document.getElementById('log').textContent").splitlines()
+    assert shown and all("disk on" in line for line in shown) and any(line.startswith("[node1|1] ") for line in shown)
 
     running = launch(web_project, env, "--", "sleep.py")
     browser.page("Page.navigate", url=f"{url}/jobs/{running}?token={token}")
