@@ -48,7 +48,10 @@ class StepClock:
         self.recent: deque[tuple[float, float, float, int, float]] = deque(maxlen=WINDOW)
 
     def install(self, model) -> None:
-        model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+        try:
+            model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+        except TypeError:  # torch < 2.0: positional inputs only
+            model.register_forward_pre_hook(lambda module, args: self._before_forward(module, args, {}))
         model.register_forward_hook(self._after_forward)
         for param in model.parameters():
             if param.requires_grad and hasattr(param, "register_post_accumulate_grad_hook"):
