@@ -80,6 +80,8 @@ def test_chatglm3_lora_yaml_generates_at_eval_and_on_the_test_file(tiny_model, t
     assert any("train_loss" in line for line in feed) and any("test_rouge-1" in line for line in feed)
     timing = {r: json.loads((job_dir / "timing" / f"rank-{r}.json").read_text()) for r in (0, 1)}
     assert timing[0]["step"] == timing[1]["step"] == 2 and timing[1]["forward_s"] >= 0.3 > timing[0]["forward_s"]
+    # data wait is the dataloader's own time: rank 1 does not count its wait for rank 0's logging and eval
+    assert all(0 <= timing[r]["data_wait_s"] < 0.1 for r in (0, 1)), timing
     assert log.count("warning: data_config.num_proc: ignored") == 1  # rank 0 only
     eval_lines = [line for line in log.splitlines() if "'eval_loss'" in line]
     assert len(eval_lines) == 1 and all(f"'eval_{m}'" in eval_lines[0] for m in metrics.METRICS), eval_lines

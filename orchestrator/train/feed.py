@@ -5,8 +5,9 @@
 - `timing/rank-<RANK>.json` (every rank, whole-file replace at most once a second): this rank's recent step timing.
   With DDP every rank's end-to-end step time is the same (all wait at the all-reduce), so it records what differs:
   forward compute (hooks on the model, eval forwards excluded), backward compute (from the end of the forward to
-  the last gradient accumulated, before DDP's final all-reduce wait) and data wait (from the end of the previous
-  step's compute to the next forward).
+  the last gradient accumulated, before DDP's final all-reduce wait) and data wait (time inside the train
+  dataloader's `next()`; the gaps between steps also hold collectives, e.g. the logged loss's gather, where a rank
+  waits for rank 0's logging, so they are not counted).
 
 Outside a launched job (no `$ORCH_JOB_DIR`) the callback does nothing. Test hook:
 `ORCH_FAILPOINT=slow-rank:RANK:SECONDS` sleeps SECONDS in that rank's every training forward.
@@ -39,10 +40,9 @@ class StepClock:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
-        self.mark = time.perf_counter()  # end of the previous compute (step end or last gradient)
         self.forward = self.backward = self.wait = 0.0
         self.tokens = 0
-        self._began = self.mark
+        self._began = time.perf_counter()
         self.forward_end: float | None = None
         self.last_grad: float | None = None
         self.recent: deque[tuple[float, float, float, int, float]] = deque(maxlen=WINDOW)
@@ -57,10 +57,29 @@ class StepClock:
             if param.requires_grad and hasattr(param, "register_post_accumulate_grad_hook"):
                 param.register_post_accumulate_grad_hook(self._grad_ready)
 
+    def time_loader(self, loader) -> None:
+        """Count the time spent in `loader`'s next() as data wait (its class swapped for a timing subclass)."""
+        clock, base = self, type(loader)
+
+        def timed_iter(self):
+            batches = base.__iter__(self)
+            while True:
+                began = time.perf_counter()
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    return
+                clock.wait += time.perf_counter() - began
+                yield batch
+
+        try:
+            loader.__class__ = type(base.__name__, (base,), {"__iter__": timed_iter})
+        except TypeError:  # a loader whose class cannot be swapped: no data-wait figure
+            return
+
     def _close_backward(self) -> None:
         if self.forward_end is not None and self.last_grad is not None and self.last_grad > self.forward_end:
             self.backward += self.last_grad - self.forward_end
-            self.mark = self.last_grad
         self.forward_end = self.last_grad = None
 
     def _before_forward(self, module, args, kwargs):
@@ -68,7 +87,6 @@ class StepClock:
             return None
         self._close_backward()
         now = time.perf_counter()
-        self.wait += max(now - self.mark, 0.0)
         ids = kwargs.get("input_ids") if kwargs else None
         if ids is None and args:
             ids = args[0]
@@ -94,7 +112,6 @@ class StepClock:
         self.recent.append((self.forward, self.backward, self.wait, self.tokens, now))
         self.forward = self.backward = self.wait = 0.0
         self.tokens = 0
-        self.mark = now
 
     def summary(self) -> dict:
         """Mean seconds per step over the recent window, and this rank's tokens/s over it."""
@@ -138,12 +155,14 @@ def feed_callback():
             self.clock = StepClock(slow_rank_seconds(self.rank))
             self.written = 0.0
 
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
+        def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
             if not os.path.isdir(self.folder) or model is None:
                 self.folder = ""
                 return
             os.makedirs(os.path.join(self.folder, TIMING_DIR), exist_ok=True)
             self.clock.install(model)
+            if train_dataloader is not None:
+                self.clock.time_loader(train_dataloader)
 
         def on_step_end(self, args, state, control, **kwargs):
             if not self.folder:
