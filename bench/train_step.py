@@ -32,6 +32,7 @@ other, all with the same OMP_NUM_THREADS, so they share no state.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -71,6 +72,7 @@ def install_probes(warmup: int, pad_id: int) -> dict[str, list]:
 
     original_init, original_step = Trainer.__init__, Trainer.training_step
 
+    @functools.wraps(original_init)  # keeps the signature that compat.tokenizer_kwarg inspects
     def init(self, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self.add_callback(StepTimer())

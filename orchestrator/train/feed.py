@@ -58,7 +58,9 @@ class StepClock:
                 param.register_post_accumulate_grad_hook(self._grad_ready)
 
     def time_loader(self, loader) -> None:
-        """Count the time spent in `loader`'s next() as data wait (its class swapped for a timing subclass)."""
+        """Count the time spent in the train loader's next() as data wait: the torch DataLoader (under
+        accelerate's wrapper, when there is one) gets a timing subclass of its own class."""
+        loader = getattr(loader, "base_dataloader", loader)
         clock, base = self, type(loader)
 
         def timed_iter(self):
@@ -74,7 +76,7 @@ class StepClock:
 
         try:
             loader.__class__ = type(base.__name__, (base,), {"__iter__": timed_iter})
-        except TypeError:  # a loader whose class cannot be swapped: no data-wait figure
+        except (TypeError, AttributeError):  # a loader whose class cannot be swapped: no data-wait figure
             return
 
     def _close_backward(self) -> None:
