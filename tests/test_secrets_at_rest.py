@@ -75,11 +75,29 @@ def test_secrets_stay_out_of_the_database_and_every_file_is_private(tmp_path, or
 
 
 def test_an_older_state_folder_and_database_are_made_private(tmp_path, orch_home):
-    orch_home.mkdir(mode=0o755)
-    (orch_home / "jobs.db").touch(mode=0o644)
+    """What an older orch left: a 755 folder, a 644 database with a job's secrets in it."""
+    project, env = _setup(tmp_path, orch_home)
+    job = job_id_of(orch("launch", "--detach", "--env", f"HF_TOKEN={FROM_ENV}", "--", "python", "show.py",
+                         cwd=project, env=env, check=True))
+    _wait_final(job)
+    kept = orch_home / "secrets" / f"{job}.json"
+    with sqlite3.connect(orch_home / "jobs.db") as db:  # as an older orch recorded it: the values in plain text
+        options = db.execute("SELECT options FROM jobs WHERE id=?", (job,)).fetchone()[0]
+        node = db.execute("SELECT node FROM job_nodes WHERE job_id=?", (job,)).fetchone()[0]
+        db.execute("UPDATE jobs SET options=?", (options.replace('"***"', f'"{FROM_ENV}"'),))
+        db.execute("UPDATE job_nodes SET node=?", (node.replace('"***"', f'"{FROM_INVENTORY}"'),))
+        db.execute("PRAGMA user_version = 0")
+    kept.unlink()
     os.chmod(orch_home, 0o755)
     os.chmod(orch_home / "jobs.db", 0o644)
-    done = orch("status", env={"ORCH_HOME": str(orch_home)})
-    assert done.returncode in (0, 2), done.stderr  # no jobs yet is fine
+    assert FROM_ENV.encode() in (orch_home / "jobs.db").read_bytes()
+
+    orch("status", env=env, check=True)
     assert stat.S_IMODE(orch_home.stat().st_mode) == 0o700
     assert stat.S_IMODE((orch_home / "jobs.db").stat().st_mode) == 0o600
+    data = (orch_home / "jobs.db").read_bytes()
+    assert FROM_ENV.encode() not in data and FROM_INVENTORY.encode() not in data  # freed pages overwritten too
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    record = Store().get(job)
+    assert record.options["request"]["env"]["HF_TOKEN"] == FROM_ENV
+    assert record.nodes[0].node.env["DB_PASSWORD"] == FROM_INVENTORY

@@ -1,15 +1,15 @@
 """The live log pane: a job's log lines as server-sent events, `[node|rank]`-prefixed, until the job has ended
-and every log is drained (read through the same probe `orch logs --follow` uses; a job that ended reads the
-local copy)."""
+and every log is drained. Logs are read through the job's scheduler (`read_log`: the rank's log from an offset;
+it changes nothing), the job's state from the store (its supervisor keeps it); an ended job's kept local copy is
+read when there is one."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Iterator
 
-from orchestrator.jobs import logs, states, watch
-from orchestrator.jobs.store import Store
+from orchestrator.jobs import logs, schedulers, states
+from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
 def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> Iterator[str]:
@@ -19,35 +19,46 @@ def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> I
     records = logs.pick_nodes(job, None if node in (None, "", "all") else node, node == "all")
     offsets = {r.rank: 0 for r in records}
     pending = {r.rank: b"" for r in records}
-    prefix = {r.rank: f"[{r.name}|{r.rank}] " for r in records}
-
-    def emit(rank: int, chunk: bytes, final: bool) -> Iterator[str]:
-        offsets[rank] += len(chunk)
-        parts = (pending[rank] + chunk).split(b"\n")
-        pending[rank] = b"" if final else parts.pop()
-        for part in parts:
-            if part or not final:
-                yield prefix[rank] + part.decode("utf-8", "replace").rstrip("\r")
-
     session = None
     try:
         while True:
-            if job.state in states.FINAL:
-                for record in records:
-                    path = logs.local_log(job, record)
-                    data = Path(path).read_bytes()[offsets[record.rank]:] if path.exists() else b""
-                    yield from emit(record.rank, data, True)
-                return
-            if session is None:
+            job = store.get(job.id)
+            final = job.state in states.FINAL
+            if session is None and not final:
                 from orchestrator.cluster.ssh import Session
 
                 session = Session(job.ssh_config).__enter__()
-            chunks = watch.refresh(store, session, job, dict(offsets))
+            brought = False
             for record in records:
-                yield from emit(record.rank, chunks.get(record.rank, b""), False)
-            if not any(chunks.values()):
+                chunk = _read(session, job, record, offsets[record.rank], final)
+                offsets[record.rank] += len(chunk)
+                brought = brought or bool(chunk)
+                parts = (pending[record.rank] + chunk).split(b"\n")
+                pending[record.rank] = b"" if final else parts.pop()
+                prefix = f"[{record.name}|{record.rank}] "
+                yield from (prefix + part.decode("utf-8", "replace").rstrip("\r") for part in parts
+                            if part or not final)
+            if final:
+                return
+            if not brought:
                 yield ""  # a heartbeat: the server learns of a closed page when it writes
                 time.sleep(poll_s)
     finally:
         if session is not None:
             session.__exit__(None, None, None)
+
+
+def _read(session, job: JobRecord, record: NodeRecord, offset: int, final: bool) -> bytes:
+    """New bytes of a rank's log: the local copy of an ended job, else the node's log through the scheduler."""
+    local = logs.local_log(job, record)
+    if final and local.exists():
+        return local.read_bytes()[offset:]
+    if session is None:
+        from orchestrator.cluster.ssh import Session
+
+        with Session(job.ssh_config) as once:
+            return _read(once, job, record, offset, False)
+    try:
+        return schedulers.for_job(job).read_log(session, job, record, offset)
+    except Exception:  # an unreachable node: nothing new this time
+        return b""

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from orchestrator.dashboard import hangs
-from orchestrator.jobs import feed, stragglers
+from orchestrator.jobs import feed, schedulers, stragglers
 from orchestrator.jobs.store import JobRecord, Store
 
 
@@ -41,6 +41,7 @@ def detail(store: Store, job_id: str) -> dict:
     marked = {s["rank"] for s in found}
     rank_of_pid = {t["pid"]: t["rank"] for t in ranks.values() if "pid" in t and "rank" in t}
     return {**job.to_json(), "name": name_of(job), "stragglers": found,
+            "scheduler_title": schedulers.for_job(job).TITLE,
             "ranks": sorted(({**t, "straggler": t.get("rank") in marked} for t in ranks.values()),
                             key=lambda t: t.get("rank", 0)),
             "gpus": timing.get("gpus", {}), "metrics": feed.series(feed.load_metrics(job.run_dir)),

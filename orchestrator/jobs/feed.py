@@ -1,8 +1,8 @@
 """The worker's metric feed brought home: the probe's shell part, and what it keeps in the local run folder.
 
-Each probe (one round trip per node, or one for a whole Slurm job) also prints every rank's timing file, the
-node's GPUs when it has `nvidia-smi`, and on node_rank 0 the new bytes of `metrics.jsonl` from where the local
-copy ends. Kept here:
+Each probe (one round trip per node, or one per job where a scheduler looks at all ranks at once) prints every
+rank's timing file, the node's GPUs when it has `nvidia-smi`, and on node_rank 0 the new bytes of `metrics.jsonl`
+from where the local copy ends. Kept here:
 - `<run dir>/metrics.jsonl`: the worker's lines, whole lines only (appends from concurrent watchers dedup by
   offset under a lock);
 - `<run dir>/timing.json`: `{"ranks": {rank: timing}, "gpus": {node: [{index, util, mem_used, mem_total}]}}`.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -53,8 +54,18 @@ def environment(user_dir: str | None = None) -> jinja2.Environment:
 
 def warm(user_dir: str | None = None) -> Future:
     """Load Jinja and the templates in a background thread (a launch does network round trips meanwhile); the
-    future's result is `environment(user_dir)`."""
-    return ThreadPoolExecutor(1).submit(environment, user_dir)
+    future's result is `environment(user_dir)`. The thread ends once loaded: a launcher that later forks its
+    watcher forks a single-threaded process."""
+    future: Future = Future()
+
+    def load() -> None:
+        try:
+            future.set_result(environment(user_dir))
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+
+    threading.Thread(target=load, name="orch-templates", daemon=True).start()
+    return future
 
 
 def is_secret(name: str) -> bool:

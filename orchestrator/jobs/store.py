@@ -13,10 +13,10 @@ from pathlib import Path
 from orchestrator.cluster.inventory import Node
 from orchestrator.errors import JobError
 from orchestrator.jobs import vault
-from orchestrator.jobs.feed import Seen
 from orchestrator.jobs.states import FINAL as FINAL_STATES
 from orchestrator.paths import orch_home
 
+DEFAULT_SCHEDULER = "ssh"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS job_nodes (
 );
 """
 
+# PRAGMA user_version from which the database holds no secret env value (see `vault`)
+SECRETS_APART = 1
+
 
 @dataclass
 class NodeRecord:
@@ -64,7 +67,6 @@ class NodeRecord:
     ended: float | None = None
     last_line: str = ""
     quiet_s: float | None = None  # observed, not stored: seconds since this node's log last grew
-    feed: Seen = field(default_factory=Seen)  # observed, not stored: the last probe's share of the metric feed
 
 
 @dataclass
@@ -85,6 +87,11 @@ class JobRecord:
     options: dict = field(default_factory=dict)
 
     @property
+    def scheduler(self) -> str:
+        """The name of the scheduler the job was recorded with (a job recorded before names were stored: ssh)."""
+        return (self.options.get("scheduler") or {}).get("name") or DEFAULT_SCHEDULER
+
+    @property
     def attempt(self) -> int:
         return int(self.options.get("attempt", 0))
 
@@ -95,8 +102,8 @@ class JobRecord:
             "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
             "root_cause": self.root_cause, "run_dir": self.run_dir, "attempt": self.attempt,
             "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
-            **({"scheduler": {k: self.options["scheduler"].get(k) for k in ("name", "job_id", "state", "reason")}}
-               if self.options.get("scheduler") else {}),
+            "scheduler": {"name": self.scheduler, **{k: self.options.get("scheduler", {}).get(k)
+                                                     for k in ("job_id", "state", "reason")}},
             "progress": self.options.get("progress"),
             "nodes": [
                 {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
@@ -118,6 +125,8 @@ class Store:
             self.path.chmod(0o600)  # a database an older orch left readable
         with self._db() as db:
             db.executescript(SCHEMA)
+            if db.execute("PRAGMA user_version").fetchone()[0] < SECRETS_APART:
+                _move_secrets_out(db, self.path.parent)
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -219,6 +228,26 @@ class Store:
             ids = [r["id"] for r in db.execute(
                 "SELECT id FROM jobs WHERE state IN ('PENDING','STARTING','RUNNING') ORDER BY created")]
         return [self.get(job_id) for job_id in ids]
+
+
+def _move_secrets_out(db: sqlite3.Connection, home: Path) -> None:
+    """Move the secret env values an older orch wrote into the database to each job's secrets file, overwriting
+    the freed pages (secure_delete), once per database."""
+    db.execute("PRAGMA secure_delete = ON")
+    db.execute("BEGIN IMMEDIATE")
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SECRETS_APART:
+        return  # another process did it meanwhile
+    for job in db.execute("SELECT id, options FROM jobs").fetchall():
+        if vault.secrets_of(home, job["id"]):
+            continue
+        nodes = db.execute("SELECT rank, node FROM job_nodes WHERE job_id=?", (job["id"],)).fetchall()
+        node_data = {n["rank"]: json.loads(n["node"]) for n in nodes}
+        options, envs = vault.seal(home, job["id"], json.loads(job["options"] or "{}"),
+                                   {rank: data.get("env", {}) for rank, data in node_data.items()})
+        db.execute("UPDATE jobs SET options=? WHERE id=?", (json.dumps(options), job["id"]))
+        db.executemany("UPDATE job_nodes SET node=? WHERE job_id=? AND rank=?",
+                       [(json.dumps({**data, "env": envs[rank]}), job["id"], rank) for rank, data in node_data.items()])
+    db.execute(f"PRAGMA user_version = {SECRETS_APART}")
 
 
 def _observed(row: sqlite3.Row) -> dict:
