@@ -41,6 +41,7 @@ let lastJob = null;
 
 function fmt(value, digits = 3) {
   if (value === null || value === undefined) return "-";
+  if (value !== 0 && Math.abs(value) < 0.01) return Number(value).toExponential(digits - 1);
   return Math.abs(value) >= 1000 ? Math.round(value).toLocaleString() : Number(value).toPrecision(digits);
 }
 function ms(seconds) { return seconds === null || seconds === undefined ? "-" : (1000 * seconds).toFixed(1) + " ms"; }
@@ -64,7 +65,7 @@ function renderGrid(job) {
 }
 
 function chart(name, runs) {
-  const W = 360, H = 180, L = 48, B = 22, T = 18, R = 8;
+  const W = 360, H = 180, L = 54, B = 22, T = 18, R = 8;
   const points = runs.flatMap(run => run.points);
   const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
