@@ -4,7 +4,8 @@
   step and an eval curve; its slowed rank (ORCH_FAILPOINT=slow-rank) named a straggler by `orch status --json`
   while it runs, and marked on the page;
 - a node failing: its cell turns red and the root cause shows;
-- a stop from the page ends a job (token given); the same request without the token is refused.
+- a stop from the page ends a job (token given); the same request without the token is refused; a restart
+  without a node relaunches it elsewhere.
 The job page's screenshot is kept under tests/artifacts/ (the README's picture comes from it).
 """
 
@@ -174,3 +175,9 @@ def test_a_failed_node_turns_red_with_the_root_cause_and_a_stop_needs_the_token(
     browser.js("document.getElementById('stop').click()")
     browser.wait_for("document.getElementById('state').textContent === 'STOPPED'", timeout=120)
     assert job_json(running, env=env)["state"] == "STOPPED"
+    # Restart without node1: `orch restart --exclude-node node1`; the page moves to the new job
+    browser.js("document.getElementById('exclude').value = 'node1'; document.getElementById('restart').click()")
+    browser.wait_for(f"!location.pathname.endsWith('{running}')", timeout=120)
+    relaunched = job_json(browser.js("decodeURIComponent(location.pathname.split('/').pop())"), env=env)
+    assert relaunched["restart_of"] == running and [n["name"] for n in relaunched["nodes"]] == ["node0"]
+    assert orch("stop", relaunched["id"], env=env).returncode == 0
