@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.dashboard import hangs
+from orchestrator.dashboard.logstream import as_shown
 from orchestrator.dashboard.server import make
 from orchestrator.jobs.store import Store
 from tests.synthetic_jobs import add_job
@@ -62,6 +63,11 @@ def test_actions_need_the_token_in_a_header_and_a_same_origin_page(served):
     assert call(url, "POST", {"X-Orch-Token": token, "Origin": "http://evil.example"})[0] == 403
     # a page of another domain resolving to 127.0.0.1 (DNS rebinding) cannot read the API either
     assert call(base + "/api/jobs", headers={"Host": "evil.example:8265"})[0] == 403
+
+
+def test_log_lines_show_what_a_terminal_leaves_after_carriage_returns():
+    assert as_shown(b"\r 10%|#  |\r          \r{'loss': 2.0}\r") == "{'loss': 2.0}"
+    assert as_shown("plain 中文".encode()) == "plain 中文"
 
 
 def test_pages_load_nothing_from_the_network():

@@ -140,6 +140,7 @@ def test_training_job_page_while_it_runs_and_after_it_ends(web_project, env, das
     browser.page("Emulation.setDeviceMetricsOverride", width=1200, height=1250, deviceScaleFactor=1, mobile=False)
     browser.js("document.getElementById('log-filter').value = 'loss';"
                " document.getElementById('log-filter').dispatchEvent(new Event('input'))")
+    browser.wait_for("document.getElementById('log').textContent.includes(\"[node0|0] {'loss'\")")  # bars' \r cut
     browser.screenshot(ARTIFACTS / "dashboard_job_page.png")  # docs/assets/dashboard-job.png is a copy
 
 

@@ -36,8 +36,7 @@ def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> I
                 parts = (pending[record.rank] + chunk).split(b"\n")
                 pending[record.rank] = b"" if final else parts.pop()
                 prefix = f"[{record.name}|{record.rank}] "
-                yield from (prefix + part.decode("utf-8", "replace").rstrip("\r") for part in parts
-                            if part or not final)
+                yield from (prefix + as_shown(part) for part in parts if part or not final)
             if final:
                 return
             if not brought:
@@ -46,6 +45,12 @@ def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> I
     finally:
         if session is not None:
             session.__exit__(None, None, None)
+
+
+def as_shown(line: bytes) -> str:
+    """A log line as a terminal leaves it: what follows its last carriage return (progress bars redraw with \\r;
+    a CR inside a server-sent event would also end the event's line)."""
+    return line.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
 
 
 def _read(session, job: JobRecord, record: NodeRecord, offset: int, final: bool) -> bytes:

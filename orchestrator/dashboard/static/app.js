@@ -114,7 +114,8 @@ function renderFacts(job) {
   const p = job.progress;
   document.getElementById("progress").innerHTML = p ? `${bar(p.total ? p.step / p.total : null)} step ${esc(p.step)}/${esc(p.total)}, epoch ${esc(p.epoch)}, loss ${fmt(p.loss)}, ${fmt(p.tokens_per_s)} tokens/s${p.eta_s !== null && p.eta_s !== undefined ? ", ETA " + age(p.eta_s) : ""}` : "";
   const s = job.scheduler;
-  document.getElementById("queue").textContent = s ? `${job.scheduler_title} job ${s.job_id || "-"}: ${s.state || "-"}${s.reason ? " (" + s.reason + ")" : ""}` : "";
+  const queued = s && (s.job_id || s.state || s.reason);  // a scheduler with a queue of its own (Slurm)
+  document.getElementById("queue").textContent = queued ? `${job.scheduler_title} job ${s.job_id || "-"}: ${s.state || "-"}${s.reason ? " (" + s.reason + ")" : ""}` : "";
   const cause = document.getElementById("root-cause");
   cause.hidden = !job.root_cause; cause.textContent = job.root_cause ? "root cause: " + job.root_cause : "";
   document.getElementById("stragglers").innerHTML = job.stragglers.map(s => `<li class="straggler-mark">straggler: rank ${esc(s.rank)} on ${esc(s.node)}: ${esc(s.what)} ${s.ratio ? esc(s.ratio) + "x" : "far above"} the median of the others</li>`).join("");
