@@ -124,8 +124,11 @@ def run_ours(cfg_path: Path, warmup: int) -> dict[str, float]:
 
 def run_plain(cfg_path: Path, warmup: int) -> dict[str, float]:
     """A minimal hand-written HF Trainer + peft LoRA script reading the same YAML values."""
-    trainer, tokenizer = plain_trainer(cfg_path)
-    record = install_probes(warmup, tokenizer.pad_token_id)
+    from transformers import AutoTokenizer
+
+    model_dir = yaml.safe_load(cfg_path.read_text())["model"]
+    record = install_probes(warmup, AutoTokenizer.from_pretrained(model_dir).pad_token_id)  # before the Trainer
+    trainer, _ = plain_trainer(cfg_path)
     trainer.train()
     return summarise(record, warmup)
 
