@@ -67,6 +67,7 @@ def test_actions_need_the_token_in_a_header_and_a_same_origin_page(served):
 
 def test_log_lines_show_what_a_terminal_leaves_after_carriage_returns():
     assert as_shown(b"\r 10%|#  |\r          \r{'loss': 2.0}\r") == "{'loss': 2.0}"
+    assert as_shown(b"\x1b[A{'eval_loss': 1.5}\x1b[0m") == "{'eval_loss': 1.5}"
     assert as_shown("plain 中文".encode()) == "plain 中文"
 
 

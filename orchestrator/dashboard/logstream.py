@@ -5,11 +5,14 @@ read when there is one."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Iterator
 
 from orchestrator.jobs import logs, schedulers, states
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # tqdm's cursor moves, colours
 
 
 def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> Iterator[str]:
@@ -49,8 +52,8 @@ def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> I
 
 def as_shown(line: bytes) -> str:
     """A log line as a terminal leaves it: what follows its last carriage return (progress bars redraw with \\r;
-    a CR inside a server-sent event would also end the event's line)."""
-    return line.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
+    a CR inside a server-sent event would also end the event's line), without terminal escape codes."""
+    return _ESCAPES.sub("", line.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1])
 
 
 def _read(session, job: JobRecord, record: NodeRecord, offset: int, final: bool) -> bytes:
