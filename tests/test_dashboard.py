@@ -54,6 +54,16 @@ def test_the_job_api_is_status_json_plus_metrics_and_stragglers(served):
     assert call(base + "/api/jobs/nope")[0] == 404
 
 
+def test_a_queued_job_shows_its_schedulers_state_and_reason(served):
+    base, _, store = served
+    job = add_job(store, "20260101-000000-cccc", state="PENDING", steps=0)
+    store.set_option(job, "scheduler", {"name": "slurm", "job_id": "42", "state": "PENDING", "reason": "Resources"})
+    status, shown = call(base + "/api/jobs/20260101-000000-cccc")
+    assert status == 200 and shown["scheduler_title"] == "Slurm" and shown["metrics"] == {}
+    assert {k: shown["scheduler"][k] for k in ("job_id", "state", "reason")} == {
+        "job_id": "42", "state": "PENDING", "reason": "Resources"}
+
+
 def test_actions_need_the_token_in_a_header_and_a_same_origin_page(served):
     base, token, _ = served
     url = base + "/api/jobs/20260101-000000-aaaa/stop"
