@@ -76,7 +76,10 @@ def jobs_table(jobs: list[JobRecord]) -> None:
     print_table(table)
 
 
-def job_table(job: JobRecord) -> None:
+def job_table(job: JobRecord, stragglers: list[dict] = ()) -> None:
+    """The job, its root cause and its scheduler's state, one row per node, progress and stragglers."""
+    from orchestrator.jobs.stragglers import describe
+
     out = console()
     out.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
     if job.root_cause:
@@ -93,6 +96,8 @@ def job_table(job: JobRecord) -> None:
     print_table(table, out)
     if job.options.get("progress"):
         out.print(f"progress: {describe_progress(job.options['progress'])}", markup=False)
+    for straggler in stragglers:
+        out.print(f"straggler: {describe(straggler)}", markup=False)
 
 
 def describe_progress(p: dict) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, sanity_table, say, throughput_callback
 from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
+from orchestrator.train.feed import feed_callback
 from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
@@ -37,13 +38,22 @@ def data_spec(cfg: TrainConfig):
     return spec
 
 
+def save_beside_weights(cfg: TrainConfig, output_dir: str, tokenizer) -> None:
+    """The chat format training used (orch chat/serve lay prompts out the same way), and the base's tokenizer
+    files where the saved copy does not load back (ChatGLM3's)."""
+    from orchestrator.train.data.prompting import write_record
+    from orchestrator.train.tokenizer_files import restore_if_unloadable
+
+    write_record(output_dir, cfg.data.template, cfg.data.system, tokenizer)
+    restore_if_unloadable(output_dir, cfg.model, cfg.trust_remote_code)
+
+
 def run_sft(cfg: TrainConfig) -> str:
     """Train as configured and return the output folder (weights or adapter, tokenizer, checkpoints, runs/)."""
     import torch
     from transformers import Trainer, set_seed
 
     from orchestrator.train.data.collate import make_collator
-    from orchestrator.train.data.prompting import write_record
     from orchestrator.train.data.dataset import build_sft_datasets, build_test_dataset
     from orchestrator.train.generation_eval import GenerationEval
     from orchestrator.train.packing_check import check_packing
@@ -75,7 +85,7 @@ def run_sft(cfg: TrainConfig) -> str:
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=collate, **tokenizer_kwarg(Trainer, tokenizer),
-                      callbacks=[completeness_callback()])
+                      callbacks=[completeness_callback(), feed_callback()])
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
         trainer.callback_handler.callbacks.insert(0, generation.callback())
@@ -83,8 +93,8 @@ def run_sft(cfg: TrainConfig) -> str:
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
-    if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in
-        write_record(args.output_dir, cfg.data.template, cfg.data.system, tokenizer)
+    if args.should_save:  # the chat format `orch chat` / `orch serve` lay prompts out in; a tokenizer that loads
+        save_beside_weights(cfg, args.output_dir, tokenizer)
     say(args, f"saved to {args.output_dir}")
     if generation:
         generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics

@@ -15,7 +15,7 @@ from orchestrator.train.config.schema import (
     DEEPSPEED_ALIASES,
     LORA_TARGETS,
     LORA_DTYPES,
-    TRAINING_ARG_ALIASES,
+    TRAINING_ARG_RENAMES,
     GENERATION_TRAINING_ARGS,
     DataSection,
     LoraSection,
@@ -30,7 +30,7 @@ from orchestrator.train.config.schema import (
 
 __all__ = [
     "load_config", "STAGES", "FINETUNING", "PROMPT_FINETUNING", "DEEPSPEED_PRESETS", "DEEPSPEED_ALIASES",
-    "LORA_TARGETS", "LORA_DTYPES", "TRAINING_ARG_ALIASES", "GENERATION_TRAINING_ARGS", "DataSection", "LoraSection",
+    "LORA_TARGETS", "LORA_DTYPES", "TRAINING_ARG_RENAMES", "GENERATION_TRAINING_ARGS", "DataSection", "LoraSection",
     "SelfCognitionSection", "QLoraSection", "FreezeSection", "PromptSection", "DpoSection", "GenerationSection",
     "TrainConfig",
 ]

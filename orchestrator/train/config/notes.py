@@ -65,8 +65,8 @@ def _unused_generation(cfg: TrainConfig, prov: Provenance) -> None:
     """Decoding settings when nothing is generated; sampling settings under greedy/beam decoding."""
     gen = cfg.generation
     written = [k.split(".", 1)[1] for k in prov.origin if k.startswith("generation.")]
-    evaluates = str(cfg.training_args.get("eval_strategy", "no")) not in ("no", "IntervalStrategy.NO")
-    if gen.predict_with_generate and not evaluates:
+
+    if gen.predict_with_generate and not evaluates(cfg.training_args):
         prov.warn(prov.name("generation.predict_with_generate"),
                   "no effect without evaluations (set training_args.eval_strategy: steps or epoch)")
     if not gen.predict_with_generate and not cfg.data.test:
@@ -82,3 +82,9 @@ def _unused_generation(cfg: TrainConfig, prov: Provenance) -> None:
     if gen.max_samples is not None and "max_samples" in written and not gen.predict_with_generate:
         prov.warn(prov.name("generation.max_samples"),
                   "ignored (it caps the eval set; the test set is generated whole)")
+
+
+def evaluates(args: dict) -> bool:
+    """Whether `training_args` asks for evaluations (under either name of the eval strategy)."""
+    value = args.get("eval_strategy", args.get("evaluation_strategy", "no"))
+    return str(value) not in ("no", "IntervalStrategy.NO")
