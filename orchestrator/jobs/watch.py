@@ -48,7 +48,7 @@ def settle(job: JobRecord, session: Session | None = None) -> None:
                 job.root_cause += "\n" + "\n".join(f"  {line}" for line in error)
 
 
-def _log_tail(session: Session, record: NodeRecord, lines: int = 200) -> str:
+def _log_tail(session: Session, record: NodeRecord, lines: int = 400) -> str:
     try:
         return session.run(record.node, f"tail -n {lines} {shlex.quote(record.job_dir)}/log", timeout=20,
                            check=False).text
