@@ -49,12 +49,12 @@ def history(out: Path) -> list[dict]:
     return [e for e in state["log_history"] if "loss" in e]
 
 
-def assert_resumed_as_saved(workspace: Path, first: str, then: str) -> None:
-    """The resumed run's gathered weights and moments equal, bit for bit, what the first run saved at step 4."""
+def assert_resumed_as_saved(workspace: Path, first: str, then: str, step: int = 4) -> None:
+    """The resumed run's gathered weights and moments equal, bit for bit, what the first run saved at `step`."""
     import torch
 
-    saved = torch.load(workspace / "dumps" / first / "saved-4.pt")
-    resumed = torch.load(workspace / "dumps" / then / "resumed-4.pt")
+    saved = torch.load(workspace / "dumps" / first / f"saved-{step}.pt")
+    resumed = torch.load(workspace / "dumps" / then / f"resumed-{step}.pt")
     assert saved and set(saved) == set(resumed), set(saved) ^ set(resumed)
     for name, tensors in saved.items():
         assert tensors["exp_avg_sq"] is not None and float(tensors["exp_avg_sq"].abs().sum()) > 0, name
@@ -110,3 +110,55 @@ def test_zero3_full_saved_on_one_process_resumes_on_two(workspace):
     assert said.count("resume: world size 1 -> 2: gradient accumulation 2 -> 1 keeps the global batch at 4") == 1
     assert_resumed_as_saved(workspace, "z3", "z3-on-2")
     assert_continues(history(workspace / "out" / "z3"), history(workspace / "out" / "z3-on-2"))
+
+
+@pytest.mark.parametrize("saved, world, batch, accumulation", [
+    ({"world_size": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1}, 1, 2, 2),
+    ({"world_size": 4, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 3}, 3, 2, 4),
+    ({"world_size": 1, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}, 2, 2, 2),
+    ({"world_size": 2}, 1, 2, 1),  # a marker from before layouts were recorded: the configured accumulation
+])
+def test_accumulation_keeps_the_global_batch(saved, world, batch, accumulation):
+    from orchestrator.train.reshape import accumulation_for
+
+    assert accumulation_for(saved, world, batch, 1) == accumulation
+
+
+def test_a_global_batch_no_accumulation_keeps_is_refused_in_one_line():
+    from orchestrator.errors import ConfigError
+    from orchestrator.train.reshape import accumulation_for
+
+    with pytest.raises(ConfigError) as refused:
+        accumulation_for({"world_size": 4, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1}, 3, 2, 1)
+    assert "\n" not in str(refused.value) and "global batch 8" in str(refused.value) and "3 processes" in str(
+        refused.value)
+
+
+def test_without_a_shared_filesystem_latest_falls_back_to_a_checkpoint_whole_on_every_node():
+    """Two nodes saved ZeRO checkpoints 4 and 8 (one partition each, on its own disk); checkpoint 4 was also
+    copied whole to node1. On one node (node1 alone), 8 lacks rank 1's partition: 4 is chosen, 8 named."""
+    from orchestrator.train.checkpoints import whole
+
+    node1 = {4: {"world_size": 2, "partitions": [0, 1]}, 8: {"world_size": 2, "partitions": [0]}}
+    assert whole([node1], 1) == ({4}, {8: "1"})
+    assert whole([node1, {8: {"world_size": 2, "partitions": [1]}}], 2) == ({8}, {})  # same world: own partition
+    assert whole([{8: {"world_size": 2, "partitions": []}}], 1) == ({8}, {})  # plain DDP: whole on every node
+
+
+def test_latest_says_in_one_line_which_checkpoint_it_falls_back_to_and_why(tmp_path):
+    from orchestrator.train.checkpoints import mark_complete, resolve_resume
+
+    for step, ranks in ((4, (0, 1)), (8, (0,))):  # node2 held rank 1's partition of checkpoint-8
+        folder = tmp_path / f"checkpoint-{step}"
+        (folder / f"global_step{step}").mkdir(parents=True)
+        (folder / "latest").write_text(f"global_step{step}")
+        (folder / "trainer_state.json").write_text("{}")
+        for rank in ranks:
+            (folder / f"global_step{step}" / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(b"")
+        mark_complete(folder, step, {"world_size": 2, "per_device_train_batch_size": 2,
+                                     "gradient_accumulation_steps": 1})
+    said: list[str] = []
+    assert resolve_resume("latest", tmp_path, log=said.append) == str(tmp_path / "checkpoint-4")
+    assert said == ["resume: checkpoint-8 lacks the ZeRO partition(s) of rank(s) 1 on a node of this job (saved on "
+                    "another world size, no shared filesystem: they stayed on a node not in this job); falling back "
+                    "to checkpoint-4", f"resuming from {tmp_path / 'checkpoint-4'}"], said

@@ -90,10 +90,12 @@ def reshape(resume: str | None, args, build, log=print):
     accumulation = accumulation_for(saved, args.world_size, args.per_device_train_batch_size,
                                     args.gradient_accumulation_steps)
     extra: dict = {}
-    if accumulation != args.gradient_accumulation_steps:
+    changed = saved["world_size"] != args.world_size or accumulation != args.gradient_accumulation_steps
+    if changed and "gradient_accumulation_steps" in saved:
         log(f"resume: world size {saved['world_size']} -> {args.world_size}: gradient accumulation "
-            f"{args.gradient_accumulation_steps} -> {accumulation} keeps the global batch at "
+            f"{saved['gradient_accumulation_steps']} -> {accumulation} keeps the global batch at "
             f"{args.per_device_train_batch_size * accumulation * args.world_size}")
+    if accumulation != args.gradient_accumulation_steps:
         extra["gradient_accumulation_steps"] = accumulation
     if saved["world_size"] != args.world_size and args.deepspeed and deepspeed_tag(resume):
         ensure_universal(resume)  # the converting rank says so (any rank may get the lock first)
