@@ -288,15 +288,132 @@ def test_lora_with_the_built_in_worker_resumes_after_a_crash_by_resubmitting(slu
     assert json.loads(state.read_text())["global_step"] == 10 and len(losses(state)) == 2
 
 
-def test_a_job_that_ended_unwatched_keeps_its_result_after_slurm_forgets_it(project, env, slurm):
-    """Last in the module: it restarts slurmctld with a cleared state (as MinJobAge leaves an ended job)."""
-    job_id = launch(project, env, "--nodes", "node1,node2", "--", "sh", "-c", "sleep 3; echo finished")
-    for proc in Path("/proc").glob("[0-9]*/cmdline"):  # nobody watches: its supervisor is gone
+def kill_supervisor(job_id: str) -> None:
+    """End the detached watcher of a job, so that only the test's own processes act on it."""
+    for proc in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             if f"_supervise\0{job_id}".encode() in proc.read_bytes():
                 os.kill(int(proc.parent.name), 9)
         except OSError:
             continue
+
+
+def on_node(pids: list[int], node: str) -> list[int]:
+    """Those of `pids` that run on Slurm node `node` (the task exports ORCH_NODE to the rank's processes)."""
+    found = []
+    for pid in pids:
+        try:
+            if f"ORCH_NODE={node}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_training_jobs_progress_shows_in_status_on_slurm(project, env, slurm):
+    """Rank 0's progress.json (what the training worker writes) reaches `orch status` and its --json."""
+    progress = '{"step": 3, "total": 10, "epoch": 0.3, "loss": 2.5}'
+    job_id = launch(project, env, "--nodes", "node1,node2", "--", "sh", "-c",
+                    f"[ \"$ORCH_NODE_RANK\" = 0 ] && echo '{progress}' > \"$ORCH_JOB_DIR/progress.json\"; sleep 300")
+    deadline = time.monotonic() + 60
+    while not (status := job_json(job_id, env=env))["progress"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert status["progress"] == json.loads(progress) and status["state"] == "RUNNING"
+    assert "progress: step 3/10 (30%), epoch 0.3, loss 2.500" in orch("status", job_id, env=env, check=True).stdout
+    orch("stop", job_id, env=env, check=True)
+
+
+def test_a_launcher_killed_between_sbatch_and_recording_the_slurm_id_leaves_no_orphan(project, env, slurm):
+    """The job names its scheduler from the moment it is recorded: the launcher died after sbatch, before the
+    Slurm id was written, and the next look finds the queued Slurm job by name and cancels it."""
+    blocker = slurm.run("sbatch", "--parsable", "--exclusive", "-w", "node3", "--output=/dev/null", "--wrap",
+                        "sleep 300").stdout.strip()
+    try:
+        def orch_jobs() -> set[str]:
+            return {name for name in slurm.run("squeue", "-h", "-t", "all", "-o", "%j").stdout.split()
+                    if name.startswith("orch-")}
+
+        before = orch_jobs()
+        launcher = subprocess.Popen([*orch_argv(), "launch", "--detach", "--nodes", "node3", "--", "echo", "never"],
+                                    cwd=project, env={**os.environ, **env, "ORCH_FAILPOINT": "after-submit:60"},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not (submitted := orch_jobs() - before):
+            assert time.monotonic() < deadline and launcher.poll() is None
+            time.sleep(0.2)
+        launcher.kill()
+        launcher.wait()
+        job_id = submitted.pop()[len("orch-"):]
+        status = job_json(job_id, env=env)
+        assert status["scheduler"]["name"] == "slurm" and status["state"] == "FAILED", status
+        assert status["root_cause"].startswith("launch interrupted: the `orch launch` process died"), status
+        assert slurm.run("squeue", "-h", "-t", "PENDING,RUNNING", "-n", f"orch-{job_id}").stdout.strip() == ""
+    finally:
+        slurm.run("scancel", blocker)
+
+
+def test_stopping_some_ranks_on_slurm_stops_only_those(project, env, slurm, monkeypatch):
+    """What fail-fast and a failed launch ask for: the named ranks stop, at once; the others and the Slurm job
+    keep running."""
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import watch
+    from orchestrator.jobs.store import Store
+
+    job_id = launch(project, env, "--nodes", "node1,node2", "--", "sleep", "600")
+    assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
+    deadline = time.monotonic() + 30
+    while not (on_node(tagged(job_id), "node1") and on_node(tagged(job_id), "node2")):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    store = Store()
+    job = store.get(job_id)
+    started = time.monotonic()
+    with Session(job.ssh_config) as session:
+        left = watch.stop_nodes(session, job, [job.nodes[1]])
+    assert left == {"node2": 0} and time.monotonic() - started < 20
+    assert on_node(tagged(job_id), "node2") == [] and on_node(tagged(job_id), "node1")
+    status = job_json(job_id, env=env)
+    assert status["state"] == "RUNNING" and [n["state"] for n in status["nodes"]] == ["RUNNING", "STOPPED"], status
+    assert status["scheduler"]["state"] == "RUNNING"
+    orch("stop", job_id, env=env, check=True)
+    assert job_json(job_id, env=env)["state"] == "STOPPED" and tagged(job_id) == []
+
+
+def test_a_hang_report_landing_during_a_status_look_leaves_the_job_failed(project, env, slurm, monkeypatch):
+    """One order for every scheduler: the store's flags are read after the ranks are observed. A hang report
+    (failure noted, then every rank stopped) that lands while `orch status` is looking must not be recorded as a
+    plain STOPPED."""
+    from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import watch
+    from orchestrator.jobs.store import Store
+
+    job_id = launch(project, env, "--nodes", "node1", "--", "sleep", "600")
+    assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
+    kill_supervisor(job_id)
+    looking = subprocess.Popen([*orch_argv(), "status", job_id], env={**os.environ, **env,
+                                                                       "ORCH_FAILPOINT": "before-observe:8"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # it has read the job (and, before, the flags) and waits before observing
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    store = Store()
+    job = store.get(job_id)
+    store.set_option(job, "failure", "hang: reported by the test")  # what the supervisor's hang check does
+    with Session(job.ssh_config) as session:
+        watch.stop_nodes(session, job)
+    assert looking.wait(timeout=60) == 0, looking.stderr.read()
+    status = job_json(job_id, env=env)
+    assert status["state"] == "FAILED" and status["root_cause"] == "hang: reported by the test", status
+    assert tagged(job_id) == []
+
+
+def test_a_job_that_ended_unwatched_keeps_its_result_after_slurm_forgets_it(project, env, slurm):
+    """Last in the module: it restarts slurmctld with a cleared state (as MinJobAge leaves an ended job)."""
+    job_id = launch(project, env, "--nodes", "node1,node2", "--", "sh", "-c", "sleep 3; echo finished")
+    kill_supervisor(job_id)  # nobody watches
     slurm_id = job_json(job_id, env=env)["scheduler"]["job_id"]
     deadline = time.monotonic() + 60
     while slurm.run("squeue", "-h", "-j", slurm_id, "-o", "%T").stdout.strip() not in ("", "COMPLETED"):

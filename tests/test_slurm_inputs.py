@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from orchestrator.cluster.inventory import parse_inventory
-from orchestrator.jobs import slurm
+from orchestrator.jobs.schedulers import slurm
 from orchestrator.jobs.plan import JobSpec
 from tests.orch_cli import orch
 from tests.test_controller_inputs import assert_bad_inventory
@@ -55,7 +55,7 @@ def test_slurm_inventory_needs_no_nodes_and_maps_every_option_to_sbatch():
     inventory = parse_inventory(GOOD, "cluster.toml")
     assert inventory.scheduler == "slurm" and inventory.nodes == () and inventory.shared_fs
     spec = JobSpec(job_id="J1", nodes=["g3007", "g3006"], command=["python", "train.py"])
-    plan, root, options = slurm.plan(inventory, spec, exclude=["g3009"])
+    plan, root, options = slurm.layout(inventory, spec, exclude=["g3009"])
     assert root == "/shared/orch/jobs/J1"
     assert [(p.node.name, p.rank, p.job_dir) for p in plan.nodes] == [
         ("g3007", 0, "/shared/orch/jobs/J1/rank-0"), ("g3006", 1, "/shared/orch/jobs/J1/rank-1")]
@@ -72,7 +72,7 @@ def test_slurm_inventory_needs_no_nodes_and_maps_every_option_to_sbatch():
 
 def test_a_count_lets_slurm_pick_and_rank_order_is_slurms():
     inventory = parse_inventory(GOOD, "cluster.toml")
-    plan, root, options = slurm.plan(inventory, JobSpec(job_id="J2", nodes=["3"], command=["x.py"]))
+    plan, root, options = slurm.layout(inventory, JobSpec(job_id="J2", nodes=["3"], command=["x.py"]))
     assert plan.nnodes == 3 and "--nodes=3" in options and not any(o.startswith("--nodelist") for o in options)
     batch, task = slurm.scripts(JobSpec(job_id="J2", nodes=["3"], command=["x.py"]), plan, root, options, None)
     assert "scontrol show hostnames" in batch and "ORCH_JOB_ID=J2" in task
@@ -111,8 +111,8 @@ def test_a_restart_excluding_a_node_asks_slurm_to_leave_it_out():
     from orchestrator.jobs.launch import LaunchRequest
 
     named = LaunchRequest(command=["x.py"], nodes=["g1", "g2", "g3"])
-    slurm.restart_nodes(named, ("g2",))
+    slurm.relaunch(named, None, ("g2",))
     assert named.nodes == ["g1", "g3"] and named.exclude == ["g2"]
     counted = LaunchRequest(command=["x.py"], nodes=["2"], exclude=["g9"])
-    slurm.restart_nodes(counted, ("g2",))
+    slurm.relaunch(counted, None, ("g2",))
     assert counted.nodes == ["2"] and counted.exclude == ["g2", "g9"]  # the same count, anywhere but there

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -47,7 +48,7 @@ def _command(args: tuple[str, ...], model: str | None = None, data_dir: str | No
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @cluster_option
 @click.option("--nodes", help="Comma-separated node names; rank order = this order. Default: all nodes. "
-                               "On Slurm also a count (--nodes 2).")
+                               "Where the cluster's scheduler picks nodes, also a count (--nodes 2).")
 @click.option("--all", "all_nodes", is_flag=True, help="Use every node in the inventory.")
 @click.option("--nproc-per-node", type=int, help="Processes per node (default: the nodes' gpus, else 1).")
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Extra environment for the job.")
@@ -74,8 +75,9 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
            force, skip_checks, max_restarts, hang_timeout, on_hang, as_json, model_dir, data_dir, command):
     """Start CONFIG.yaml (the built-in worker) or `-- CMD ...` under torchrun on every node at once."""
     from orchestrator.cluster.inventory import load_inventory
-    from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, launch as start_job
+    from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, keep_run, launch as start_job
     from orchestrator.cluster.ssh import Session
+    from orchestrator.jobs import schedulers
     from orchestrator.jobs.locks import ensure_free
     from orchestrator.jobs.store import Store, new_job_id
 
@@ -93,34 +95,60 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
         click.echo(render_dry_run(inventory, request), nl=False)
         return
     store = Store()
-    if inventory.scheduler == "ssh":  # Slurm arbitrates its own nodes: a busy one makes the job wait (PENDING)
+    if not schedulers.for_inventory(inventory).QUEUES:  # a queueing scheduler makes a job wait for busy nodes
         ensure_free(store, [n.name for n in inventory.select(names)], force)
     with Session(inventory.ssh_config) as session:
-        launched = start_job(inventory, request, store, session, new_job_id())
+        launched = start_job(inventory, request, store, session, new_job_id(), keep=False)
     job = launched.job
     sent = sum(len(s.files_sent) for s in launched.synced.values())
     if as_json:
         click.echo(json.dumps(job.to_json()))
     else:
-        where = f"submitted as Slurm job {job.options['scheduler']['job_id']} for" if job.options.get(
-            "scheduler") else "started on"
-        click.echo(f"job {job.id}: {where} {len(job.nodes)} node(s) x {job.nproc_per_node} process(es) "
-                   f"in {launched.seconds:.2f} s; master {job.master}; synced {sent} file(s)", err=not detach)
+        click.echo(f"job {job.id}: {launched.submitted.headline} {len(job.nodes)} node(s) x {job.nproc_per_node} "
+                   f"process(es) in {launched.seconds:.2f} s; master {job.master}; synced {sent} file(s)",
+                   err=not detach)
         if not detach:
             click.echo(job.id)
-    _start_supervisor(job.id, job.run_dir)
+    if detach and not as_json:
+        click.echo(job.id)
+    _start_supervisor(job.id, job.run_dir, keep=lambda: keep_run(job, launched.submitted, request, inventory))
     if detach:
-        if not as_json:
-            click.echo(job.id)
         return
     sys.exit(_follow_attached(store, job.id))
 
 
-def _start_supervisor(job_id: str, run_dir: str) -> None:
-    """A detached watcher that outlives this terminal: fail-fast, hang reports and restarts."""
-    log = open(Path(run_dir) / "supervisor.log", "ab")
-    subprocess.Popen([sys.executable, "-m", "orchestrator", "_supervise", job_id], stdin=subprocess.DEVNULL,
-                     stdout=log, stderr=log, start_new_session=True, env=os.environ.copy())
+def _start_supervisor(job_id: str, run_dir: str, keep: Callable[[], None] | None = None) -> None:
+    """A detached watcher that outlives this terminal: fail-fast, hang reports and restarts.
+
+    With `keep` (the run folder's bookkeeping: rendered scripts, git state), this process forks: the child, in its
+    own session with the supervisor's log as its output, runs `keep` and then becomes the watcher (`exec`), so this
+    command returns as soon as the nodes run."""
+    argv = [sys.executable, "-m", "orchestrator", "_supervise", job_id]
+    Path(run_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    if keep is None:
+        log = open(Path(run_dir) / "supervisor.log", "ab")
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                         env=os.environ.copy())
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork():
+        return
+    try:  # the child: never returns into the command
+        os.setsid()
+        log = os.open(Path(run_dir) / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        try:
+            keep()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        os.execv(sys.executable, argv)
+    finally:
+        os._exit(1)
 
 
 def _follow_attached(store, job_id: str) -> int:

@@ -81,10 +81,10 @@ def job_table(job: JobRecord) -> None:
     out.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
     if job.root_cause:
         out.print(f"root cause: {job.root_cause}", markup=False)
-    info = job.options.get("scheduler")
-    if info:
+    info = job.options.get("scheduler") or {}
+    if info.get("state"):  # a scheduler with its own job and state (a queue)
         reason = f" ({info['reason']})" if info.get("reason") else ""
-        out.print(f"slurm job {info.get('job_id') or '-'}: {info.get('state') or '-'}{reason}", markup=False)
+        out.print(f"{info['name']} job {info.get('job_id') or '-'}: {info['state']}{reason}", markup=False)
     table = new_table("node", "rank", "state", "pid", "exit", "start", "end", "last log line")
     for n in job.nodes:
         table.add_row(n.name, str(n.rank), _state(n.state), str(n.pid or "-"),
@@ -134,10 +134,9 @@ def doctor_table(facts) -> None:
                   f"GLOO_SOCKET_IFNAME={iface} in [cluster.env] if the default interface differs", markup=False)
 
 
-def slurm_nodes_table(nodes) -> None:
-    """`orch doctor` on Slurm: the partition's nodes as sinfo lists them; unusable ones in red."""
-    table = new_table("node", "state", "cpus", "gres", "reason", title="slurm nodes")
-    for n in nodes:
-        table.add_row(n.name, n.state if n.usable else f"[red]{n.state}[/red]", n.cpus,
-                      "-" if n.gres in ("", "(null)") else n.gres, n.reason or "-")
+def extra_table(extra) -> None:
+    """A table a scheduler adds to `orch doctor` (`DoctorTable`: title, columns, rows)."""
+    table = new_table(*extra.columns, title=extra.title)
+    for row in extra.rows:
+        table.add_row(*row)
     print_table(table)

@@ -53,7 +53,7 @@ class Inventory:
     ssh_config: str | None
     shared_fs: bool
     env: dict[str, str]
-    scheduler: str = "ssh"  # "ssh": orch starts every node itself; "slurm": sbatch/srun (orchestrator/jobs/slurm.py)
+    scheduler: str = "ssh"  # "ssh": orch starts every node itself; "slurm": sbatch/srun (orchestrator/jobs/schedulers/slurm.py)
     slurm: SlurmSettings | None = None
     defaults: Node | None = None  # the cluster-wide node settings (workdir, python, env): what Slurm nodes run with
 

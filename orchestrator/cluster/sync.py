@@ -21,6 +21,8 @@ from orchestrator.cluster.ssh import Session
 from orchestrator.errors import RemoteError
 
 FILTERS = ["--exclude=.git/", "--filter=:- .gitignore", "--filter=:- .orchignore"]
+# copies are their user's only (600/700, execute bits kept): a project's .env or key file is no one else's to read
+PRIVATE = "--chmod=go="
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def rsync_argv(session: Session, node: Node, source: Path, target: str, named: b
     `script` runs on the receiving side under the lock, with rsync's arguments as "$@" (see quickcheck)."""
     lock = shlex.quote(target + ".lock")
     selection = ["-r", "--from0", "--files-from=-"] if named else ["--delete", *FILTERS]
-    options = ["-a", "--itemize-changes", "--stats", *selection]
+    options = ["-a", PRIVATE, "--itemize-changes", "--stats", *selection]
     if node.is_local:
         Path(target).mkdir(parents=True, exist_ok=True)
         return ["flock", target + ".lock", "sh", "-c", script, "sh", *options, f"{source}/", f"{target}/"]
@@ -91,7 +93,7 @@ def pull(session: Session, node: Node, source: str, target: Path, files: list[st
     """Copy `files` (paths relative to `source/` on `node`) into `target/`, keeping their folders."""
     target.mkdir(parents=True, exist_ok=True)
     transport, spec = _remote(session, node, source)
-    argv = ["rsync", "-a", "--itemize-changes", "--stats", "--from0", "--files-from=-", *transport, f"{spec}/",
+    argv = ["rsync", "-a", PRIVATE, "--itemize-changes", "--stats", "--from0", "--files-from=-", *transport, f"{spec}/",
             f"{target}/"]
     return _run(node, argv, f"copy of {source}", stdin=b"\0".join(f.encode() for f in files))
 

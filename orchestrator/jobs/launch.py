@@ -1,4 +1,9 @@
-"""Launch a job: plan, record, sync code to every node at once, put the scripts in place, start them detached."""
+"""Launch a job: plan, record (with the scheduler's name), submit through the job's scheduler, keep what ran.
+
+The scheduler (`schedulers/`) decides how the job reaches its nodes; this module is the same for all of them:
+validate and plan before any I/O, record the job, submit, and on any failure stop what started and record the job
+FAILED. What `orch launch` does after the nodes run (the run folder, the project's git state) is `keep_run`.
+"""
 
 from __future__ import annotations
 
@@ -6,208 +11,86 @@ import json
 import os
 import socket
 import subprocess
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.cluster.inventory import Inventory
-from orchestrator.cluster import quickcheck
-from orchestrator.cluster.ssh import Session, fan_out
-from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
-from orchestrator.errors import PlanError, RemoteError
+from orchestrator.cluster.ssh import Session
+from orchestrator.cluster.sync import SyncStats
+from orchestrator.errors import RemoteError
 from orchestrator.jobs import plan as planning
-from orchestrator.jobs import remote, slurm, states, watch, worker
-from orchestrator.jobs.inputs import job_inputs
-from orchestrator.jobs.render import masked_env, masked_toml, warm
+from orchestrator.jobs import schedulers, states, watch, worker
+from orchestrator.jobs.render import masked_env, masked_toml
+from orchestrator.jobs.schedulers.base import LaunchRequest, Planned, Submitted, SubmitError
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
-
-
-@dataclass
-class LaunchRequest:
-    """A launch as the CLI parsed it."""
-
-    command: list[str]
-    nodes: list[str] | None = None
-    nproc_per_node: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    project_dir: Path = field(default_factory=Path.cwd)
-    sync_code: bool = True
-    sync_paths: list[str] = field(default_factory=list)  # ignored project paths to send anyway (`--sync`)
-    templates: str | None = None
-    checks: bool = True  # preflight (versions, port) on every node; a hard mismatch refuses the launch
-    max_restarts: int = 0  # relaunch this many times after a failure (training resumes from its checkpoint)
-    hang_timeout: float | None = None  # no log output from any rank this long -> dump stacks
-    on_hang: str = "fail"  # fail | wait
-    worker_packages: dict[str, str] | None = None  # what the built-in worker's config needs on the nodes (preflight)
-    exclude: list[str] = field(default_factory=list)  # Slurm: nodes the job must not get (sbatch --exclude)
-
-    def to_json(self) -> dict:
-        data = dict(vars(self))
-        data["project_dir"] = str(self.project_dir.resolve())
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "LaunchRequest":
-        return cls(**{**data, "project_dir": Path(data["project_dir"])})
-
 
 @dataclass
 class Launched:
     job: JobRecord
-    plan: planning.JobPlan
-    synced: dict[str, SyncStats]
+    submitted: Submitted
     seconds: float
 
+    @property
+    def plan(self) -> planning.JobPlan:
+        return self.submitted.plan
 
-def make_spec(request: LaunchRequest, job_id: str) -> planning.JobSpec:
-    return planning.JobSpec(job_id=job_id, nodes=request.nodes, command=request.command,
-                            nproc_per_node=request.nproc_per_node, env=request.env,
-                            project_name=request.project_dir.resolve().name or "project", templates=request.templates)
+    @property
+    def synced(self) -> dict[str, SyncStats]:
+        return self.submitted.synced
 
 
 def dry_run(inventory: Inventory, request: LaunchRequest) -> str:
-    """The rendered scripts for every node, touching nothing (an auto port shows as a placeholder 29500), and
-    the files the job names: sent with the code, or checked on the nodes."""
-    spec = make_spec(request, "DRYRUN")
-    if inventory.scheduler == "slurm":
-        text = slurm.describe(inventory, spec, request.exclude)
-    else:
-        text = planning.describe(planning.plan_job(inventory, spec, inventory.master_port or 29500))
-    inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
-    text += "".join(f"# sent with the code even if ignored: {path}\n" for path in inputs.inside)
-    return text + "".join(f"# must exist on every node ({key}): {path}\n" for path, key in inputs.outside.items())
+    """The rendered scripts for every node, touching nothing (an auto port shows as a placeholder), and the files
+    the job names: sent with the code, or checked on the nodes."""
+    scheduler = schedulers.for_inventory(inventory)
+    planned = scheduler.plan(inventory, request, "DRYRUN")
+    text = scheduler.describe(planned)
+    text += "".join(f"# sent with the code even if ignored: {path}\n" for path in planned.inputs.inside)
+    return text + "".join(f"# must exist on every node ({key}): {path}\n"
+                          for path, key in planned.inputs.outside.items())
 
 
 def launch(inventory: Inventory, request: LaunchRequest, store: Store, session: Session, job_id: str,
-           lineage: dict | None = None) -> Launched:
-    """Start the job on every node; on any failure, stop what started and record the job FAILED.
-
-    Two fan-outs, each one parallel round trip per node after the SSH handshake:
-    1. connect + rsync the project (the master also picks a free port when `master_port = "auto"`);
-    2. put the rendered scripts in place, snapshot the code and start the launch script detached.
-    No node starts before every node has its code, so a sync failure starts nothing.
-    On Slurm, `slurm.launch` submits the job instead (one round trip to the login node)."""
-    if inventory.scheduler == "slurm":
-        return slurm.launch(inventory, request, store, session, job_id, lineage)
-    from orchestrator.cluster import doctor  # the SSH path's preflight (Slurm's launch needs none of it)
-
+           lineage: dict | None = None, keep: bool = True) -> Launched:
+    """Start the job through its scheduler; on any failure, stop what started and record the job FAILED. With
+    `keep`, the run folder is written before returning; without, the caller runs `keep_run` itself (`orch launch`
+    hands it to the watcher it starts, so the command returns as soon as the nodes run)."""
     started_at = time.monotonic()
-    spec = make_spec(request, job_id)
-    # validates before any I/O; the built-in templates are rendered once, with the port, while Jinja loads
-    # beside the first round trip
-    draft = planning.plan_job(inventory, spec, inventory.master_port or 0, render=request.templates is not None)
-    templates = warm(request.templates)
-    inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
+    scheduler = schedulers.for_inventory(inventory)
+    planned = scheduler.plan(inventory, request, job_id, render=request.templates is not None)
     if request.checks and request.worker_packages is None:  # kept in the record: a restart checks the same
         request.worker_packages = worker.needed_packages(request.command, request.project_dir)
-    job = record_job(store, inventory, request, draft, lineage or {})
-    share_code = request.sync_code and not inventory.shared_fs
-    project = request.project_dir.resolve()
-    digest = quickcheck.tree_digest(project, inputs.inside, tuple(FILTERS)) if share_code else None
-    master = draft.nodes[0].node
-    port: list[int] = [inventory.master_port] if inventory.master_port else []
-
-    facts: dict[str, doctor.NodeFacts] = {}
-    node_plans = {p.node.name: p for p in draft.nodes}
-
-    def prepare(node) -> SyncStats | None:
-        """One round trip: the checks (and the master's port) and the code snapshot when the node's cache is
-        current; an rsync after it when not."""
-        is_master = node.name == master.name
-        cache = cache_dir(node, spec.project_name)
-        stage = remote.stage_command(node_plans[node.name], cache, digest) if share_code and digest else None
-        current = False
-        if request.checks:
-            found = doctor.check_node(session, node, master, inventory.master_port, paths=tuple(inputs.outside),
-                                      pick_port=is_master and not port, then=stage)
-            facts[node.name] = found
-            if not found.reachable:
-                return None  # the checks name it
-            if is_master and not port and found.port:
-                port.append(found.port)
-            if stage and found.then is not None:
-                current = remote.staged(node.name, *found.then)
-        else:
-            if is_master and not port:
-                port.append(remote.free_port(session, node))
-            current = bool(stage) and remote.stage_current_code(session, node_plans[node.name], cache, digest)
-        if not share_code:
-            return None
-        if current:
-            return SyncStats(node.name, [], 0, up_to_date=True)  # its snapshot is already taken
-        return sync(session, node, project, cache, inputs.inside, digest)
-
-    started: list[str] = []
-    started_lock = threading.Lock()
-
-    def start(node) -> None:
-        failpoint("before-start")
-        node_failpoint(node.name)
-        node_plan = next(p for p in plan.nodes if p.node.name == node.name)
-        snapshot = cache_dir(node, spec.project_name) if share_code and not synced[node.name].up_to_date else None
-        shared = str(request.project_dir.resolve()) if request.sync_code and inventory.shared_fs else None
-        remote.put_and_start(session, node_plan, snapshot, shared, shipped)
-        with started_lock:  # recorded at once: if this launcher dies now, `abandon` can say what had started
-            started.append(node.name)
-            store.set_option(job, "started_nodes", sorted(started))
-
-    shipped = worker.code_files() if worker.runs_worker(request.command) else None
-    plan = draft
+    job = record_job(store, inventory, request, planned, scheduler.NAME, lineage or {})
     try:
-        synced = {k: v for k, v in fan_out([p.node for p in draft.nodes], prepare).items() if v}
-        hard, _ = doctor.problems([facts[p.node.name] for p in draft.nodes], named_by=inputs.outside) \
-            if request.checks else ([], [])
-        if request.checks and request.worker_packages:
-            hard += worker.env_problems([facts[p.node.name] for p in draft.nodes], request.worker_packages)
-        if not port and not hard:
-            hard.append(f"{master.name}: could not pick a free master port there")
-        if hard:
-            raise PreflightError("preflight checks failed (see `orch doctor`; --skip-checks to override):\n  "
-                                 + "\n  ".join(hard))
-        failpoint("after-sync")
-        templates.result()
-        plan = planning.plan_job(inventory, spec, port[0])
-        job.master = f"{plan.master_addr}:{plan.master_port}"
-        fan_out([p.node for p in plan.nodes], start)
-    except (RemoteError, PreflightError) as exc:
-        fail_launch(store, session, job, exc, started)
+        submitted = scheduler.submit(planned, store, session, job)
+    except (RemoteError, SubmitError) as exc:
+        fail_launch(store, session, job, exc, job.options.get("started_nodes"))
         raise
-    for record in job.nodes:
-        record.state = states.STARTING
-    job.state = states.STARTING
-    store.save_progress(job)
-    # the project's git state is read once the job runs (a git process beside the nodes' starts would slow them)
-    write_run_folder(Path(job.run_dir), plan, request, inventory, git_state(request.project_dir), synced)
-    return Launched(job=job, plan=plan, synced=synced, seconds=time.monotonic() - started_at)
+    launched = Launched(job=job, submitted=submitted, seconds=time.monotonic() - started_at)
+    if keep:
+        keep_run(job, submitted, request, inventory)
+    return launched
 
 
-class PreflightError(PlanError):
-    """A node is not fit to run the job (unreachable, no torch, versions differ from the master's)."""
-
-
-def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception, started: list[str] | None = None,
-                stop: bool = True) -> None:
-    """A node could not be prepared or started (or Slurm refused the job): sweep every node (`stop`; nothing to
-    sweep when nothing was submitted) and record the job FAILED and why, naming the nodes that had started."""
+def fail_launch(store: Store, session: Session, job: JobRecord, error: Exception,
+                started: list[str] | None = None) -> None:
+    """A node could not be prepared or started (or the scheduler refused the job): stop whatever started and
+    record the job FAILED and why, naming the nodes that had started."""
     note = f" (already started, now stopped: {', '.join(sorted(started))})" if started else ""
-    if stop:
-        watch.give_up_launch(store, session, job, f"launch failed: {error}{note}", states.FAILED)
-        return
-    job.root_cause = f"launch failed: {error}"
-    for record in job.nodes:
-        record.state = states.FAILED
-    job.state, job.ended = states.FAILED, time.time()
-    store.save_progress(job)
+    watch.give_up_launch(store, session, job, f"launch failed: {error}{note}", states.FAILED)
 
 
-def record_job(store: Store, inventory: Inventory, request: LaunchRequest, plan: planning.JobPlan,
-            lineage: dict) -> JobRecord:
+def record_job(store: Store, inventory: Inventory, request: LaunchRequest, planned: Planned, scheduler: str,
+               lineage: dict) -> JobRecord:
+    """The job in the store, PENDING, before anything is submitted: its request, inventory, launcher and
+    scheduler (with where its files live), so a launch that dies half-way is cleaned up by the right scheduler."""
+    plan = planned.plan
     job = JobRecord(
         options={"request": request.to_json(), "inventory": _absolute(inventory.path), "launcher": launcher_id(),
-                 **lineage},
+                 "scheduler": {"name": scheduler, **planned.facts}, **lineage},
         id=plan.job_id, created=time.time(), state=states.PENDING, command=request.command,
-        master=f"{plan.master_addr}:{plan.master_port or 'auto'}", nproc_per_node=plan.nproc_per_node,
+        master=f"{plan.master_addr}:{inventory.master_port or 'auto'}", nproc_per_node=plan.nproc_per_node,
         ssh_config=inventory.ssh_config, run_dir=str(store.run_dir(plan.job_id)),
         nodes=[NodeRecord(rank=p.rank, name=p.node.name, node=p.node, job_dir=p.job_dir) for p in plan.nodes],
     )
@@ -215,24 +98,13 @@ def record_job(store: Store, inventory: Inventory, request: LaunchRequest, plan:
     return job
 
 
-def failpoint(name: str) -> None:
-    """Fault-injection hook for the reliability tests: `ORCH_FAILPOINT=after-sync:3` sleeps 3 s there, so a test
-    can kill -9 the launcher at that exact step. Inert unless the variable names this point."""
-    point, _, seconds = os.environ.get("ORCH_FAILPOINT", "").partition(":")
-    if point == name:
-        time.sleep(float(seconds or 5))
-
-
-def node_failpoint(node: str) -> None:
-    """`ORCH_FAILPOINT=start:NODE:S` sleeps S s before starting NODE (the launcher can be killed between two
-    nodes' starts); `start-fail:NODE` makes NODE's start fail after the others had 1.5 s to start."""
-    point, _, rest = os.environ.get("ORCH_FAILPOINT", "").partition(":")
-    name, _, seconds = rest.partition(":")
-    if point == "start" and name == node:
-        time.sleep(float(seconds or 5))
-    elif point == "start-fail" and name == node:
-        time.sleep(1.5)
-        raise RemoteError(f"{node}: could not start the job (failpoint start-fail)")
+def keep_run(job: JobRecord, submitted: Submitted, request: LaunchRequest, inventory: Inventory) -> None:
+    """The run folder of a job whose nodes run: rendered scripts, the scheduler's own files, and the project's git
+    state (read once the job runs: a git process beside the nodes' starts would slow them)."""
+    run_dir = Path(job.run_dir)
+    write_run_folder(run_dir, submitted.plan, request, inventory, git_state(request.project_dir), submitted.synced)
+    for name, text in submitted.files.items():
+        (run_dir / name).write_text(text)
 
 
 def launcher_id() -> dict:

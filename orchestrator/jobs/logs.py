@@ -13,7 +13,7 @@ from typing import Callable, TextIO
 
 from orchestrator.cluster.ssh import Session
 from orchestrator.errors import JobError
-from orchestrator.jobs import remote, states, watch
+from orchestrator.jobs import schedulers, states, watch
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
@@ -58,9 +58,10 @@ def show(store: Store, session: Session, job: JobRecord, records: list[NodeRecor
     """Print the logs once (the local copy when the job has ended and it was kept)."""
     watch.refresh(store, session, job)
     printer = LinePrinter(records, prefixed, out)
+    scheduler = schedulers.for_job(job)
     for record in records:
         path = local_log(job, record)
-        data = path.read_bytes() if path.exists() else remote.fetch_log(session, record)
+        data = path.read_bytes() if path.exists() else scheduler.read_log(session, job, record)
         printer.feed(record.rank, data, final=True)
 
 
@@ -73,7 +74,8 @@ def follow(store: Store, session: Session, job: JobRecord, records: list[NodeRec
     said_pending = False
     while True:
         was_final = job.state in states.FINAL
-        chunks = watch.refresh(store, session, job, offsets) if not was_final else _drain(session, records, offsets)
+        chunks = watch.refresh(store, session, job, offsets) if not was_final else _drain(session, job, records,
+                                                                                          offsets)
         for rank, chunk in chunks.items():
             if rank in wanted and chunk:
                 offsets[rank] += len(chunk)
@@ -82,8 +84,8 @@ def follow(store: Store, session: Session, job: JobRecord, records: list[NodeRec
             on_tick(job)
         if job.state == states.PENDING and not said_pending and (job.options.get("scheduler") or {}).get("reason"):
             info = job.options["scheduler"]
-            print(f"orch: job {job.id} is queued in Slurm (job {info.get('job_id')}, PENDING: "
-                  f"{info['reason']}); waiting for it to start", file=sys.stderr, flush=True)
+            print(f"orch: job {job.id} is queued in {schedulers.for_job(job).TITLE} (job {info.get('job_id')}, "
+                  f"PENDING: {info['reason']}); waiting for it to start", file=sys.stderr, flush=True)
             said_pending = True
         if was_final and not any(chunks.values()):
             for rank in wanted:
@@ -93,12 +95,13 @@ def follow(store: Store, session: Session, job: JobRecord, records: list[NodeRec
             time.sleep(poll_s)
 
 
-def _drain(session: Session, records: list[NodeRecord], offsets: dict[int, int]) -> dict[int, bytes]:
-    """After the end: read what is left of each log (local copy if kept, else from the node)."""
+def _drain(session: Session, job: JobRecord, records: list[NodeRecord], offsets: dict[int, int]) -> dict[int, bytes]:
+    """After the end: read what is left of each log."""
+    scheduler = schedulers.for_job(job)
     chunks = {}
     for record in records:
         try:
-            _, chunk = remote.probe(session, record, offsets[record.rank])
+            chunk = scheduler.read_log(session, job, record, offsets[record.rank])
         except Exception:
             chunk = b""
         chunks[record.rank] = chunk

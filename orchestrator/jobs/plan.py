@@ -140,7 +140,7 @@ def render_node(spec: JobSpec, node: Node, rank: int, nnodes: int, nproc: int, a
                 grace_s: float = STOP_GRACE_S) -> NodePlan:
     """Render one node's wrapper scripts (launch.sh, env.sh, stop.sh). `master_addr`/`master_port` are shell words
     (quoted values, or `"$MASTER_ADDR"` where the batch script derives them); `shared_dir` holds the code snapshot,
-    the shipped worker and orch_site when every node's job folder shares one (Slurm), else the job folder does."""
+    the shipped worker and orch_site when every node's job folder shares one root, else the job folder does."""
     code_dir = posixpath.join(shared_dir or job_dir, "code")
     context = dict(
         job_id=spec.job_id, node=node, rank=rank, nnodes=nnodes, nproc_per_node=nproc,

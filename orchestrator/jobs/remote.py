@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 from orchestrator.cluster import quickcheck
+from orchestrator.cluster.inventory import Node
 from orchestrator.cluster.ssh import Session
 from orchestrator.errors import RemoteError
 from orchestrator.jobs.plan import NodePlan
@@ -81,7 +82,7 @@ def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, s
         "launch.sh": (plan.launch_script, 0o700),
         "env.sh": (plan.env_script, 0o600),
         "stop.sh": (plan.stop_script, 0o700),
-        "orch_site/sitecustomize.py": (SITECUSTOMIZE.read_text(), 0o644),
+        "orch_site/sitecustomize.py": (SITECUSTOMIZE.read_text(), 0o600),
         **(files or {}),
     })
     session.run(plan.node, " && ".join(steps), input=payload)
@@ -158,10 +159,11 @@ def stop(session: Session, record: NodeRecord) -> int:
     return 0
 
 
-def fetch_log(session: Session, record: NodeRecord) -> bytes:
-    """The node's whole log (for the local copy kept after the job ends)."""
-    result = session.run(record.node, f"cat {shlex.quote(record.job_dir)}/log 2>/dev/null || true", timeout=120)
-    return result.stdout
+def read_log(session: Session, node: Node, job_dir: str, offset: int = 0, lines: int | None = None) -> bytes:
+    """A job folder's log on `node`: from byte `offset` on, or only its last `lines` lines."""
+    path = shlex.quote(f"{job_dir}/log")
+    read = f"tail -n {int(lines)} {path}" if lines else f"tail -c +{int(offset) + 1} {path}"
+    return session.run(node, f"{read} 2>/dev/null || true", timeout=120).stdout
 
 
 FREE_PORT_PY = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     import jinja2
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# an env name containing any of these words (any case) names a secret: `*KEY*`, `*TOKEN*`, ... in the README
+# an env name containing any of these words (any case) names a secret: `*KEY*`, `*TOKEN*`, ... in docs/clusters.md
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
 MASK = "***"
 # `NAME = value` in TOML text: a bare, dotted-part or quoted name; a multi-line, basic, literal or bare value
@@ -53,8 +54,18 @@ def environment(user_dir: str | None = None) -> jinja2.Environment:
 
 def warm(user_dir: str | None = None) -> Future:
     """Load Jinja and the templates in a background thread (a launch does network round trips meanwhile); the
-    future's result is `environment(user_dir)`."""
-    return ThreadPoolExecutor(1).submit(environment, user_dir)
+    future's result is `environment(user_dir)`. The thread ends once loaded: a launcher that later forks its
+    watcher forks a single-threaded process."""
+    future: Future = Future()
+
+    def load() -> None:
+        try:
+            future.set_result(environment(user_dir))
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+
+    threading.Thread(target=load, name="orch-templates", daemon=True).start()
+    return future
 
 
 def is_secret(name: str) -> bool:

@@ -1,8 +1,10 @@
-"""Job history in SQLite under $ORCH_HOME, plus the local run folder of each job."""
+"""Job history in SQLite under $ORCH_HOME (mode 600; secret env values kept apart: `vault`), plus the local run
+folder of each job."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -10,9 +12,11 @@ from pathlib import Path
 
 from orchestrator.cluster.inventory import Node
 from orchestrator.errors import JobError
+from orchestrator.jobs import vault
 from orchestrator.jobs.states import FINAL as FINAL_STATES
 from orchestrator.paths import orch_home
 
+DEFAULT_SCHEDULER = "ssh"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -43,6 +47,9 @@ CREATE TABLE IF NOT EXISTS job_nodes (
     PRIMARY KEY (job_id, rank)
 );
 """
+
+# PRAGMA user_version from which the database holds no secret env value (see `vault`)
+SECRETS_APART = 1
 
 
 @dataclass
@@ -80,6 +87,11 @@ class JobRecord:
     options: dict = field(default_factory=dict)
 
     @property
+    def scheduler(self) -> str:
+        """The name of the scheduler the job was recorded with (a job recorded before names were stored: ssh)."""
+        return (self.options.get("scheduler") or {}).get("name") or DEFAULT_SCHEDULER
+
+    @property
     def attempt(self) -> int:
         return int(self.options.get("attempt", 0))
 
@@ -90,8 +102,8 @@ class JobRecord:
             "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
             "root_cause": self.root_cause, "run_dir": self.run_dir, "attempt": self.attempt,
             "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
-            **({"scheduler": {k: self.options["scheduler"].get(k) for k in ("name", "job_id", "state", "reason")}}
-               if self.options.get("scheduler") else {}),
+            "scheduler": {"name": self.scheduler, **{k: self.options.get("scheduler", {}).get(k)
+                                                     for k in ("job_id", "state", "reason")}},
             "progress": self.options.get("progress"),
             "nodes": [
                 {"name": n.name, "rank": n.rank, "state": n.state, "exit_code": n.exit_code, "pid": n.pid,
@@ -106,9 +118,15 @@ class Store:
 
     def __init__(self, path: Path | None = None):
         self.path = path or orch_home() / "jobs.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # created 600 before SQLite opens it: its journal files take the database's mode
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if self.path.stat().st_mode & 0o077:
+            self.path.chmod(0o600)  # a database an older orch left readable
         with self._db() as db:
             db.executescript(SCHEMA)
+            if db.execute("PRAGMA user_version").fetchone()[0] < SECRETS_APART:
+                _move_secrets_out(db, self.path.parent)
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -119,16 +137,19 @@ class Store:
         return self.path.parent / "runs" / job_id
 
     def add(self, job: JobRecord) -> None:
+        """Record a new job; its secret env values go to its secrets file, `***` to the database."""
+        options, envs = vault.seal(self.path.parent, job.id, job.options, {n.rank: n.node.env for n in job.nodes})
         with self._db() as db:
             db.execute(
                 "INSERT INTO jobs (id, created, state, command, master, nproc_per_node, ssh_config, run_dir, options)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.id, job.created, job.state, json.dumps(job.command), job.master, job.nproc_per_node,
-                 job.ssh_config, job.run_dir, json.dumps(job.options)),
+                 job.ssh_config, job.run_dir, json.dumps(options)),
             )
             db.executemany(
                 "INSERT INTO job_nodes (job_id, rank, name, node, job_dir, state) VALUES (?, ?, ?, ?, ?, ?)",
-                [(job.id, n.rank, n.name, json.dumps(asdict(n.node)), n.job_dir, n.state) for n in job.nodes],
+                [(job.id, n.rank, n.name, json.dumps({**asdict(n.node), "env": envs[n.rank]}), n.job_dir, n.state)
+                 for n in job.nodes],
             )
 
     def save_progress(self, job: JobRecord) -> None:
@@ -160,13 +181,17 @@ class Store:
             options = json.loads(row["options"] or "{}")
             options[key] = value
             db.execute("UPDATE jobs SET options=? WHERE id=?", (json.dumps(options), job.id))
-        job.options = options
+        job.options = self._unsealed(job.id, options)
 
     def flags(self, job_id: str) -> tuple[bool, dict]:
         """(stop_requested, options) as other processes (a stop, the supervisor) last wrote them."""
         with self._db() as db:
             row = db.execute("SELECT stop_requested, options FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return bool(row["stop_requested"]), json.loads(row["options"] or "{}")
+        return bool(row["stop_requested"]), self._unsealed(job_id, json.loads(row["options"] or "{}"))
+
+    def _unsealed(self, job_id: str, options: dict) -> dict:
+        """Options as recorded, with the launch request's secret env values read back from the job's secrets file."""
+        return vault.unseal_request(options, vault.secrets_of(self.path.parent, job_id))
 
     def mark_stop_requested(self, job_id: str) -> None:
         with self._db() as db:
@@ -190,7 +215,7 @@ class Store:
                     raise JobError(f"job id {job_id!r} is ambiguous: {', '.join(r['id'] for r in rows[:5])}")
             row = rows[0]
             nodes = db.execute("SELECT * FROM job_nodes WHERE job_id=? ORDER BY rank", (row["id"],)).fetchall()
-        return _job_from_rows(row, nodes)
+        return _job_from_rows(row, nodes, vault.secrets_of(self.path.parent, row["id"]))
 
     def recent(self, limit: int = 20) -> list[JobRecord]:
         with self._db() as db:
@@ -203,6 +228,26 @@ class Store:
             ids = [r["id"] for r in db.execute(
                 "SELECT id FROM jobs WHERE state IN ('PENDING','STARTING','RUNNING') ORDER BY created")]
         return [self.get(job_id) for job_id in ids]
+
+
+def _move_secrets_out(db: sqlite3.Connection, home: Path) -> None:
+    """Move the secret env values an older orch wrote into the database to each job's secrets file, overwriting
+    the freed pages (secure_delete), once per database."""
+    db.execute("PRAGMA secure_delete = ON")
+    db.execute("BEGIN IMMEDIATE")
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SECRETS_APART:
+        return  # another process did it meanwhile
+    for job in db.execute("SELECT id, options FROM jobs").fetchall():
+        if vault.secrets_of(home, job["id"]):
+            continue
+        nodes = db.execute("SELECT rank, node FROM job_nodes WHERE job_id=?", (job["id"],)).fetchall()
+        node_data = {n["rank"]: json.loads(n["node"]) for n in nodes}
+        options, envs = vault.seal(home, job["id"], json.loads(job["options"] or "{}"),
+                                   {rank: data.get("env", {}) for rank, data in node_data.items()})
+        db.execute("UPDATE jobs SET options=? WHERE id=?", (json.dumps(options), job["id"]))
+        db.executemany("UPDATE job_nodes SET node=? WHERE job_id=? AND rank=?",
+                       [(json.dumps({**data, "env": envs[rank]}), job["id"], rank) for rank, data in node_data.items()])
+    db.execute(f"PRAGMA user_version = {SECRETS_APART}")
 
 
 def _observed(row: sqlite3.Row) -> dict:
@@ -223,23 +268,25 @@ def _escape_like(text: str) -> str:
     return text.replace("%", "").replace("_", "")
 
 
-def _job_from_rows(row: sqlite3.Row, nodes: list[sqlite3.Row]) -> JobRecord:
+def _job_from_rows(row: sqlite3.Row, nodes: list[sqlite3.Row], kept: dict) -> JobRecord:
+    """A job from its database rows and `kept`, its secret env values (`vault.secrets_of`)."""
     return JobRecord(
         id=row["id"], created=row["created"], state=row["state"], command=json.loads(row["command"]),
         master=row["master"], nproc_per_node=row["nproc_per_node"], ssh_config=row["ssh_config"],
         run_dir=row["run_dir"], stop_requested=bool(row["stop_requested"]), ended=row["ended"],
-        root_cause=row["root_cause"], options=json.loads(row["options"] or "{}"),
+        root_cause=row["root_cause"], options=vault.unseal_request(json.loads(row["options"] or "{}"), kept),
         nodes=[
-            NodeRecord(rank=n["rank"], name=n["name"], node=_node_from_json(n["node"]), job_dir=n["job_dir"],
-                       **_observed(n))
+            NodeRecord(rank=n["rank"], name=n["name"], node=_node_from_json(n["node"], n["rank"], kept),
+                       job_dir=n["job_dir"], **_observed(n))
             for n in nodes
         ],
     )
 
 
-def _node_from_json(text: str) -> Node:
+def _node_from_json(text: str, rank: int, kept: dict) -> Node:
     data = json.loads(text)
     data["setup"] = tuple(data.get("setup", ()))
+    data["env"] = vault.unseal_node(data.get("env", {}), rank, kept)
     return Node(**data)
 
 

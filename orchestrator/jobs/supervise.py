@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator.cluster.inventory import EMBEDDED_DEFAULT, Inventory, load_inventory, parse_inventory
-from orchestrator.cluster.ssh import Session, fan_out
-from orchestrator.jobs import remote, slurm, states, watch
+from orchestrator.cluster.ssh import Session
+from orchestrator.jobs import schedulers, states, watch
 from orchestrator.jobs.launch import LaunchRequest, launch
 from orchestrator.jobs.store import JobRecord, Store, new_job_id
 
@@ -59,9 +59,7 @@ class Guard:
     def dump(self, job: JobRecord) -> Path:
         """Collect stack dumps from every node into the run folder; return the report's path."""
         began = time.strftime('%Y%m%d-%H%M%S')  # the report is named after the moment the dump began
-        dumps = slurm.dump_stacks(self.session, job) if slurm.scheduled(job) else fan_out(
-            [n.node for n in job.nodes], lambda node: remote.dump_stacks(
-                self.session, next(r for r in job.nodes if r.name == node.name), job.id))
+        dumps = schedulers.for_job(job).dump_stacks(self.session, job)
         path = Path(job.run_dir) / f"hang-{began}.txt"
         path.write_text("".join(f"===== {name}\n{text}\n" for name, text in dumps.items()))
         return path
@@ -77,10 +75,7 @@ def reload_inventory(path: str) -> Inventory:
 def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobRecord:
     """Relaunch a job's request as a new job (without `exclude` nodes); training resumes from its checkpoint."""
     request = LaunchRequest.from_json(job.options["request"])
-    if slurm.scheduled(job):
-        slurm.restart_nodes(request, exclude)
-    else:
-        request.nodes = [n.name for n in job.nodes if n.name not in exclude]
+    schedulers.for_job(job).relaunch(request, job, exclude)
     attempt = job.attempt + 1
     request.env = {**request.env, "ORCH_RESTART_COUNT": str(attempt), "ORCH_RESUME": "latest"}
     inventory = reload_inventory(job.options["inventory"])

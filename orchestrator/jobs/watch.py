@@ -1,10 +1,13 @@
-"""Observe a job on its nodes, update the store, stop it everywhere, and enforce fail-fast."""
+"""Observe a job through its scheduler, update the store, stop it everywhere, and enforce fail-fast.
+
+The same for every scheduler: one `observe` (a look at every rank), then the store's flags (read after it, see
+`refresh`), then the shared decisions (states, root cause, progress) and the record.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import time
 from pathlib import Path
@@ -12,13 +15,17 @@ from typing import Callable
 
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.errors import RemoteError
-from orchestrator.jobs import remote, slurm, states
+from orchestrator.jobs import schedulers, states
+from orchestrator.jobs.faults import failpoint
+from orchestrator.jobs.schedulers.base import Observation, RankView
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 
-def apply_probe(record: NodeRecord, probe: states.Probe, since_launch: float) -> None:
-    """Fold one probe into a node record."""
-    record.state = states.node_state(probe, since_launch, record.state)
+def apply_view(record: NodeRecord, view: RankView) -> None:
+    """Fold one look at a rank into its record."""
+    record.state = view.state
+    record.name = view.node or record.name
+    probe = view.probe
     if probe.reachable:
         record.pid = probe.pgid or record.pid
         record.exit_code = probe.exit_code
@@ -42,70 +49,70 @@ def settle(job: JobRecord, session: Session | None = None) -> None:
                                            [n.exit_code for n in job.nodes], [n.ended for n in job.nodes])
         culprit = next((n for n in job.nodes if job.root_cause and f"node {n.name} " in job.root_cause), None)
         if job.root_cause and culprit and culprit.state == states.FAILED and session is not None:
-            tail = _log_tail(session, culprit)
+            tail = _log_tail(session, job, culprit)
             error = states.last_error(tail.splitlines())
             if error:
                 job.root_cause += "\n" + "\n".join(f"  {line}" for line in error)
 
 
-def _log_tail(session: Session, record: NodeRecord, lines: int = 400) -> str:
+def _log_tail(session: Session, job: JobRecord, record: NodeRecord, lines: int = 400) -> str:
     try:
-        return session.run(record.node, f"tail -n {lines} {shlex.quote(record.job_dir)}/log", timeout=20,
-                           check=False).text
+        return schedulers.for_job(job).read_log(session, job, record, lines=lines).decode("utf-8", "replace")
     except RemoteError:
         return ""
 
 
 def refresh(store: Store, session: Session, job: JobRecord, offsets: dict[int, int] | None = None
             ) -> dict[int, bytes]:
-    """Probe every node at once, update `job` and the store; return new log bytes per rank if `offsets` given."""
+    """Look at every rank at once, update `job` and the store; return new log bytes per rank if `offsets` given."""
     if job.state in states.FINAL:
         return {}
-    slurm_job = slurm.scheduled(job) is not None
-    if job.state == states.PENDING and not slurm_job:
+    if job.state == states.PENDING and not submitted(job):
         job.stop_requested, job.options = store.flags(job.id)
-        if launcher_died(job):
-            abandon(store, session, job)
-        return {}
-    since = time.time() - job.created
-    if slurm_job:
-        return _refresh_slurm(store, session, job, offsets, since)
-    # a LOST node stays LOST: probing it again would only wait out another ssh timeout on every poll
-    by_name = {n.name: n for n in job.nodes if n.state != states.LOST}
-    results = fan_out([n.node for n in by_name.values()], lambda node: remote.probe(
-        session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank)))
-    # read after the probes: whoever stopped the nodes (a user's stop, a hang report) flagged why before stopping
+        if not submitted(job):
+            if launcher_died(job):
+                abandon(store, session, job)
+            return {}
+    failpoint("before-observe")
+    observed = schedulers.for_job(job).observe(session, job, offsets)
+    # read after the observation: whoever stopped the ranks (a user's stop, a hang report) flagged why before
+    # stopping, so ranks seen stopped always come with the reason
     job.stop_requested, job.options = store.flags(job.id)
+    if observed is None:
+        return {}
+    return fold(store, session, job, observed)
+
+
+def submitted(job: JobRecord) -> bool:
+    """Whether the job's launcher has handed it to its scheduler (before that, a PENDING job is the launcher's:
+    a queued job is PENDING too, once submitted)."""
+    return job.state != states.PENDING or bool((job.options.get("scheduler") or {}).get("submitted"))
+
+
+def fold(store: Store, session: Session, job: JobRecord, observed: Observation) -> dict[int, bytes]:
+    """Fold one observation into `job` and the store: ranks, the scheduler's own state, the cause when the
+    scheduler itself ended the job, rank 0's progress; then settle and record."""
+    job.master = observed.master or job.master
     chunks: dict[int, bytes] = {}
-    for name, (probe, log) in results.items():
-        record = by_name[name]
-        apply_probe(record, probe, since)
-        chunks[record.rank] = log
-        if record.rank == 0:
-            keep_progress(store, job, probe.progress)
-    _conclude(store, session, job)
-    return chunks
-
-
-def _conclude(store: Store, session: Session, job: JobRecord) -> None:
-    """After the nodes were observed: settle the job (a Slurm job still queued stays PENDING), record it, and
-    keep the logs here once it has ended."""
+    for record in job.nodes:
+        view = observed.ranks.get(record.rank)
+        if view is not None:
+            apply_view(record, view)
+            chunks[record.rank] = view.log
+            if record.rank == 0:
+                keep_progress(store, job, view.probe.progress)
+    info = job.options.get("scheduler") or {}
+    if observed.state is not None and (observed.state, observed.reason) != (info.get("state"), info.get("reason")):
+        store.set_option(job, "scheduler", {**info, "state": observed.state, "reason": observed.reason,
+                                            "nodes": observed.nodes})
+    if observed.ended_by and "failure" not in job.options and not job.stop_requested:
+        store.set_option(job, "failure", observed.ended_by)
     settle(job, session)
-    if slurm.pending(job):
+    if observed.queued:
         job.state = states.PENDING
     store.save_progress(job)
     if job.state in states.FINAL:
         keep_logs(session, job)
-
-
-def _refresh_slurm(store: Store, session: Session, job: JobRecord, offsets: dict[int, int] | None,
-                   since: float) -> dict[int, bytes]:
-    """`refresh` for a job Slurm runs: one probe of Slurm and the shared workdir, then the same settling."""
-    job.stop_requested, job.options = store.flags(job.id)
-    chunks = slurm.refresh(store, session, job, offsets, since)
-    if chunks is None:
-        return {}
-    _conclude(store, session, job)
     return chunks
 
 
@@ -164,20 +171,9 @@ def give_up_launch(store: Store, session: Session, job: JobRecord, why: str, nod
 
 def stop_nodes(session: Session, job: JobRecord, records: list[NodeRecord] | None = None
                ) -> dict[str, int | None]:
-    """Run the stop script on these nodes (default: all of the job's) at once; tagged processes left per node
-    (0 = clean, None = unreachable). A Slurm job is cancelled as a whole (`slurm.cancel`)."""
-    if slurm.scheduled(job):
-        return slurm.cancel(session, job)
-    records = job.nodes if records is None else records
-    by_name = {r.name: r for r in records}
-
-    def stop_one(node) -> int | None:
-        try:
-            return remote.stop(session, by_name[node.name])
-        except RemoteError:
-            return None
-
-    return fan_out([r.node for r in records], stop_one)
+    """Stop these ranks (default: all of the job's) through the job's scheduler; tagged processes left per node
+    (0 = clean, None = unreachable). The other ranks keep running."""
+    return schedulers.for_job(job).stop(session, job, records)
 
 
 def stop_job(store: Store, session: Session, job: JobRecord) -> dict[str, int | None]:
@@ -217,13 +213,14 @@ def keep_logs(session: Session, job: JobRecord) -> None:
     if not missing:
         return
     logs_dir.mkdir(parents=True, exist_ok=True)
+    scheduler = schedulers.for_job(job)
+    by_node = {r.node.name: r for r in missing}
     try:
-        texts = fan_out([n.node for n in missing], lambda node: remote.fetch_log(
-            session, next(r for r in missing if r.name == node.name)))
+        texts = fan_out([r.node for r in missing], lambda node: scheduler.read_log(session, job, by_node[node.name]))
     except Exception:  # an unreachable node keeps no local copy; the others still do
         return
     for record in missing:
-        (logs_dir / f"{record.rank}-{record.name}.log").write_bytes(texts[record.name])
+        (logs_dir / f"{record.rank}-{record.name}.log").write_bytes(texts[record.node.name])
 
 
 def wait(store: Store, session: Session, job: JobRecord, poll_s: float = 0.5, timeout: float | None = None,

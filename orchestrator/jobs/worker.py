@@ -29,7 +29,7 @@ def code_files() -> dict[str, tuple[bytes, int]]:
     for pattern in SHIPPED:
         for path in sorted(PACKAGE.glob(pattern)):
             if "__pycache__" not in path.parts:
-                files[f"{FOLDER}/orchestrator/{path.relative_to(PACKAGE).as_posix()}"] = (path.read_bytes(), 0o644)
+                files[f"{FOLDER}/orchestrator/{path.relative_to(PACKAGE).as_posix()}"] = (path.read_bytes(), 0o600)
     return files
 
 

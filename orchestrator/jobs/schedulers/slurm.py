@@ -2,16 +2,22 @@
 
 Everything else is shared with the SSH path: planning and the per-node wrapper (`plan.render_node`: launch.sh,
 env.sh mode 600, the ORCH_JOB_ID tag, pgid, exit_code, log, stack dumps), the store, fail-fast, logs and the CLI.
+Slurm arbitrates its nodes: a busy node makes a job wait (PENDING, with Slurm's reason), orch locks nothing.
 
 - Launch: one round trip to the login node (this machine when `[cluster.slurm] login` is unset) syncs the code
   into the shared workdir's cache, snapshots it once for the job, puts every rank's wrapper in
   `<workdir>/jobs/<id>/rank-N/`, and `sbatch`es `sbatch.sh` (`templates/sbatch.sh.j2`): one task per node under
   `srun --kill-on-bad-exit=1`, each task (`slurm_task.sh`) finds its rank and runs that rank's launch.sh.
+  Every rank's record names the login node: its files (wrapper, log, exit code) are read there, on the shared
+  workdir; the node Slurm ran it on is learnt from the rank's `node` file.
 - Probe: one round trip reads `squeue` (state, reason) and every rank's files on the shared workdir, so exit
   codes are the workers' own. Slurm's final states without a failed rank (TIMEOUT, NODE_FAIL, ...) become the
   job's root cause; once Slurm forgets the job (MinJobAge) the recorded state stands.
-- Stop: `scancel`; each task's trap then sweeps the job tag on its node (processes re-parented to PID 1 escape
-  Slurm with proctrack/linuxproc) and marks the sweep done; stop waits for the job to leave Slurm.
+- Stop: every rank: `scancel`; each task's trap then sweeps the job tag on its node (processes re-parented to PID 1
+  escape Slurm with proctrack/linuxproc) and marks the sweep done; stop waits for the job to leave Slurm. Some
+  ranks: their stop scripts run in an `srun --overlap` step on their nodes, and their tasks then end with 0, so
+  Slurm's `--kill-on-bad-exit` leaves the other ranks running. A job recorded but never given its Slurm id (the
+  launcher died around sbatch) is found by its name, `orch-<job id>`.
 """
 
 from __future__ import annotations
@@ -26,13 +32,19 @@ from orchestrator.cluster import quickcheck
 from orchestrator.cluster.inventory import Inventory, Node
 from orchestrator.cluster.ssh import Session
 from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
-from orchestrator.errors import OrchError, PlanError, RemoteError
+from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
 from orchestrator.jobs import remote, states, worker
+from orchestrator.jobs.faults import failpoint
 from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import environment, warm
-from orchestrator.jobs.store import JobRecord
+from orchestrator.jobs.schedulers.base import (DoctorReport, LaunchRequest, Observation, Planned,
+                                               RankView, Submitted, SubmitError, make_spec)
+from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
+NAME = "slurm"
+TITLE = "Slurm"
+QUEUES = True
 ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
                     "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "STOPPED"})
 # Slurm's end states that are the cause themselves (no rank failed first): our wording of each
@@ -50,14 +62,14 @@ RANK_MARK = b"\n--orch-rank--\n"
 SQUEUE_FORMAT = "%T|%r|%N"
 
 
-class SlurmError(OrchError):
+class SlurmError(SubmitError):
     """sbatch refused the job, or a Slurm command failed: its own message, one line."""
 
 
-def scheduled(job: JobRecord) -> dict | None:
-    """The Slurm facts of a submitted job (`{"name": "slurm", "job_id", "state", "reason", ...}`), else None."""
-    info = job.options.get("scheduler")
-    return info if info and info.get("name") == "slurm" and info.get("job_id") else None
+def scheduled(job: JobRecord) -> dict:
+    """The Slurm facts recorded with the job (`{"name": "slurm", "root", "login", "job_id", "state", ...}`);
+    `job_id` only once sbatch answered."""
+    return job.options.get("scheduler") or {}
 
 
 def login_node(inventory: Inventory) -> Node:
@@ -87,8 +99,8 @@ def _targets(request_nodes: list[str] | None, listed: list[str]) -> tuple[int, l
     return (len(listed), listed) if listed else (1, [])
 
 
-def plan(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None, render: bool = True
-         ) -> tuple[planning.JobPlan, str, list[str]]:
+def layout(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None, render: bool = True
+           ) -> tuple[planning.JobPlan, str, list[str]]:
     """The job's plan (one wrapper per rank under `<workdir>/jobs/<id>/rank-N`), its shared root and the sbatch
     arguments. Master address and port are derived by the batch script (`$MASTER_ADDR`, `$MASTER_PORT`). Without
     `render` the wrappers stay empty (a draft naming the ranks' folders)."""
@@ -150,41 +162,59 @@ def scripts(spec: planning.JobSpec, job_plan: planning.JobPlan, root: str, optio
             templates.get_template("slurm_task.sh.j2").render(context))
 
 
-def describe(inventory: Inventory, spec: planning.JobSpec, exclude: list[str] | None = None) -> str:
+def plan(inventory: Inventory, request: LaunchRequest, job_id: str, render: bool = True) -> Planned:
+    """Every rank's folder under the shared root, the sbatch arguments and, when `render`, the batch, task and
+    wrapper scripts (a draft loads Jinja in the background instead, for the submit)."""
+    spec = make_spec(request, job_id)
+    job_plan, root, options = layout(inventory, spec, request.exclude, render)
+    inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
+    rendered = dict(zip(("sbatch.sh", "slurm_task.sh"), scripts(spec, job_plan, root, options,
+                                                                 inventory.master_port))) if render else {}
+    return Planned(request=request, inventory=inventory, spec=spec, plan=job_plan, inputs=inputs, rendered=render,
+                   facts={"root": root, "login": login_node(inventory).host, "sbatch_args": options},
+                   scripts=rendered,
+                   templates=None if render else warm(request.templates))
+
+
+def describe(planned: Planned) -> str:
     """`--dry-run`: the batch script, the task script and every rank's wrapper, secrets masked."""
-    job_plan, root, options = plan(inventory, spec, exclude)
-    batch, task = scripts(spec, job_plan, root, options, inventory.master_port)
-    return (f"===== {root}/sbatch.sh\n{batch.rstrip()}\n===== {root}/slurm_task.sh\n{task.rstrip()}\n"
-            + planning.describe(job_plan))
+    root = planned.facts["root"]
+    return (f"===== {root}/sbatch.sh\n{planned.scripts['sbatch.sh'].rstrip()}\n"
+            f"===== {root}/slurm_task.sh\n{planned.scripts['slurm_task.sh'].rstrip()}\n"
+            + planning.describe(planned.plan))
 
 
-def submit(inventory: Inventory, spec: planning.JobSpec, session: Session, project: Path | None,
-           also: tuple[str, ...], exclude: list[str]
-           ) -> tuple[planning.JobPlan, str, dict[str, SyncStats], tuple[str, str]]:
-    """Code to the shared workdir once, every rank's files in place, `sbatch`: (plan, Slurm job id, sync stats,
-    the batch and task scripts).
-    One round trip when the code is current (quick check), else an rsync first."""
-    job_plan, root, options = plan(inventory, spec, exclude)
-    batch, task = scripts(spec, job_plan, root, options, inventory.master_port)
+def submit(planned: Planned, store: Store, session: Session, job: JobRecord) -> Submitted:
+    """Code to the shared workdir once, every rank's files in place, `sbatch`; the Slurm job id is recorded as soon
+    as sbatch answers. One round trip when the code is current (quick check), else an rsync first. The job stays
+    PENDING until Slurm runs it; a refused submission raises SlurmError with sbatch's own message."""
+    if not planned.rendered:
+        if planned.templates is not None:
+            planned.templates.result()
+        planned = plan(planned.inventory, planned.request, planned.spec.job_id)
+    inventory, spec, job_plan, request = planned.inventory, planned.spec, planned.plan, planned.request
+    root, options = planned.facts["root"], planned.facts["sbatch_args"]
+    batch, task = planned.scripts["sbatch.sh"], planned.scripts["slurm_task.sh"]
     login = login_node(inventory)
+    project = request.project_dir.resolve() if request.sync_code else None
     steps = [f"umask 077 && mkdir -p {shlex.quote(root)} && tar -x -C {shlex.quote(root)}"]
     synced: dict[str, SyncStats] = {}
     if project is not None:
         cache = cache_dir(login, spec.project_name)
         shared = planning.NodePlan(node=login, rank=0, job_dir=root, code_dir=posixpath.join(root, "code"), env={},
                                    launch_script="", env_script="", stop_script="")
-        digest = quickcheck.tree_digest(project, also, tuple(FILTERS))
+        digest = quickcheck.tree_digest(project, planned.inputs.inside, tuple(FILTERS))
         session.connect(login)
         if digest and remote.stage_current_code(session, shared, cache, digest):
             synced[login.name] = SyncStats(login.name, [], 0, up_to_date=True)
         else:
-            synced[login.name] = sync(session, login, project, cache, also, digest)
+            synced[login.name] = sync(session, login, project, cache, planned.inputs.inside, digest)
             src = shlex.quote(cache)
             steps.append(f"flock {src}.lock cp -al {src} {shlex.quote(shared.code_dir)}")
     else:
         steps.append(f"mkdir -p {shlex.quote(posixpath.join(root, 'code'))}")
     files = {"sbatch.sh": (batch, 0o700), "slurm_task.sh": (task, 0o700),
-             "orch_site/sitecustomize.py": (remote.SITECUSTOMIZE.read_text(), 0o644)}
+             "orch_site/sitecustomize.py": (remote.SITECUSTOMIZE.read_text(), 0o600)}
     if worker.runs_worker(spec.command):
         files.update(worker.code_files())
     for p in job_plan.nodes:
@@ -196,7 +226,11 @@ def submit(inventory: Inventory, spec: planning.JobSpec, session: Session, proje
     if result.returncode != 0:
         raise SlurmError(_one_line(result.error_text) or f"sbatch exited {result.returncode}")
     slurm_id = result.text.strip().splitlines()[-1].split(";")[0]
-    return job_plan, slurm_id, synced, (batch, task)
+    failpoint("after-submit")  # a launcher killed here has submitted a job it has not recorded
+    store.set_option(job, "scheduler", {**scheduled(job), "job_id": slurm_id, "state": "PENDING", "reason": None,
+                                        "submitted": True})
+    return Submitted(plan=job_plan, synced=synced, headline=f"submitted as Slurm job {slurm_id} for",
+                     files={"sbatch.sh": batch, "slurm_task.sh": task})
 
 
 def _one_line(text: str) -> str:
@@ -204,33 +238,6 @@ def _one_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return (errors or lines or [""])[-1]
-
-
-def launch(inventory: Inventory, request, store, session: Session, job_id: str, lineage: dict | None = None):
-    """`launch.launch` on Slurm: record the job, submit it, record the Slurm job id. The job is PENDING until
-    Slurm runs it; a refused submission is recorded FAILED with sbatch's message and raised (exit 2)."""
-    from orchestrator.jobs.launch import Launched, fail_launch, git_state, make_spec, record_job, write_run_folder
-
-    started = time.monotonic()
-    spec = make_spec(request, job_id)
-    draft, root, _ = plan(inventory, spec, request.exclude, render=request.templates is not None)
-    warm(request.templates)  # Jinja loads while the job is recorded
-    inputs = job_inputs(request.command, request.sync_paths, request.project_dir)
-    job = record_job(store, inventory, request, draft, lineage or {})
-    project = request.project_dir.resolve() if request.sync_code else None
-    try:
-        job_plan, slurm_id, synced, batch_scripts = submit(inventory, spec, session, project, inputs.inside, request.exclude)
-    except (OrchError, RemoteError) as exc:
-        fail_launch(store, session, job, exc, stop=False)  # nothing was submitted, so nothing started
-        raise
-    store.set_option(job, "scheduler", {"name": "slurm", "job_id": slurm_id, "state": "PENDING", "reason": None,
-                                        "root": root, "login": login_node(inventory).host})
-    store.save_progress(job)
-    run_dir = Path(job.run_dir)
-    write_run_folder(run_dir, job_plan, request, inventory, git_state(request.project_dir), synced)
-    for name, text in zip(("sbatch.sh", "slurm_task.sh"), batch_scripts):
-        (run_dir / name).write_text(text)
-    return Launched(job=job, plan=job_plan, synced=synced, seconds=time.monotonic() - started)
 
 
 def _probe_script(job: JobRecord, info: dict, offsets: dict[int, int] | None) -> str:
@@ -246,17 +253,10 @@ def _probe_script(job: JobRecord, info: dict, offsets: dict[int, int] | None) ->
     return "; ".join(f"{{ {part}; }}" for part in parts)
 
 
-def probe(session: Session, job: JobRecord, offsets: dict[int, int] | None = None
-          ) -> tuple[dict, dict[int, tuple[states.Probe, bytes, str]]] | None:
-    """(Slurm's view `{state, reason, nodes, orch_cancel}`, {rank: (probe, new log bytes, node name)}), or None
-    when the login node cannot be reached."""
-    info = scheduled(job)
-    login = job.nodes[0].node
-    try:
-        result = session.run(login, _probe_script(job, info, offsets), timeout=30, check=False)
-    except RemoteError:
-        return None
-    head, *chunks = result.stdout.split(RANK_MARK)
+def parse_probe(output: bytes) -> tuple[dict, list[tuple[states.Probe, bytes, str]]]:
+    """`_probe_script`'s output: (Slurm's view `{state, reason, nodes, orch_cancel, master, forgotten}`, per rank
+    in record order (its files' probe, new log bytes, the node it ran on))."""
+    head, *chunks = output.split(RANK_MARK)
     view = {"state": None, "reason": None, "nodes": None, "orch_cancel": False, "master": None}
     text = head.decode("utf-8", "replace")
     view["forgotten"] = "Invalid job id" in text
@@ -270,12 +270,12 @@ def probe(session: Session, job: JobRecord, offsets: dict[int, int] | None = Non
             view["reason"] = None if reason in ("None", "") else reason
     words = (view["state"] or "").split()
     view["state"] = words[0] if words else None  # `CANCELLED by 0` -> CANCELLED; nothing when Slurm forgot it
-    ranks = {}
-    for record, chunk in zip(job.nodes, chunks):
+    ranks = []
+    for chunk in chunks:
         first, _, rest = chunk.partition(b"\n")
         name = first.decode("utf-8", "replace").partition("=")[2].strip()
         node_probe, log = remote.parse_probe(rest)
-        ranks[record.rank] = (node_probe, log, name)
+        ranks.append((node_probe, log, name))
     return view, ranks
 
 
@@ -287,6 +287,8 @@ def node_state(node_probe: states.Probe, slurm_state: str | None, previous: str)
         return states.RUNNING
     if node_probe.exit_code is not None:
         return states.SUCCEEDED if node_probe.exit_code == 0 else states.FAILED
+    if node_probe.stopped:  # its stop ran (the rank alone, or its task's own sweep): it has ended
+        return states.STOPPED
     if slurm_state in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD"):
         return states.PENDING
     if active:
@@ -296,91 +298,142 @@ def node_state(node_probe: states.Probe, slurm_state: str | None, previous: str)
     return states.LOST if slurm_state == "NODE_FAIL" else states.STOPPED
 
 
-def refresh(store, session: Session, job: JobRecord, offsets: dict[int, int] | None, since: float
-            ) -> dict[int, bytes] | None:
-    """Fold one probe into `job`: rank states, names (a `--nodes N` job learns them from Slurm), Slurm's state and
-    reason, and the cause when Slurm itself ended the job. None when the login node is unreachable."""
-    observed = probe(session, job, offsets)
-    if observed is None:
-        return None
-    view, ranks = observed
-    info = dict(scheduled(job))
+def observation(job: JobRecord, view: dict, ranks: list[tuple[states.Probe, bytes, str]]) -> Observation | None:
+    """What one probe says of every rank and of the job (a pure decision: canned squeue output and rank files in,
+    states out). None when squeue did not answer (slurmctld busy or down): nothing learnt."""
+    info = scheduled(job)
     if view["state"] is None and not view["forgotten"]:
-        return None  # squeue did not answer (slurmctld busy or down): nothing learnt
+        return None
     forgotten = view["state"] is None  # past MinJobAge: what was recorded stands
-    slurm_state = info["state"] if forgotten and info["state"] not in ACTIVE else view["state"]
-    if forgotten and info["state"] in ACTIVE:
+    slurm_state = info.get("state") if forgotten and info.get("state") not in ACTIVE else view["state"]
+    if forgotten and info.get("state") in ACTIVE:
         slurm_state = "GONE"  # Slurm no longer knows a job it ran: whatever the ranks wrote is all there is
-    job.master = view["master"] or job.master
-    from orchestrator.jobs.watch import apply_probe
-
-    chunks = {}
-    for record in job.nodes:
-        node_probe, log, name = ranks[record.rank]
-        previous = record.state
-        apply_probe(record, dataclasses.replace(node_probe, alive=False), since)
-        record.state = node_state(node_probe, slurm_state, previous)
-        record.name = name or record.name
-        chunks[record.rank] = log
-    if not forgotten and (view["state"], view["reason"]) != (info["state"], info.get("reason")):
-        store.set_option(job, "scheduler", {**info, "state": view["state"], "reason": view["reason"],
-                                            "nodes": view["nodes"]})
+    seen = {}
+    for record, (node_probe, log, name) in zip(job.nodes, ranks):
+        seen[record.rank] = RankView(state=node_state(node_probe, slurm_state, record.state),
+                                     probe=dataclasses.replace(node_probe, alive=False), log=log, node=name or None)
     cause = CAUSES.get(slurm_state or "")
-    failed = any(r.state == states.FAILED for r in job.nodes)
-    if cause and not (slurm_state == "CANCELLED" and view["orch_cancel"]) and not (failed and slurm_state in (
-            "FAILED", "CANCELLED")) and "failure" not in job.options and not job.stop_requested:
-        store.set_option(job, "failure", f"Slurm job {info['job_id']} {cause}")
-    return chunks
+    failed = any(v.state == states.FAILED for v in seen.values())
+    ended_by = None
+    if cause and not (slurm_state == "CANCELLED" and view["orch_cancel"]) and not (
+            failed and slurm_state in ("FAILED", "CANCELLED")):
+        ended_by = f"Slurm job {info.get('job_id')} {cause}"
+    queued = slurm_state in ("PENDING", "CONFIGURING") and all(v.state == states.PENDING for v in seen.values())
+    return Observation(ranks=seen, state=view["state"], reason=view["reason"], nodes=view["nodes"],
+                       master=view["master"], ended_by=ended_by, queued=queued)
 
 
-def pending(job: JobRecord) -> bool:
-    """Queued in Slurm: no rank has started."""
+def observe(session: Session, job: JobRecord, offsets: dict[int, int] | None) -> Observation | None:
+    """One round trip to the login node: squeue and every rank's files. None when it cannot be reached or squeue
+    did not answer."""
     info = scheduled(job)
-    return bool(info) and info.get("state") in ("PENDING", "CONFIGURING") and all(
-        n.state == states.PENDING for n in job.nodes)
+    if not info.get("job_id"):
+        return None
+    try:
+        result = session.run(_login(job), _probe_script(job, info, offsets), timeout=30, check=False)
+    except RemoteError:
+        return None
+    return observation(job, *parse_probe(result.stdout))
 
 
-def cancel(session: Session, job: JobRecord) -> dict[str, int | None]:
-    """scancel the job (queued or running), wait until Slurm has ended it and every started rank's task has swept
-    the job tag on its node; {node: tagged processes left (0) or None when a sweep did not report}."""
+def _login(job: JobRecord) -> Node:
+    """Where the Slurm commands run and every rank's files are read (each rank's record names it)."""
+    return job.nodes[0].node
+
+
+def read_log(session: Session, job: JobRecord, record: NodeRecord, offset: int = 0,
+             lines: int | None = None) -> bytes:
+    """A rank's log, read on the shared workdir through the login node."""
+    return remote.read_log(session, record.node, record.job_dir, offset, lines)
+
+
+def _job_ids(session: Session, job: JobRecord) -> list[str]:
+    """The job's Slurm id: recorded, else looked up by its name (a launcher that died around sbatch never
+    recorded it)."""
     info = scheduled(job)
-    if info is None:
-        return {n.name: 0 for n in job.nodes}
-    login = job.nodes[0].node
-    root = shlex.quote(info["root"])
-    jid = shlex.quote(info["job_id"])
-    session.run(login, f"touch {root}/orch_cancel; scancel {jid}", timeout=30, check=False)
+    if info.get("job_id"):
+        return [info["job_id"]]
+    found = session.run(_login(job), f"squeue -h -t all -n {shlex.quote(f'orch-{job.id}')} -o %i 2>/dev/null",
+                        timeout=30, check=False).text
+    return found.split()
+
+
+def stop(session: Session, job: JobRecord, records: list[NodeRecord] | None = None) -> dict[str, int | None]:
+    """Every rank: `scancel`, then wait until Slurm has ended the job and every started rank's task has swept the
+    job tag on its node. Some ranks: their stop scripts on their nodes (an `srun --overlap` step each, at once),
+    the job itself keeps running. {node: 0 = clean, None = a sweep did not report}."""
+    if records is not None and {r.rank for r in records} != {r.rank for r in job.nodes}:
+        return _stop_ranks(session, job, records)
+    login = _login(job)
+    ids = _job_ids(session, job)
+    if not ids:
+        return {n.name: 0 for n in job.nodes}  # nothing was submitted
+    root = shlex.quote(scheduled(job).get("root") or posixpath.dirname(job.nodes[0].job_dir))
+    jids = " ".join(shlex.quote(i) for i in ids)
+    session.run(login, f"touch {root}/orch_cancel; scancel {jids}", timeout=30, check=False)
     deadline = time.monotonic() + STOP_WAIT_S
     while time.monotonic() < deadline:
-        state = session.run(login, f"squeue -h -t all -j {jid} -o %T 2>/dev/null", timeout=30, check=False).text
-        if state.strip().split(" ")[0] not in ACTIVE:
+        state = session.run(login, f"squeue -h -t all -j {','.join(ids)} -o %T 2>/dev/null", timeout=30,
+                            check=False).text
+        if not set(state.split()) & ACTIVE:
             break
         time.sleep(0.2)
-    left = {}
-    for record in job.nodes:
+    return _swept(session, job, job.nodes)
+
+
+def _swept(session: Session, job: JobRecord, records: list[NodeRecord]) -> dict[str, int | None]:
+    """{node: 0} for each rank that never started or whose sweep left nothing, None where it did not report."""
+    script = "; ".join(f"{{ [ ! -f {shlex.quote(r.job_dir)}/pgid ] || [ -f {shlex.quote(r.job_dir)}/stop_done ]; }}"
+                       f" && echo clean={r.rank}" for r in records)
+    done = session.run(_login(job), script, timeout=30, check=False).text.split()
+    return {r.name: 0 if f"clean={r.rank}" in done else None for r in records}
+
+
+def _stop_ranks(session: Session, job: JobRecord, records: list[NodeRecord]) -> dict[str, int | None]:
+    """Stop some ranks only: mark each (`orch_stop`: its task then ends with 0, or never starts it), run its stop
+    script in a step on its node, all at once; one round trip."""
+    ids = _job_ids(session, job)
+    parts = []
+    for record in records:
         d = shlex.quote(record.job_dir)
-        done = session.run(login, f"[ ! -f {d}/pgid ] || [ -f {d}/stop_done ] && echo clean", timeout=30,
-                           check=False).text
-        left[record.name] = 0 if "clean" in done else None
-    return left
+        step = "" if not ids else (
+            f"node=$(cat {d}/node 2>/dev/null); [ -z \"$node\" ] || [ ! -f {d}/pgid ] || [ -f {d}/stop_done ] || "
+            f"srun --overlap --jobid={shlex.quote(ids[0])} --nodelist=\"$node\" --nodes=1 --ntasks=1 "
+            f"env -u ORCH_JOB_ID bash {d}/stop.sh >/dev/null 2>&1")
+        parts.append(f"( touch {d}/orch_stop; {step or ':'} ) &")
+    session.run(_login(job), " ".join(parts) + " wait", timeout=STOP_WAIT_S, check=False)
+    return _swept(session, job, records)
 
 
 def dump_stacks(session: Session, job: JobRecord) -> dict[str, str]:
     """Stack dumps of every Python process of the job, from an `srun --overlap` step on each of its nodes."""
     info = scheduled(job)
-    if info is None:
+    if not info.get("job_id"):
         return {}
     script = remote.stack_dump_script(job.id, posixpath.join(info["root"], "stacks"))  # the job's orch_site is shared
     command = (f"srun --overlap --jobid={shlex.quote(info['job_id'])} --nodes={len(job.nodes)} "
                f"--ntasks-per-node=1 --label bash -c {shlex.quote(script)}")
     try:
-        return {"slurm": session.run(job.nodes[0].node, command, timeout=60, check=False).text}
+        return {"slurm": session.run(_login(job), command, timeout=60, check=False).text}
     except RemoteError as exc:
         return {"slurm": f"unreachable: {exc}"}
 
 
-def restart_nodes(request, exclude: tuple[str, ...]) -> None:
-    """A relaunch on Slurm: the same nodes (or count), without `exclude` (-> sbatch --exclude)."""
+def relaunch(request: LaunchRequest, job: JobRecord, exclude: tuple[str, ...]) -> None:
+    """The same nodes (or count), without `exclude` (-> sbatch --exclude)."""
     request.exclude = sorted({*request.exclude, *exclude})
     if request.nodes and not request.nodes[0].isdigit():
         request.nodes = [name for name in request.nodes if name not in exclude]
+
+
+def doctor(session: Session, inventory: Inventory, names: list[str] | None) -> DoctorReport:
+    """The login node's Python (the shared env every rank runs) and the partition's nodes as sinfo sees them:
+    compute nodes are Slurm's to run things on, not SSH's."""
+    from orchestrator.jobs.schedulers import slurm_doctor  # only `orch doctor` needs it
+
+    wanted = names or [n.name for n in inventory.nodes]
+    facts, nodes, sinfo_error = slurm_doctor.gather(session, login_node(inventory), inventory.slurm.partition)
+    hard, soft = slurm_doctor.problems(inventory, facts, nodes, sinfo_error, wanted)
+    return DoctorReport(facts=[facts], hard=hard, soft=soft,
+                        smoke_nodes=wanted or [n.name for n in nodes if n.usable],
+                        extra=slurm_doctor.as_json(facts, nodes), tables=[slurm_doctor.table(nodes)])

@@ -11,10 +11,10 @@ import shlex
 from dataclasses import asdict, dataclass
 
 from orchestrator.cluster import doctor
-from orchestrator.cluster.inventory import Inventory
+from orchestrator.cluster.inventory import Inventory, Node
 from orchestrator.cluster.ssh import Session
 from orchestrator.errors import RemoteError
-from orchestrator.jobs.slurm import login_node
+from orchestrator.jobs.schedulers.base import DoctorTable
 
 # node states a job can start on now or soon (a suffix such as `*`, not responding, makes a node unusable)
 USABLE = {"idle", "mixed", "allocated", "completing", "planned"}
@@ -52,12 +52,11 @@ def parse_sinfo(text: str) -> list[SlurmNode]:
     return list(nodes.values())
 
 
-def gather(session: Session, inventory: Inventory) -> tuple[doctor.NodeFacts, list[SlurmNode], str]:
+def gather(session: Session, login: Node, partition: str | None) -> tuple[doctor.NodeFacts, list[SlurmNode], str]:
     """(the login node's facts, the partition's nodes, sinfo's error if it failed)."""
-    login = login_node(inventory)
     facts = doctor.check_node(session, login, login, deep=True)
     try:
-        result = session.run(login, sinfo_command(inventory.slurm.partition), timeout=30, check=False)
+        result = session.run(login, sinfo_command(partition), timeout=30, check=False)
     except RemoteError as exc:
         return facts, [], str(exc)
     error = result.error_text.splitlines()[-1] if result.returncode != 0 and result.error_text else ""
@@ -89,3 +88,10 @@ def as_json(facts: doctor.NodeFacts, nodes: list[SlurmNode]) -> dict:
     """The `--json` fields that differ from the SSH doctor's: the login node and Slurm's nodes."""
     return {"login": {k: v for k, v in vars(facts).items() if k not in ("cache_entry", "then")},
             "slurm_nodes": [{**asdict(n), "usable": n.usable} for n in nodes]}
+
+
+def table(nodes: list[SlurmNode]) -> DoctorTable:
+    """The partition's nodes as sinfo lists them; unusable ones in red."""
+    return DoctorTable(title="slurm nodes", columns=("node", "state", "cpus", "gres", "reason"), rows=[
+        (n.name, n.state if n.usable else f"[red]{n.state}[/red]", n.cpus, "-" if n.gres in ("", "(null)") else n.gres,
+         n.reason or "-") for n in nodes])

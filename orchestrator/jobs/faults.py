@@ -1,0 +1,28 @@
+"""Fault-injection hooks for the reliability tests: inert unless `ORCH_FAILPOINT` names the point."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from orchestrator.errors import RemoteError
+
+
+def failpoint(name: str) -> None:
+    """`ORCH_FAILPOINT=after-sync:3` sleeps 3 s there, so a test can kill -9 the launcher (or act beside a
+    watcher) at that exact step."""
+    point, _, seconds = os.environ.get("ORCH_FAILPOINT", "").partition(":")
+    if point == name:
+        time.sleep(float(seconds or 5))
+
+
+def node_failpoint(node: str) -> None:
+    """`ORCH_FAILPOINT=start:NODE:S` sleeps S s before starting NODE (the launcher can be killed between two
+    nodes' starts); `start-fail:NODE` makes NODE's start fail after the others had 1.5 s to start."""
+    point, _, rest = os.environ.get("ORCH_FAILPOINT", "").partition(":")
+    name, _, seconds = rest.partition(":")
+    if point == "start" and name == node:
+        time.sleep(float(seconds or 5))
+    elif point == "start-fail" and name == node:
+        time.sleep(1.5)
+        raise RemoteError(f"{node}: could not start the job (failpoint start-fail)")
