@@ -65,16 +65,18 @@ def child(checkpoint: str, kind: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     began = time.perf_counter()
     if kind == "convert":
-        ensure_universal(folder, log=lambda line: None)
+        written = ensure_universal(folder, log=lambda line: None)
     else:
-        shutil.copytree(folder / tag, folder / "copy")
-    print(json.dumps({"seconds": time.perf_counter() - began}))
+        written = shutil.copytree(folder / tag, folder / "copy")
+    seconds = time.perf_counter() - began
+    print(json.dumps({"seconds": seconds, "bytes": folder_bytes(Path(written))}))
 
 
-def measure(checkpoint: Path, kind: str) -> float:
+def measure(checkpoint: Path, kind: str) -> tuple[float, int]:
     out = subprocess.run([sys.executable, __file__, "--child", str(checkpoint), kind], check=True,
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
-    return json.loads(out.strip().splitlines()[-1])["seconds"]
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["seconds"], result["bytes"]
 
 
 def main() -> None:
@@ -92,15 +94,15 @@ def main() -> None:
         source = folder_bytes(checkpoint / tag)
         convert, copy = [], []
         for _ in range(ns.repeats):  # alternating, best of each
-            convert.append(measure(checkpoint, "convert"))
-            copy.append(measure(checkpoint, "copy"))
-        universal = folder_bytes(checkpoint / f"{tag}_universal")
+            seconds, universal = measure(checkpoint, "convert")
+            convert.append(seconds)
+            copy.append(measure(checkpoint, "copy")[0])
         gb = source / 1e9
         print(f"ZeRO-2 checkpoint (2 ranks, full fine-tune, hidden {ns.hidden} x {ns.layers} layers): "
               f"{source / 2**20:.1f} MiB of ZeRO state")
         print(f"conversion to universal (default): best {min(convert):.2f} s = {min(convert) / gb:.1f} s per GB; "
               f"cache on disk {universal / 2**20:.1f} MiB ({universal / source:.2f}x the source)")
-        print(f"baseline, copy of the same folder: best {min(copy):.2f} s = {min(copy) / gb:.1f} s per GB; "
+        print(f"baseline, a copy of the same folder (page cache warm): best {min(copy):.2f} s = {min(copy) / gb:.1f} s per GB; "
               f"ratio conversion/copy {min(convert) / min(copy):.1f}x")
 
 

@@ -191,3 +191,11 @@ def test_last_error_is_the_ranks_deepspeed_exception_whatever_torchrun_prints_af
     error = last_error(log)
     assert error[-1].endswith(ZERO_MESSAGE) and len(error) == 4, error
     assert not any("ChildFailedError" in line or "error_file" in line or "exited with" in line for line in error)
+
+
+def test_spares_are_held_back_from_the_default_selection():
+    inventory = parse_inventory('[[nodes]]\nname = "a"\nhost = "a"\n[[nodes]]\nname = "s"\nhost = "s"\nspare = true\n')
+    assert [n.name for n in inventory.select(None)] == ["a"] and inventory.node("s").spare
+    assert [n.name for n in inventory.select(["s", "a"])] == ["s", "a"]  # named, a spare runs like any node
+    with pytest.raises(InventoryError, match="spare"):
+        parse_inventory('[[nodes]]\nname = "a"\nhost = "a"\nspare = "yes"\n')

@@ -25,8 +25,8 @@ data: {{train: [data/train.jsonl], template: chatml, max_length: 128, packing: t
 lora: {{r: 8, alpha: 16, dropout: 0.0, target_modules: all-linear}}
 deepspeed: {preset}
 resume_from_checkpoint: latest
-training_args: {{output_dir: {out}, max_steps: 8, per_device_train_batch_size: {batch},
-                 gradient_accumulation_steps: {accumulation}, learning_rate: 1.0e-2, lr_scheduler_type: linear,
+training_args: {{output_dir: {out}, max_steps: {steps}, per_device_train_batch_size: {batch},
+                 gradient_accumulation_steps: {accumulation}, learning_rate: 1.0e-2, lr_scheduler_type: {schedule},
                  logging_steps: 1, save_steps: 4, report_to: none, seed: 7, dataloader_num_workers: 0}}
 """
 
@@ -37,7 +37,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def train(workspace: Path, name: str, nproc: int, dump: str, **fields) -> subprocess.CompletedProcess:
-    values = {"mode": "lora", "preset": "zero2", "out": f"out/{name}", "batch": 2, "accumulation": 1, **fields}
+    values = {"mode": "lora", "preset": "zero2", "out": f"out/{name}", "batch": 2, "accumulation": 1, "steps": 8,
+              "schedule": "linear", **fields}
     (workspace / f"{name}.yaml").write_text(CONFIG.format(**values))
     return subprocess.run([sys.executable, "-m", "orchestrator", "train", f"{name}.yaml", "--nproc-per-node",
                            str(nproc)], cwd=workspace, capture_output=True, text=True, timeout=600,

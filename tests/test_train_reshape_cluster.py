@@ -12,20 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.orch_cli import demo_project, job_id_of, job_json, orch
-from tests.test_train_reshape import assert_resumed_as_saved
-
-CONFIG = """\
-model: base
-stage: sft
-finetuning: lora
-data: {{train: [data/train.jsonl], template: chatml, max_length: 128, packing: true}}
-lora: {{r: 8, alpha: 16, dropout: 0.0, target_modules: all-linear}}
-deepspeed: zero2
-resume_from_checkpoint: latest
-training_args: {{output_dir: {out}, max_steps: {steps}, per_device_train_batch_size: 2, learning_rate: 1.0e-2,
-                 lr_scheduler_type: constant, logging_steps: 1, save_steps: 4, report_to: none, seed: 7,
-                 dataloader_num_workers: 0}}
-"""
+from tests.test_train_reshape import CONFIG, assert_resumed_as_saved
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +21,9 @@ def shared(cluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     folder = demo_project(tmp_path_factory.mktemp("reshape-cluster") / "llm")
     (folder / ".orchignore").write_text("out/\ndumps/\n")
     out = folder / "out" / "z2"
-    (folder / "z2.yaml").write_text(CONFIG.format(out=out, steps=8))
-    (folder / "grow.yaml").write_text(CONFIG.format(out=out, steps=12))
+    fields = {"mode": "lora", "preset": "zero2", "out": out, "batch": 2, "accumulation": 1, "schedule": "constant"}
+    (folder / "z2.yaml").write_text(CONFIG.format(steps=8, **fields))
+    (folder / "grow.yaml").write_text(CONFIG.format(steps=12, **fields))
     inventory = folder.parent / "shared.toml"
     inventory.write_text(cluster.inventory.read_text().replace("[cluster]\n", "[cluster]\nshared_fs = true\n", 1))
     return folder, inventory
