@@ -68,3 +68,23 @@ def test_zero2_job_that_lost_a_node_resumes_on_one_then_grows_to_two(shared, orc
     assert "resume: world size 1 -> 2: gradient accumulation 2 -> 1 keeps the global batch at 4" in log, log
     assert json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())["global_step"] == 12
     assert_resumed_as_saved(project, "a", "b", step=8)  # what node1 alone saved at 8, re-partitioned over two
+
+
+def test_without_a_shared_filesystem_the_restart_says_which_checkpoint_it_falls_back_to(shared, env, cluster):
+    """The same loss without a shared filesystem: node2's ZeRO partition of checkpoint-4 died with it, so node1
+    alone cannot re-partition checkpoint-4; its log says so in one line and where it starts instead."""
+    project, _ = shared
+    (project / "local.yaml").write_text(CONFIG.format(steps=8, mode="lora", preset="zero2", out="out/local", batch=2,
+                                                      accumulation=1, schedule="constant"))
+    first = orch("launch", "--nodes", "node1,node2", "--nproc-per-node", "1", "--env",
+                 "ORCH_FAILPOINT=checkpoint-save:4:node2", "local.yaml", cwd=project, env=env, timeout=600)
+    lost = job_json(job_id_of(first), env=env)
+    assert lost["state"] == "FAILED" and "node node2" in lost["root_cause"], lost
+    restarted = orch("restart", lost["id"], "--exclude-node", "node2", env=env, timeout=600)
+    assert restarted.returncode == 0, (restarted.stdout + restarted.stderr)[-5000:]
+    log = orch("logs", job_id_of(restarted), env=env, check=True).stdout
+    assert ("resume: checkpoint-4 lacks the ZeRO partition(s) of rank(s) 1 on a node of this job (saved on another "
+            "world size, no shared filesystem: they stayed on a node not in this job); falling back to step 0") in log
+    assert "resume: no complete checkpoint" not in log and "resuming from" not in log  # one line says it all
+    out = cluster.node_path("node1", "outputs", "llm", "out", "local")
+    assert json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())["global_step"] == 8

@@ -65,7 +65,8 @@ def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -
                     "(saved on another world size, no shared filesystem: they stayed on a node not in this job); "
                     f"falling back to {f'checkpoint-{chosen}' if chosen is not None else 'step 0'}")
         if chosen is None:
-            log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
+            if not lacking:  # else the line above said why and where it starts
+                log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
             return None
         resume = str(dict(found)[chosen])
     else:
