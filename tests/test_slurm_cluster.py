@@ -382,7 +382,8 @@ def test_stopping_some_ranks_on_slurm_stops_only_those(project, env, slurm, monk
     assert job_json(job_id, env=env)["state"] == "STOPPED" and tagged(job_id) == []
 
 
-def test_a_hang_report_landing_during_a_status_look_leaves_the_job_failed(project, env, slurm, monkeypatch):
+def test_a_hang_report_landing_during_a_status_look_leaves_the_job_failed(project, env, slurm, monkeypatch,
+                                                                          tmp_path):
     """One order for every scheduler: the store's flags are read after the ranks are observed. A hang report
     (failure noted, then every rank stopped) that lands while `orch status` is looking must not be recorded as a
     plain STOPPED."""
@@ -393,17 +394,22 @@ def test_a_hang_report_landing_during_a_status_look_leaves_the_job_failed(projec
     job_id = launch(project, env, "--nodes", "node1", "--", "sleep", "600")
     assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
     kill_supervisor(job_id)
+    gate = tmp_path / "observe"
     looking = subprocess.Popen([*orch_argv(), "status", job_id], env={**os.environ, **env,
-                                                                       "ORCH_FAILPOINT": "before-observe:8"},
+                                                                       "ORCH_FAILPOINT": f"before-observe:@{gate}"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)  # it has read the job (and, before, the flags) and waits before observing
+    deadline = time.monotonic() + 60
+    while not Path(f"{gate}.waiting").exists():  # it has read the job and stands just before observing it
+        assert time.monotonic() < deadline and looking.poll() is None
+        time.sleep(0.05)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     store = Store()
     job = store.get(job_id)
     store.set_option(job, "failure", "hang: reported by the test")  # what the supervisor's hang check does
     with Session(job.ssh_config) as session:
-        watch.stop_nodes(session, job)
+        watch.stop_nodes(session, job)  # returns once Slurm has ended the job and its tasks have swept
+    gate.touch()  # now it looks: every rank stopped
     assert looking.wait(timeout=60) == 0, looking.stderr.read()
     status = job_json(job_id, env=env)
     assert status["state"] == "FAILED" and status["root_cause"] == "hang: reported by the test", status

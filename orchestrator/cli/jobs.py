@@ -113,7 +113,7 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
         click.echo(job.id)
     _start_supervisor(job.id, job.run_dir, keep=lambda: keep_run(job, launched.submitted, request, inventory))
     if detach:
-        return
+        _leave()
     sys.exit(_follow_attached(store, job.id))
 
 
@@ -149,6 +149,15 @@ def _start_supervisor(job_id: str, run_dir: str, keep: Callable[[], None] | None
         os.execv(sys.executable, argv)
     finally:
         os._exit(1)
+
+
+def _leave() -> None:
+    """End a detached launch now: everything is printed and recorded and its watcher does the rest, so the
+    interpreter's teardown (finalizing every module loaded; 20-200 ms measured here, more than the launch's last
+    step) is skipped."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _follow_attached(store, job_id: str) -> int:

@@ -97,7 +97,7 @@ class SlurmSettings:
     login: str | None = None  # an SSH host where sbatch/squeue/scancel run; None = this machine
 
 
-SCHEDULERS = ("ssh", "slurm")
+SCHEDULERS = ("ssh", "slurm")  # the scheduler registry: each name is a module in orchestrator/jobs/schedulers/
 # key -> (expected types, human type name)
 _STR = ((str,), "a string")
 _INT = ((int,), "an integer")
@@ -163,7 +163,8 @@ class _Checker:
         """`scheduler` and, for Slurm, the validated `[cluster.slurm]` table."""
         name = cluster.get("scheduler", "ssh")
         if name not in SCHEDULERS:
-            self.fail("cluster", 0, "scheduler", f'cluster.scheduler must be "ssh" or "slurm", got {name!r}')
+            known = " or ".join(f'"{known}"' for known in SCHEDULERS)
+            self.fail("cluster", 0, "scheduler", f"cluster.scheduler must be {known}, got {name!r}")
         raw = cluster.get("slurm", {})
         if name != "slurm":
             if raw:

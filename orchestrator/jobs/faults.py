@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from orchestrator.errors import RemoteError
 
 
 def failpoint(name: str) -> None:
-    """`ORCH_FAILPOINT=after-sync:3` sleeps 3 s there, so a test can kill -9 the launcher (or act beside a
-    watcher) at that exact step."""
-    point, _, seconds = os.environ.get("ORCH_FAILPOINT", "").partition(":")
-    if point == name:
-        time.sleep(float(seconds or 5))
+    """`ORCH_FAILPOINT=after-sync:3` sleeps 3 s there, so a test can kill -9 the launcher at that exact step;
+    `ORCH_FAILPOINT=before-observe:@PATH` creates PATH.waiting there and waits (up to 120 s) until PATH exists, so a
+    test can act while this process stands exactly there."""
+    point, _, value = os.environ.get("ORCH_FAILPOINT", "").partition(":")
+    if point != name:
+        return
+    if not value.startswith("@"):
+        time.sleep(float(value or 5))
+        return
+    gate = Path(value[1:])
+    Path(f"{gate}.waiting").touch()
+    deadline = time.monotonic() + 120
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def node_failpoint(node: str) -> None:
