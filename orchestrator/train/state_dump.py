@@ -24,7 +24,11 @@ def gathered_state(model, optimizer) -> dict[str, dict]:
             from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
 
             entry = {"param": safe_get_full_fp32_param(param)}
-            entry.update({key: safe_get_full_optimizer_state(param, key) for key in MOMENTS})
+            for key in MOMENTS:
+                try:
+                    entry[key] = safe_get_full_optimizer_state(param, key)
+                except ValueError:  # no state yet for this parameter's fragment (it has had no gradient)
+                    entry[key] = None
         else:
             moments = getattr(inner, "state", {}).get(param, {})
             entry = {"param": param.detach().float(), **{key: moments.get(key) for key in MOMENTS}}
