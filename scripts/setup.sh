@@ -16,7 +16,7 @@ PY=${PYTHON:-python3}
 # torch first and pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $PY -m pip install -q torch==2.13.0
 # the versions the suite last ran green with (scripts/constraints.txt); pyproject.toml keeps the ranges
-$PY -m pip install -q -c scripts/constraints.txt -e ".[train,serve,test,docs]"
+$PY -m pip install -q -c scripts/constraints.txt -e ".[train,serve,test,docs,dpo,deepspeed,qlora]"
 # an editable install is not byte-compiled; every orch command would compile its modules again (~50 ms)
 $PY -m compileall -q orchestrator >/dev/null
 # a node's env as our users' guides build it (transformers 4.44, no orch): the worker ships with each job and runs

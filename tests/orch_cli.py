@@ -73,12 +73,13 @@ def make_project(tmp_path: Path, *scripts: str) -> Path:
 
 
 @contextlib.contextmanager
-def orch_serve(*args: str, env: dict | None = None, timeout: float = 60) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`orch serve ARGS... --port 0` in a subprocess: yields (process, base URL) once /v1/models answers; the
-    process is killed on the way out if the test left it running."""
+def orch_serve(*args: str, env: dict | None = None, timeout: float = 60,
+               python: str = sys.executable) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`orch serve ARGS... --port 0` in a subprocess (of `python`'s env): yields (process, base URL) once
+    /v1/models answers; the process is killed on the way out if the test left it running."""
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", *args, "--port", "0"],
+    proc = subprocess.Popen([python, "-m", "orchestrator", "serve", *args, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     try:

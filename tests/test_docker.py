@@ -19,7 +19,8 @@ def test_dockerfile_installs_the_declared_extras_and_python_range():
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     installed = re.search(r'pip install --no-cache-dir "\.\[([a-z,]+)\]"', dockerfile)
     assert installed, "the Dockerfile must pip install this package with extras"
-    assert set(installed.group(1).split(",")) == {"train", "serve"} <= set(project["optional-dependencies"])
+    assert set(installed.group(1).split(",")) == {"train", "serve", "dpo", "deepspeed", "qlora"} \
+        <= set(project["optional-dependencies"])
     minimum = re.match(r">=(\d+)\.(\d+)", project["requires-python"]).groups()
     assert f"sys.version_info >= ({minimum[0]}, {minimum[1]})" in dockerfile
     base_torch = re.search(r"FROM pytorch/pytorch:(\d+)\.(\d+)", dockerfile).groups()

@@ -23,13 +23,16 @@ def _load_tokenizer(path: Path, trust_remote_code: bool = False):
     """AutoTokenizer from a local folder, failures as a one-line DataError (custom code only when trusted)."""
     from transformers import AutoTokenizer
 
-    from orchestrator.train.remote_code import require_trust
+    from orchestrator.train.remote_code import require_imports, require_trust
+    from orchestrator.train.special_tokens import fill_eos_and_pad
 
     if not path.is_dir():
         raise DataError(located(str(path), None, "tokenizer folder not found"))
-    trust = require_trust(trust_remote_code, tokenizer=path)
+    if require_trust(trust_remote_code, tokenizer=path):
+        require_imports(path)
+    trust = trust_remote_code
     try:
-        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust)
+        return fill_eos_and_pad(AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust), path)
     except (OSError, ValueError) as exc:
         raise DataError(located(str(path), None, f"cannot load a tokenizer: {str(exc).splitlines()[0]}")) from None
 

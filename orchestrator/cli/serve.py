@@ -35,7 +35,7 @@ def _engine(model: Path, base: Path | None, trust_remote_code: bool):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     loaded = load_model(model, base, trust_remote_code=trust_remote_code)
-    return Engine(loaded.model, loaded.tokenizer)
+    return Engine(loaded.model, loaded.tokenizer, template=loaded.template)
 
 
 @cli.command("chat")

@@ -49,6 +49,18 @@ recent = max(times) >= int(time.time()) - 2  # a change within these seconds cou
 stamp = None if recent else os.environ.get("PYTHONPATH", "") + "|" + "\\n".join(map(str, times))
 print("py=" + json.dumps({"versions": out, "dirs": dirs, "stamp": stamp}))
 """
+# the packages a model folder's own code imports that the node lacks: transformers' own reading of each code file
+# (`get_imports`, what `check_imports` checks when the model loads), each looked up without importing it
+_IMPORTS_PY = """import glob, importlib.util, json, os, sys
+from transformers.dynamic_module_utils import get_imports
+for folder in sys.argv[1:]:
+    missing = {}
+    for path in sorted(glob.glob(os.path.join(folder, "*.py"))):
+        for name in get_imports(path):
+            if importlib.util.find_spec(name) is None:
+                missing.setdefault(name, []).append(os.path.basename(path))
+    print("imports=" + json.dumps([folder, missing]))
+"""
 # the master's port, with `python -S` (no site-packages: a few ms): is PORT free, or (0) pick one that is
 _PORT_PY = """import socket
 s = socket.socket()
@@ -78,6 +90,7 @@ class NodeFacts:
     gpus: int | None = None
     gpu_busy: int | None = None
     missing: list[str] = field(default_factory=list)  # paths the job names that this node lacks
+    missing_imports: dict = field(default_factory=dict)  # model folder -> {package its code imports: [files]}
     port: int | None = None  # the master's port: the one asked for, free; or one picked free
     port_busy: bool = False  # the master port asked for is taken
     cached: bool = False  # versions came from the controller's cache (the node's Python folders are unchanged)
@@ -86,10 +99,11 @@ class NodeFacts:
 
 
 def facts_command(node: Node, master_addr: str, port: int | None, deep: bool, paths: tuple[str, ...] = (),
-                  cached: dict | None = None, pick_port: bool = False) -> str:
+                  cached: dict | None = None, pick_port: bool = False, code_dirs: tuple[str, ...] = ()) -> str:
     """The shell that prints key=value facts on a node; `paths` must exist there (one `missing=` line each). With
     `cached` (an earlier read's dirs and stamp), Python runs only if the node's Python folders changed since. On
-    the master, `port` is checked (or, with `pick_port`, a free one picked)."""
+    the master, `port` is checked (or, with `pick_port`, a free one picked). `code_dirs`: model folders whose own
+    code's imports are checked (one `imports=` line each that has `.py` files; never cached)."""
     setup = "".join(f"{line}; " for line in node.setup)
     python = shlex.quote(node.python)
     versions = f"{python} -c {shlex.quote(_VERSIONS_PY.replace('PACKAGES', repr(PACKAGES)).replace('DEEP', str(deep)))}"
@@ -100,6 +114,10 @@ def facts_command(node: Node, master_addr: str, port: int | None, deep: bool, pa
         versions = f"{stamp}if [ \"$s\" = {shlex.quote(cached['stamp'])} ]; then echo cached=1; else {versions}; fi"
     if port or pick_port:
         versions += f"; {python} -S -c {shlex.quote(_PORT_PY.replace('PORT', str(port or 0)))} 2>/dev/null"
+    if code_dirs:
+        dirs = " ".join(shlex.quote(d) for d in code_dirs)
+        versions += (f"; if ls {' '.join(shlex.quote(d + '/') + '*.py' for d in code_dirs)} >/dev/null 2>&1; then "
+                     f"{python} -c {shlex.quote(_IMPORTS_PY)} {dirs} 2>/dev/null; fi")
     route = f"echo route=$(ip route get {shlex.quote(master_addr)} 2>/dev/null | head -n 1); " if deep else ""
     return (
         "echo clock=${EPOCHREALTIME:-$(date +%s.%N)}; " + setup
@@ -128,6 +146,10 @@ def parse_facts(name: str, text: str, cached: dict | None = None) -> NodeFacts:
             setattr(facts, key, int(value))
         elif key == "missing":
             facts.missing.append(value)
+        elif key == "imports":
+            folder, missing = json.loads(value)
+            if missing:
+                facts.missing_imports[folder] = missing
         elif key == "clock":
             try:
                 facts.clock_skew_s = float(value.replace(",", "."))  # the node's clock; made a skew by the caller
@@ -147,7 +169,7 @@ def parse_facts(name: str, text: str, cached: dict | None = None) -> NodeFacts:
             facts.versions = read["versions"]
             facts.cache_entry = {"dirs": read["dirs"], "stamp": read["stamp"], "versions": read["versions"]}
     if not facts.versions:
-        ours = ("clock=", "disk=", "route=", "gpus=", "gpu_busy=", "missing=", "port=", "then", "cached=")
+        ours = ("clock=", "disk=", "route=", "gpus=", "gpu_busy=", "missing=", "port=", "then", "cached=", "imports=")
         last = [line for line in text.splitlines() if line.strip() and not line.startswith(ours)]
         facts.error = f"python not usable: {last[-1] if last and last[-1].strip() else 'no output'}"
     return facts
@@ -189,7 +211,8 @@ def gather(session: Session, nodes: list[Node], port: int | None = None, deep: b
 
 
 def check_node(session: Session, node: Node, master: Node, port: int | None = None, deep: bool = False,
-               paths: tuple[str, ...] = (), pick_port: bool = False, then: str | None = None) -> NodeFacts:
+               paths: tuple[str, ...] = (), pick_port: bool = False, then: str | None = None,
+               code_dirs: tuple[str, ...] = ()) -> NodeFacts:
     """One node's facts (see `gather`); `port` and `pick_port` apply on the master only. `then`: a shell command
     run right after, in the same round trip (a launch stages its code there); its exit status and last lines land
     in `NodeFacts.then`."""
@@ -203,7 +226,7 @@ def check_node(session: Session, node: Node, master: Node, port: int | None = No
         cached = None if deep else read_cache(node)
         is_master = node is master
         command = facts_command(node, master.addr, port if is_master else None, deep, paths, cached,
-                                pick_port and is_master)
+                                pick_port and is_master, code_dirs)
         if then:
             command += f"; t=$( {then} 2>&1 ); echo \"then=$?\"; printf '%s\\n' \"$t\" | tail -n 2 | sed 's/^/then_err=/'"
         sent = time.time()

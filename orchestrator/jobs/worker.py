@@ -34,22 +34,35 @@ def code_files() -> dict[str, tuple[bytes, int]]:
 
 
 def needed_packages(command: list[str], project: Path) -> dict[str, str] | None:
-    """Package -> why, for the training config a worker job runs (None for any other command)."""
+    """Package -> why, for the training config a worker job runs with its `--model` / `--data-dir` (None for any
+    other command)."""
     if not runs_worker(command) or len(command) < 3:
         return None
+    from orchestrator.jobs.inputs import worker_overrides
     from orchestrator.train.config import load_config
     from orchestrator.train.requirements import needed
 
-    return needed(load_config(str(project / command[2]), on_controller=True))
+    return needed(load_config(str(project / command[2]), on_controller=True, **worker_overrides(command[3:])))
+
+
+def model_folders(outside: dict[str, str]) -> tuple[str, ...]:
+    """The model folders (as the nodes see them) among a job's inputs outside the project (`JobInputs.outside`),
+    whose own code's imports the preflight checks on every node."""
+    return tuple(path for path, key in outside.items() if key.endswith(": model"))
 
 
 def env_problems(facts: list, packages: dict[str, str]) -> list[str]:
     """`node: package version is not supported (...)` lines for every reachable node (doctor.NodeFacts) whose
-    env does not fit `packages`. A missing torch is left to the general check, which reports it already."""
+    env does not fit `packages`, and one line per node whose env lacks packages the model folder's own code
+    imports. A missing torch is left to the general check, which reports it already."""
+    from orchestrator.train.remote_code import missing_imports_line
     from orchestrator.train.requirements import unmet
 
     lines = []
     for f in facts:
         if f.reachable and f.versions.get("torch"):
             lines += [f"{f.name}: {line}" for line in unmet(f.versions, packages, has_gpu=bool(f.gpus))]
+        if f.reachable:
+            lines += [f"{f.name}: {missing_imports_line(folder, missing, 'on this node')}"
+                      for folder, missing in f.missing_imports.items()]
     return lines

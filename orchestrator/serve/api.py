@@ -142,7 +142,7 @@ def _prompt_ids(engine: Engine, req: schemas.ChatRequest) -> list[int]:
 
     try:
         return engine.prompt_ids([m.as_template_input() for m in req.messages])
-    except TemplateError as exc:
+    except (TemplateError, ValueError) as exc:
         raise APIError(400, f"the model's chat template rejected these messages: {exc}", param="messages") from None
 
 

@@ -98,17 +98,31 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 class Engine:
     """Wraps a loaded model and tokenizer: chat templating, length checks and locked, streamed generation."""
 
-    def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None, template: Any = None) -> None:
+        from orchestrator.train.data.templates import resolve_template
+
         self.model = model
         self.tokenizer = tokenizer
         self.context_length = context_length or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.eos_ids = _eos_ids(model, tokenizer)
+        # the chat format training used (loader.LoadedModel.template), else what `auto` picks for the tokenizer
+        self.template = template if template is not None else resolve_template("auto", tokenizer)
+        if self.template.name != "tokenizer":  # the tokens that end an assistant turn in that format stop answers
+            from orchestrator.train.data.prompting import generation_prompt
+
+            self.eos_ids.update(generation_prompt([{"role": "user", "content": "?"}], tokenizer, self.template)[1])
         self._lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The token ids of `messages` rendered with the model's chat template, ready for the assistant's turn."""
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The token ids of `messages` in the chat format, ready for the assistant's turn: the tokenizer's own
+        chat template, or a built-in/user-defined format laid out as training encoded it. ValueError (or a
+        jinja2 TemplateError) for messages the format cannot lay out."""
+        if self.template.name == "tokenizer":
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        from orchestrator.train.data.prompting import generation_prompt
+
+        return generation_prompt(messages, self.tokenizer, self.template)[0]
 
     def budget(self, prompt_len: int, max_tokens: int | None, default: int) -> int:
         """The number of new tokens to allow; raises `ContextLengthError` when the request cannot fit."""

@@ -3,7 +3,8 @@
 An adapter folder is recognised by `adapter_config.json`; its base comes from `base_model_name_or_path` unless the
 user passes `base` (the base moved since training). The adapter is merged into the weights after loading, so
 serving an adapter costs the same per token as serving a merged model. The tokenizer (and its chat template) comes
-from the adapter folder when training saved one there, otherwise from the base.
+from the adapter folder when training saved one there, otherwise from the base. Prompts are laid out in the chat
+format training recorded (`train/data/prompting.py`), else the one `auto` picks for the tokenizer.
 """
 
 from __future__ import annotations
@@ -17,15 +18,6 @@ from typing import Any
 from orchestrator.serve.errors import ServeError
 
 ADAPTER_CONFIG = "adapter_config.json"
-
-# Used only when the tokenizer ships no chat template (a raw pretrained base model).
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -43,6 +35,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     source: ModelSource
+    template: Any = None  # the chat format (`templates.Template`) training recorded or `auto` picks
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -90,24 +83,33 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     A folder that ships its own code loads only with `trust_remote_code`; without it, one line before any weights."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from orchestrator.errors import DataError
     from orchestrator.train.compat import from_pretrained_kwargs
-    from orchestrator.train.remote_code import require_trust
+    from orchestrator.train.data.prompting import recorded_template
+    from orchestrator.train.remote_code import require_imports, require_trust, warn_known_break
+    from orchestrator.train.special_tokens import fill_eos_and_pad
 
     source = resolve_source(path, base)
     trust = require_trust(trust_remote_code, model=source.base, tokenizer=source.tokenizer)
+    if trust:
+        require_imports(source.base)
+        warn_known_break(source.base, generating=True)
     device, dtype = _device_and_dtype()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer, trust_remote_code=trust)
+        tokenizer = fill_eos_and_pad(AutoTokenizer.from_pretrained(source.tokenizer, trust_remote_code=trust),
+                                     source.base)
         model = AutoModelForCausalLM.from_pretrained(
             source.base, **from_pretrained_kwargs({"dtype": dtype, "trust_remote_code": trust}))
     except (OSError, ValueError) as exc:
         raise ServeError(f"cannot load {source.base}: {str(exc).splitlines()[0]}") from None
     if source.adapter is not None:
         model = attach_adapter(model, source.adapter)
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    try:
+        template = recorded_template([f for f in (source.adapter, source.base) if f is not None], tokenizer)
+    except DataError as exc:
+        raise ServeError(f"{source.adapter or source.base}: chat template: {exc}") from None
     model.to(device).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, template=template)
 
 
 def attach_adapter(model: Any, adapter: Path) -> Any:

@@ -13,7 +13,7 @@ from orchestrator.train.config_build import coerce, reject_unknown
 from orchestrator.train.config_notes import Provenance
 from orchestrator.train.config_schema import (DEEPSPEED_ALIASES, DEEPSPEED_PRESETS, LORA_DTYPES, LORA_TARGETS,
                                               PROMPT_FINETUNING, TRAINING_ARG_ALIASES, TrainConfig)
-from orchestrator.train.remote_code import CONFIG_KEY, require_trust
+from orchestrator.train.remote_code import CONFIG_KEY, require_imports, require_trust
 
 
 def check_generation(cfg: TrainConfig, prov: Provenance, on_controller: bool) -> None:
@@ -67,7 +67,9 @@ def check(cfg: TrainConfig, on_controller: bool = False, stack_checks: bool = Tr
     elif cfg.model.startswith(".") or (cfg.model.startswith(("/", "~")) and not on_controller):
         raise ConfigError(f"model: folder not found: {cfg.model}")
     if stack_checks:  # which code a folder runs depends on the node's transformers: checked there
-        require_trust(cfg.trust_remote_code, CONFIG_KEY, model=cfg.model, tokenizer=cfg.model)
+        if require_trust(cfg.trust_remote_code, CONFIG_KEY, model=cfg.model, tokenizer=cfg.model) and \
+                not on_controller:
+            require_imports(cfg.model)  # the folder's code imports (sentencepiece, tiktoken, ...) are installed
     if cfg.lora.r < 1:
         raise ConfigError(f"lora.r: must be a positive integer (got {cfg.lora.r})")
     if not 0.0 <= cfg.lora.dropout < 1.0:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from orchestrator.train.config_schema import TrainConfig
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k")
-DPO_UNUSED_DATA_KEYS = ("eval_ratio", "template", "truncation_strategy", "packing", "cache_dir", "system")
+DPO_UNUSED_DATA_KEYS = ("eval_ratio", "truncation_strategy", "packing", "cache_dir")
 
 
 @dataclass

@@ -3,12 +3,15 @@
 Features: preference pairs `{"prompt","chosen","rejected"}` (strings or message lists); full, LoRA, QLoRA or freeze
 on the policy; with LoRA/QLoRA the reference model is the same weights with the adapter switched off (no second
 copy in memory); `dpo.beta` and `dpo.loss_type` go to `DPOConfig`, `data.max_length` caps prompt+answer.
-Trade-offs: string pairs are wrapped as one user and one assistant message when the tokenizer has a chat template,
-so the policy sees the chat format it was fine-tuned on; packing does not apply.
+Pairs are laid out in the chat format SFT used (`data.template`, `data.system`; default `auto`): the tokenizer's
+own chat template (trl applies it to message lists; string pairs become one user and one assistant message), else
+the built-in or user-defined format as text (prompt up to the answer, answer plus the format's end of turn).
+Trade-off: packing does not apply.
 """
 
 from __future__ import annotations
 
+from orchestrator.errors import DataError
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, say, throughput_callback
 from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
@@ -27,8 +30,20 @@ def as_chat(pair: dict) -> dict:
             "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
 
 
-def preference_dataset(entries: list, cfg: TrainConfig, chat: bool, take: int = -1):
-    """A `datasets.Dataset` of preference pairs read by the data pipeline (`take` of them, seeded; -1: all)."""
+def as_text(pair: dict, template) -> dict:
+    """A preference pair as text in `template`'s chat format: the prompt up to the answer, each answer with the
+    format's end of turn (what SFT trained the model to end an answer with)."""
+    from orchestrator.train.data.prompting import prompt_text
+
+    chat = as_chat(pair)
+    prompt, end = prompt_text(chat["prompt"], template)
+    answer = lambda messages: "".join(m["content"] for m in messages)  # noqa: E731
+    return {"prompt": prompt, "chosen": answer(chat["chosen"]) + end, "rejected": answer(chat["rejected"]) + end}
+
+
+def preference_dataset(entries: list, cfg: TrainConfig, template, take: int = -1):
+    """A `datasets.Dataset` of preference pairs read by the data pipeline (`take` of them, seeded; -1: all), laid
+    out in `template` (`templates.Template`; the tokenizer's own: message lists for trl)."""
     import random
 
     from datasets import Dataset
@@ -39,7 +54,22 @@ def preference_dataset(entries: list, cfg: TrainConfig, chat: bool, take: int = 
     if 0 < take < len(pairs):
         chosen = sorted(random.Random(cfg.data.seed).sample(range(len(pairs)), take))
         pairs = [pairs[i] for i in chosen]
-    return Dataset.from_list([as_chat(p) for p in pairs] if chat else pairs)
+    if template.name == "tokenizer":
+        return Dataset.from_list([as_chat(p) for p in pairs])
+    try:
+        return Dataset.from_list([as_text(p, template) for p in pairs])
+    except ValueError as exc:
+        raise DataError(f"data.template {template.name}: a preference pair cannot be laid out: {exc}") from None
+
+
+def pad_in_vocab(tokenizer):
+    """trl refuses a pad token that `get_vocab()` lacks; Qwen v1's `get_vocab()` holds only its BPE ranks (`bytes`
+    keys), not its special tokens, so its end-of-document pad token is added to what this instance reports."""
+    if tokenizer.pad_token is None or tokenizer.pad_token in tokenizer.get_vocab():
+        return tokenizer
+    original, pad = tokenizer.get_vocab, {tokenizer.pad_token: tokenizer.pad_token_id}
+    tokenizer.get_vocab = lambda: {**original(), **pad}
+    return tokenizer
 
 
 def run_dpo(cfg: TrainConfig) -> str:
@@ -48,6 +78,9 @@ def run_dpo(cfg: TrainConfig) -> str:
     from transformers import set_seed
     from trl import DPOTrainer
 
+    from orchestrator.train.data.prompting import write_record
+    from orchestrator.train.data.templates import resolve_template, with_system
+
     # 1. Arguments first (process group, DeepSpeed config); DPO knobs come from the `dpo:` section.
     args = build_training_args(cfg, extra={"beta": cfg.dpo.beta, "loss_type": [cfg.dpo.loss_type],
                                            "max_length": cfg.data.max_length if cfg.data.max_length > 0 else None})
@@ -55,9 +88,9 @@ def run_dpo(cfg: TrainConfig) -> str:
         init_cpu_distributed()
     # 2. Data before the model, so a bad file fails before loading weights.
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    chat = bool(tokenizer.chat_template)
-    train_ds = preference_dataset(cfg.data.train, cfg, chat, cfg.data.train_samples)
-    eval_ds = preference_dataset(cfg.data.eval, cfg, chat, cfg.data.eval_samples) if cfg.data.eval else None
+    template = with_system(resolve_template(cfg.data.template, tokenizer), cfg.data.system)
+    train_ds = preference_dataset(cfg.data.train, cfg, template, cfg.data.train_samples)
+    eval_ds = preference_dataset(cfg.data.eval, cfg, template, cfg.data.eval_samples) if cfg.data.eval else None
     say(args, f"preference pairs: {len(train_ds)} train, {len(eval_ds) if eval_ds else 0} eval")
     # 3. Policy model; the reference is implicit (adapter off) for LoRA, a frozen copy made by trl otherwise.
     set_seed(args.seed)  # the same adapter init on any world size, so runs compare
@@ -65,11 +98,13 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         callbacks=[completeness_callback()], **tokenizer_kwarg(DPOTrainer, tokenizer))
+                         callbacks=[completeness_callback()], **tokenizer_kwarg(DPOTrainer, pad_in_vocab(tokenizer)))
     trainer.callback_handler.callbacks.insert(0, throughput_callback())  # progress.json for `orch status`
     # 4. Resume decision, train, save.
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in
+        write_record(args.output_dir, cfg.data.template, cfg.data.system, tokenizer)
     say(args, f"saved to {args.output_dir}")
     return args.output_dir

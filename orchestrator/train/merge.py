@@ -12,7 +12,7 @@ from pathlib import Path
 
 from orchestrator.errors import ConfigError
 from orchestrator.train.compat import from_pretrained_kwargs
-from orchestrator.train.remote_code import require_trust
+from orchestrator.train.remote_code import require_trust, warn_known_break
 
 
 PROMPT_ADAPTERS = ("PREFIX_TUNING", "P_TUNING", "PROMPT_TUNING")
@@ -42,6 +42,8 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from orchestrator.train.data.prompting import copy_record
+
     recorded = adapter_base(adapter_dir)
     base = base or recorded
     if not Path(base).is_dir():
@@ -49,6 +51,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     has_tokenizer = any(Path(adapter_dir, n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer_dir = str(adapter_dir) if has_tokenizer else base
     trust = require_trust(trust_remote_code, model=base, tokenizer=tokenizer_dir)
+    warn_known_break(base)
     dtype = "auto" if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base, **from_pretrained_kwargs({"dtype": dtype,
                                                                                  "trust_remote_code": trust}))
@@ -56,4 +59,5 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     out = Path(output_dir)
     merged.save_pretrained(out)
     AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust).save_pretrained(out)
+    copy_record(adapter_dir, out)  # the chat format training used
     return out

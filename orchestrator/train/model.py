@@ -21,14 +21,17 @@ LORA_DTYPES_TORCH = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
-    """The model's tokenizer, with a pad token (the EOS token when it has none) and right padding.
+    """The model's tokenizer, with an EOS token (the model's end-of-document token when it has none), a pad token
+    (the EOS token when it has none) and right padding.
 
     `trust_remote_code` is always an explicit bool: left unset, transformers would ask on stdin."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    from orchestrator.train.remote_code import warn_known_break
+    from orchestrator.train.special_tokens import fill_eos_and_pad
+
+    warn_known_break(path)  # first thing: the model's own code may be known not to run on this transformers
+    tok = fill_eos_and_pad(AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code), path)
     tok.padding_side = "right"
     return tok
 

@@ -22,7 +22,8 @@ from orchestrator.train.state_dump import dump_callback
 
 
 def data_spec(cfg: TrainConfig):
-    """The data pipeline's `DataSpec` for this config (self-cognition samples added to the training files)."""
+    """The data pipeline's `DataSpec` for this config (self-cognition samples added to the training set after
+    `train_samples` is drawn from the user's data, as ms-swift does)."""
     from dataclasses import asdict
     from pathlib import Path
 
@@ -34,7 +35,7 @@ def data_spec(cfg: TrainConfig):
     sc = cfg.self_cognition
     if sc.samples:
         folder = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
-        spec.train = [*spec.train, str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
+        spec.added = [str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
     return spec
 
 
@@ -44,8 +45,10 @@ def run_sft(cfg: TrainConfig) -> str:
     from transformers import Trainer, set_seed
 
     from orchestrator.train.data.collate import make_collator
+    from orchestrator.train.data.prompting import write_record
     from orchestrator.train.data.dataset import build_sft_datasets, build_test_dataset
     from orchestrator.train.generation_eval import GenerationEval
+    from orchestrator.train.packing_check import check_packing
 
     # 1. Arguments first: they start the process group and register DeepSpeed's config for from_pretrained.
     args = build_training_args(cfg)
@@ -67,13 +70,17 @@ def run_sft(cfg: TrainConfig) -> str:
     # 4. Model in its fine-tuning mode.
     set_seed(args.seed)  # the same adapter init on any world size, so runs compare
     model = load_model(cfg, use_bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing)
+    collate = make_collator(tokenizer, cfg.data.packing)
+    if cfg.data.packing:  # "no cross-sample attention" must hold for this model's own attention code
+        check_packing(model, collate, len(tokenizer), cfg.model,
+                      zero3=zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3)
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     if zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3:
         say(args, "ZeRO-3: parameters are partitioned across ranks (counts above are full sizes)")
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=make_collator(tokenizer, cfg.data.packing), **tokenizer_kwarg(Trainer, tokenizer),
+                      data_collator=collate, **tokenizer_kwarg(Trainer, tokenizer),
                       callbacks=[c for c in (dump_callback(), completeness_callback()) if c is not None])
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
@@ -81,6 +88,8 @@ def run_sft(cfg: TrainConfig) -> str:
     # 6. Train (resuming as decided in 2b), save the final weights (LoRA: the adapter) and the tokenizer.
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in
+        write_record(args.output_dir, cfg.data.template, cfg.data.system, tokenizer)
     say(args, f"saved to {args.output_dir}")
     if generation:
         generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics

@@ -75,7 +75,8 @@ def submit(planned: Planned, store: Store, session: Session, job: JobRecord) -> 
         current = False
         if request.checks:
             found = checks.check_node(session, node, master, inventory.master_port, paths=tuple(inputs.outside),
-                                      pick_port=is_master and not port, then=stage)
+                                      pick_port=is_master and not port, then=stage,
+                                      code_dirs=worker.model_folders(inputs.outside) if request.worker_packages else ())
             facts[node.name] = found
             if not found.reachable:
                 return None  # the checks name it

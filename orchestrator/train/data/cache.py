@@ -57,13 +57,19 @@ def tokenizer_hash(tokenizer) -> str:
         digest = hashlib.sha256(backend.to_str().encode())
     else:
         digest = hashlib.sha256(type(tokenizer).__qualname__.encode())
-        digest.update(json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode())
+        vocab = sorted((_vocab_key(token), tid) for token, tid in tokenizer.get_vocab().items())
+        digest.update(json.dumps(vocab, ensure_ascii=False).encode())
         digest.update(json.dumps(sorted(str(t) for t in tokenizer.all_special_tokens)).encode())
     digest.update(json.dumps([tokenizer.eos_token, tokenizer.chat_template or ""]).encode())
     value = digest.hexdigest()
     with contextlib.suppress(AttributeError):
         tokenizer._orch_hash = value
     return value
+
+
+def _vocab_key(token: str | bytes) -> str:
+    """A vocabulary key as text: tiktoken-style vocabularies (Qwen v1's) have `bytes` keys."""
+    return "bytes:" + token.hex() if isinstance(token, bytes) else token
 
 
 TOKENIZER_FILE_SUFFIXES = (".json", ".txt", ".model", ".py", ".jinja", ".tiktoken")

@@ -189,24 +189,29 @@ def build_sft_datasets(spec: DataSpec, tokenizer, stage: str = "sft"):
     if not spec.train:
         raise DataError("no training data given (data.train is empty)")
     open_all = _opener(spec, tokenizer)
-    report = DataReport(truncation_strategy=spec.truncation_strategy, sources=list(spec.train))
+    report = DataReport(truncation_strategy=spec.truncation_strategy, sources=list(spec.train) + list(spec.added))
     train_sources = open_all(spec.train)
     eval_sources = open_all(spec.eval)
+    added_sources = open_all(spec.added)
     open_all.evict()
-    for index in train_sources + eval_sources:
+    sources = train_sources + eval_sources + added_sources
+    for index in sources:
         report.samples_read += len(index)
         report.skipped_bad += index.record.get("skipped_bad", 0)
         report.bad_examples += index.record.get("bad_examples", [])
-    rows = _Rows(train_sources + eval_sources, spec, stage)
-    entries, lengths = _select(train_sources + eval_sources, spec, stage, report)
+    rows = _Rows(sources, spec, stage)
+    entries, lengths = _select(sources, spec, stage, report)
     n_train = sum(1 for s, _ in entries if s < len(train_sources))
+    n_eval = sum(1 for s, _ in entries if len(train_sources) <= s < len(train_sources) + len(eval_sources))
     train, train_len = entries[:n_train], lengths[:n_train]
-    evals, eval_len = entries[n_train:], lengths[n_train:]
+    evals, eval_len = entries[n_train:n_train + n_eval], lengths[n_train:n_train + n_eval]
     if not eval_sources and spec.eval_ratio > 0:
         (train, train_len), (evals, eval_len) = _split_eval(train, train_len, spec.eval_ratio, spec.seed)
+    train, train_len = _take(train, train_len, spec.train_samples, spec.seed)
+    # `added` (self-cognition) joins after the eval split and the draw, as ms-swift adds its identity rows
+    train, train_len = train + entries[n_train + n_eval:], np.concatenate([train_len, lengths[n_train + n_eval:]])
     if not train:
         raise DataError("no training samples left after truncation (raise max_length or change truncation_strategy)")
-    train, train_len = _take(train, train_len, spec.train_samples, spec.seed)
     evals, eval_len = _take(evals, eval_len, spec.eval_samples, spec.seed)
     report.train_samples, report.eval_samples = len(train), len(evals)
     report.train_tokens = int(train_len.sum())

@@ -25,6 +25,8 @@ class DataSpec:
     `system` is the system prompt of samples that have none; `max_length: -1` is no limit; `max_input_length` and
     `max_output_length` (ChatGLM3) cut input and output separately (`pack.truncate_io`).
     `cache_dir` holds token indexes (default: `cache.default_cache_dir()`).
+    `added` entries join the training set after the eval split and the `train_samples` draw, whole (the
+    self-cognition rows, as ms-swift adds them after drawing from the user's data).
     """
 
     train: list = field(default_factory=list)
@@ -44,6 +46,7 @@ class DataSpec:
     system: str | None = None
     max_input_length: int | None = None
     max_output_length: int | None = None
+    added: list = field(default_factory=list)
 
     @property
     def cap(self) -> int:

@@ -1,9 +1,10 @@
 """Chat templates: which one applies, what identifies it in cache keys, and the refusal to wrap markup twice.
 
 `template` (training config `data.template`, `orch data index|preview --template`) is one of:
-- `auto`, the default of training, `orch data index` and `orch data preview` alike: the tokenizer's own
-  chat_template when it has one; else the format its vocabulary has single tokens for (`<|user|>`,
-  `<|assistant|>`, `[gMASK]`: chatglm3; `<用户>`, `<AI>`: fm9g); else chatml;
+- `auto`, the default of training, `orch data index`, `orch data preview`, `orch chat` and `orch serve` alike: the
+  tokenizer's own chat_template when it has one; else the format its vocabulary has single tokens for
+  (`<|user|>`, `<|assistant|>`, `[gMASK]`: chatglm3; `<用户>`, `<AI>`: fm9g); else qwen for Qwen v1 (`is_qwen_v1`);
+  else chatml;
 - `tokenizer`: the tokenizer's own chat_template (an error when it has none);
 - a built-in format: chatml, qwen, raw, fm9g, chatglm3 (exact layouts and loss spans in `formats.py`);
 - a Jinja chat template file (`.jinja` / `.j2`): rendered like a tokenizer chat_template, masked the same way;
@@ -162,11 +163,26 @@ def single_id(tokenizer, token: str) -> int | None:
 
 
 def _vocab_format(tokenizer) -> str:
-    """The built-in format whose control tokens the vocabulary has, else chatml."""
+    """The built-in format whose control tokens the vocabulary has; qwen for Qwen v1; else chatml."""
     for name, tokens in VOCAB_FORMATS:
         if all(single_id(tokenizer, t) is not None for t in tokens):
             return name
-    return "chatml"
+    return "qwen" if is_qwen_v1(tokenizer) else "chatml"
+
+
+def is_qwen_v1(tokenizer) -> bool:
+    """Qwen-7B/14B-Chat v1: ChatML control tokens, no chat template of its own, and Qwen's end-of-document id
+    attribute (`eod_id`) or `model_type: qwen` in the folder's config.json. Its own `chat()` always sends the
+    system prompt "You are a helpful assistant.", which the `qwen` format adds."""
+    if not all(single_id(tokenizer, t) is not None for t in ("<|im_start|>", "<|im_end|>")):
+        return False
+    if isinstance(getattr(tokenizer, "eod_id", None), int):
+        return True
+    try:
+        config = json.loads((Path(tokenizer.name_or_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "qwen"
 
 
 def _pattern(markers: list[str]) -> re.Pattern:
