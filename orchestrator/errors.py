@@ -4,7 +4,16 @@ from __future__ import annotations
 
 
 class OrchError(Exception):
-    """A mistake the user can fix (bad input, unknown node, ...): printed without a traceback, exit 2."""
+    """A mistake the user can fix (bad input, unknown node, ...): printed without a traceback, exit 2.
+
+    One line whatever a file held: a newline in the message (a key or path read from a mangled file) shows as `\\n`,
+    unless the error is a list of problems by design (`multiline`)."""
+
+    multiline = False
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.multiline else text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class InventoryError(OrchError):

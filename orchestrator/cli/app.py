@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -10,15 +11,44 @@ from orchestrator import __version__
 from orchestrator.errors import OrchError
 
 
+def _one_line(message: str, code: int = 2) -> NoReturn:
+    """`orch: error: MESSAGE` on stderr, then exit (an `OrchError`'s message is one line already: errors.py)."""
+    click.echo(f"orch: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _usage(exc: click.ClickException) -> NoReturn:
+    """A command-line mistake (unknown option, bad value) in one line, pointing at the command's --help; a group
+    called with nothing shows its help, as click does."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        exc.show()
+        sys.exit(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if isinstance(exc, click.UsageError) and ctx is not None else ""
+    _one_line(str(OrchError(f"{exc.format_message()}{hint}")), exc.exit_code)  # one line, as OrchError's
+
+
 class OrchGroup(click.Group):
-    """A click group that turns `OrchError` into `orch: error: ...` on stderr and exit code 2."""
+    """A click group that turns `OrchError`, click's usage errors and an unreadable/unwritable named file into one
+    line `orch: error: ...` on stderr and exit code 2."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:  # noqa: D102 - the top level's own options
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            _usage(exc)
 
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
             return super().invoke(ctx)
         except OrchError as exc:
-            click.echo(f"orch: error: {exc}", err=True)
-            sys.exit(2)
+            _one_line(str(exc))
+        except click.ClickException as exc:
+            _usage(exc)
+        except OSError as exc:
+            if exc.filename is None or isinstance(exc, (BrokenPipeError, ConnectionError)):
+                raise
+            _one_line(f"{exc.filename}: {exc.strerror or exc}")
 
 
 # the commands that write only orch's own state ($ORCH_HOME: the job database, run folders, the local node's jobs):

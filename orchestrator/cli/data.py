@@ -14,6 +14,18 @@ from orchestrator.cli.app import TRUST_REMOTE_CODE, cli
 from orchestrator.errors import DataError, located
 from orchestrator.train.data import DEFAULT_TEMPLATE
 
+ENCODING = click.option("--encoding", default=None, metavar="NAME",
+                        help="the input's text encoding when it is not UTF-8 (gb18030, gbk, big5, utf-16, ...); "
+                             "a BOM is read without it; output is UTF-8")
+
+
+def _encoding(name: str | None) -> str | None:
+    """The codec of `--encoding` (None when not given); an unknown name is a one-line error."""
+    from orchestrator.textio import check_encoding
+
+    return check_encoding(name, "--encoding") if name is not None else None
+
+
 _TEMPLATE_HELP = ("chat template: auto (the tokenizer's own, else chatml), tokenizer, chatml, qwen, raw (the text "
                   "carries its own markup), fm9g, chatglm3, a .jinja file, or role formats (.yaml/.json file or "
                   "inline JSON)")
@@ -61,14 +73,15 @@ def data() -> None:
               help="rename the file's fields to ours first, e.g. input=Question,output=Response")
 @click.option("--keep-language", type=click.Choice(["zh", "en"]), default=None,
               help="keep records with Chinese characters (zh) or without any (en)")
+@ENCODING
 def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool, columns: str | None,
-            keep_language: str | None) -> None:
+            keep_language: str | None, encoding: str | None) -> None:
     """Convert .txt, .csv, a JSON list, or a folder of chat exports (*train.json, other *.json, subfolders
     included) into JSONL; preference pairs become {"prompt","chosen","rejected"} lines for stage: dpo."""
     from orchestrator.train.data.convert import convert_file, convert_to_split
     from orchestrator.train.data.entries import DataEntry, Tally, parse_columns
 
-    entry = DataEntry(str(src), parse_columns(columns, "--map") if columns else (), keep_language)
+    entry = DataEntry(str(src), parse_columns(columns, "--map") if columns else (), keep_language, _encoding(encoding))
     tally = Tally()
     if src.is_dir() or split_ratio > 0:
         counts, bad = convert_to_split(src, out, split_ratio, seed, skip_bad, entry, tally)
@@ -96,19 +109,23 @@ def convert(src: Path, out: Path, split_ratio: float, seed: int, skip_bad: bool,
 @click.option("--workers", type=int, default=None, help="processes (default: all usable cores)")
 @click.option("--skip-bad", is_flag=True, help="count and skip bad lines instead of stopping")
 @click.option("--json", "as_json", is_flag=True, help="print the build record as JSON")
+@ENCODING
 @TRUST_REMOTE_CODE
 def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: str, workers: int | None,
-          skip_bad: bool, as_json: bool, trust_remote_code: bool) -> None:
+          skip_bad: bool, as_json: bool, encoding: str | None, trust_remote_code: bool) -> None:
     """Tokenize SRC into a memory-mapped index with meta.json in --output (cached; built once)."""
     from orchestrator.train.data.templates import parse_template
 
     spec = parse_template(template, "--template")
-    request, record = _index_request(src, out, tokenizer_dir, spec.key, language, skip_bad, trust_remote_code)
+    encoding = _encoding(encoding)
+    request, record = _index_request(src, out, tokenizer_dir, spec.key, language, skip_bad, trust_remote_code,
+                                     encoding)
     if record is None:  # not known to be up to date: load the tokenizer (the slow imports) and build or check
         from orchestrator.train.data.index import build_index
 
         record = build_index(src, out, _load_tokenizer(tokenizer_dir, trust_remote_code), template=spec,
-                             language=language, workers=workers, skip_bad=skip_bad, request=request)
+                             language=language, workers=workers, skip_bad=skip_bad, request=request,
+                             encoding=encoding)
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
         return
@@ -121,7 +138,7 @@ def index(src: Path, tokenizer_dir: Path, out: Path, language: str, template: st
 
 
 def _index_request(src: Path, out: Path, tokenizer_dir: Path, template_key: str, language: str, skip_bad: bool,
-                   trust_remote_code: bool) -> tuple[str | None, dict | None]:
+                   trust_remote_code: bool, encoding: str | None) -> tuple[str | None, dict | None]:
     """The key of what `orch data index` was asked (input, tokenizer files, template, settings: no tokenizer
     loaded), and the index's record when it was built for exactly that (an up-to-date index: nothing to import)."""
     from orchestrator.train.data import cache
@@ -130,7 +147,8 @@ def _index_request(src: Path, out: Path, tokenizer_dir: Path, template_key: str,
         return None, None  # the slow path names the problem
     previous = cache.read_record(out)
     request = cache.settings_key(input=cache.input_hash(src, previous), tokenizer_files=cache.tokenizer_files_hash(
-        tokenizer_dir), template=template_key, language=language, skip_bad=skip_bad, trust=trust_remote_code)
+        tokenizer_dir), template=template_key, language=language, skip_bad=skip_bad, trust=trust_remote_code,
+        **({"encoding": encoding} if encoding else {}))
     if previous and previous.get("request") == request and (out / "meta.json").is_file():
         return request, {**previous, "cached": True}
     return request, None
@@ -141,12 +159,13 @@ def _index_request(src: Path, out: Path, tokenizer_dir: Path, template_key: str,
 @click.option("--num-samples", type=int, default=None, help="mixture size (default: all lines of all datasets)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per dataset")
 @click.option("--seed", type=int, default=42, show_default=True, help="the seed the transforms are checked with")
-def mix(config: Path, num_samples: int | None, as_json: bool, seed: int) -> None:
+@ENCODING
+def mix(config: Path, num_samples: int | None, as_json: bool, seed: int, encoding: str | None) -> None:
     """Validate a mixture config (each transform runs on a few samples of its dataset) and print effective shares,
     epochs and token totals per dataset."""
     from orchestrator.train.data.mixture import check_transforms, load_mixture, nlines_warnings, plan_mixture
 
-    entries = load_mixture(config)
+    entries = load_mixture(config, _encoding(encoding))
     for line in nlines_warnings(config, entries):
         click.echo(f"warning: {line}", err=True)
     check_transforms(entries, seed)
@@ -186,17 +205,19 @@ def mix(config: Path, num_samples: int | None, as_json: bool, seed: int) -> None
 @click.option("--stage", type=click.Choice(["sft", "pt"]), default="sft", show_default=True)
 @click.option("-n", "--num", type=int, default=3, show_default=True, help="how many samples")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per sample: input_ids, labels")
+@ENCODING
 @TRUST_REMOTE_CODE
 def preview(file: Path, tokenizer_dir: Path, template: str, max_length: int | None, truncation: str, stage: str,
-            num: int, as_json: bool, trust_remote_code: bool) -> None:
+            num: int, as_json: bool, encoding: str | None, trust_remote_code: bool) -> None:
     """Show the first samples of FILE as tokens, ids and labels (-100 where no loss)."""
     from orchestrator.train.data.preview import preview_samples
 
+    encoding = _encoding(encoding)
     tokenizer = _load_tokenizer(tokenizer_dir, trust_remote_code)
     from orchestrator.train.data.templates import parse_template
 
     spec = parse_template(template, "--template")
-    for item in preview_samples(file, tokenizer, spec, num, max_length, truncation, stage):
+    for item in preview_samples(file, tokenizer, spec, num, max_length, truncation, stage, encoding):
         if as_json:
             click.echo(json.dumps(item, ensure_ascii=False))
         else:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cluster.toml_lines import key_lines
-from orchestrator.errors import InventoryError, located
+from orchestrator.errors import InventoryError, OrchError, located
+from orchestrator.textio import read_config_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -202,11 +203,15 @@ def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
     """Parse and validate inventory TOML text."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise InventoryError(located(path, None, "malformed TOML: nested too deeply")) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = re.search(r"\(at line (\d+), column \d+\)", message)
         line = int(match.group(1)) if match else None
         raise InventoryError(located(path, line, f"malformed TOML: {re.sub(r' ?[(]at line.*', '', message)}"))
+    except ValueError as exc:  # a value tomllib cannot build (a 5000-digit integer)
+        raise InventoryError(located(path, None, f"malformed TOML: {str(exc).split(';')[0]}")) from None
     check = _Checker(path, text)
     for key in data:
         if key not in _TOP_KEYS:
@@ -320,9 +325,11 @@ def load_inventory(explicit: str | None = None) -> Inventory:
     if path is None:
         return parse_inventory(EMBEDDED_DEFAULT, "<embedded default>")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_config_text(path)  # a BOM is fine; not UTF-8 or too large: one line
     except FileNotFoundError:
         raise InventoryError(f"{path}: inventory file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"{path}: cannot read inventory: {exc}") from None
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read inventory: {exc.strerror}") from None
+    except OrchError as exc:
+        raise InventoryError(str(exc)) from None
     return parse_inventory(text, path)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from orchestrator.errors import PlanError, located
+from orchestrator.errors import OrchError, PlanError
+from orchestrator.textio import read_text
 
 MIXTURE_MAX_BYTES = 1 << 20  # a mixture config is small; a bigger .json is a data file, not read here
 
@@ -53,15 +54,10 @@ def config_paths(config: Path, model: str | None = None, data_dir: str | None = 
     """(key, path) for every path-like value in a training config: model, data.train/eval/test, deepspeed JSON, a
     chat template file. `model` / `data_dir` override the config's (the launch's `--model` / `--data-dir`).
     Relative values resolve against the config's `data_dir` (default: the project folder)."""
-    import yaml  # only a launch of a training config reads YAML: plain commands skip the import
-
     from orchestrator.train.data.templates import TEMPLATE_FILE_SUFFIXES
+    from orchestrator.yamlio import load_yaml  # only a launch of a training config reads YAML
 
-    try:
-        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise PlanError(located(str(config), mark.line + 1 if mark else None, f"malformed YAML: {exc}")) from None
+    raw = load_yaml(config, PlanError) or {}
     if not isinstance(raw, dict):
         return []
     raw = {**raw, **{k: v for k, v in (("model", model), ("data_dir", data_dir)) if v}}
@@ -97,8 +93,8 @@ def mixture_members(found: list[tuple[str, str]], project: Path) -> list[tuple[s
         if file.stat().st_size > MIXTURE_MAX_BYTES:
             continue
         try:
-            entries = json.loads(file.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            entries = json.loads(read_text(file, option=False))  # a BOM (saved on Windows) is fine
+        except (ValueError, RecursionError, OrchError):
             continue  # the worker reports a broken file with its line; here it is just not a mixture
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "abs_weight" in e for e in entries):
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent  # the `orchestrator` package folder
 FOLDER = "worker"  # inside the job folder; holds the `orchestrator` package
 # what the worker imports: nothing else from orchestrator (tests/test_seed_env.py checks), plus DeepSpeed presets
-SHIPPED = ("__init__.py", "errors.py", "train/**/*.py", "templates/deepspeed/*.json")
+SHIPPED = ("__init__.py", "errors.py", "textio.py", "yamlio.py", "train/**/*.py", "templates/deepspeed/*.json")
 
 
 def runs_worker(command: list[str]) -> bool:

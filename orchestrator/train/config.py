@@ -22,8 +22,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
-
 from orchestrator.errors import ConfigError
 from orchestrator.train.config_aliases import lift_swift_keys, renamed
 from orchestrator.train.config_build import build
@@ -31,6 +29,7 @@ from orchestrator.train.config_chatglm3 import lift_generation, translate_chatgl
 from orchestrator.train.config_checks import check, check_generation
 from orchestrator.train.config_notes import Provenance, unused_keys
 from orchestrator.train.config_schema import TrainConfig
+from orchestrator.yamlio import load_yaml
 
 
 def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str | None = None,
@@ -44,12 +43,9 @@ def load_config(path: str | os.PathLike, model: str | None = None, data_dir: str
     `stack_checks` (default: not `on_controller`): check the `training_args` names and the model folder's own code
     against the installed transformers/trl (importing them takes seconds: `orch train` leaves it to its worker)."""
     src = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{src}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{src}: not valid YAML: {exc}") from None
+    if not Path(path).is_file():
+        raise ConfigError(f"{src}: config file not found")
+    raw = load_yaml(path, ConfigError)  # one line for bad YAML, a key given twice, a non-UTF-8 file
     if not isinstance(raw, dict):
         raise ConfigError(f"{src}: the config must be a mapping of keys to values")
     prov = Provenance()

@@ -24,13 +24,13 @@ def translate_chatglm3(raw: dict, prov: Provenance | None = None) -> dict:
     known = {"data_config", "max_input_length", "max_output_length", "training_args", "peft_config", "model",
              "stage", "deepspeed", "resume_from_checkpoint", "data_dir", "trust_remote_code"}
     reject_unknown(raw, known, "")
-    dc = raw.get("data_config") or {}
+    dc = _mapping(raw, "data_config")
     reject_unknown(dc, {"train_file", "val_file", "test_file", "num_proc"}, "data_config.")
     if "train_file" not in dc:
         raise ConfigError("data_config.train_file: required")
     out: dict[str, Any] = {k: raw[k] for k in ("model", "stage", "deepspeed", "resume_from_checkpoint", "data_dir",
                                                "trust_remote_code") if k in raw}
-    max_in, max_out = int(raw.get("max_input_length", 512)), int(raw.get("max_output_length", 512))
+    max_in, max_out = _length(raw, "max_input_length"), _length(raw, "max_output_length")
     out["data"] = {"train": dc["train_file"], "max_length": max_in + max_out, "truncation_strategy": "right",
                    "max_input_length": max_in, "max_output_length": max_out}
     if dc.get("val_file"):
@@ -40,11 +40,11 @@ def translate_chatglm3(raw: dict, prov: Provenance | None = None) -> dict:
         prov.origin["data.test"] = "data_config.test_file"
     if "num_proc" in dc:
         prov.warn("data_config.num_proc", "ignored (orch tokenizes each file once, in parallel, on its own)")
-    out["training_args"] = dict(raw.get("training_args") or {})
+    out["training_args"] = dict(_mapping(raw, "training_args"))
     lift_generation(out, prov)
-    out["generation"] = {"max_new_tokens": int(raw.get("max_output_length", 512)), "max_samples": 50,
+    out["generation"] = {"max_new_tokens": max_out, "max_samples": 50,
                          **out.get("generation", {})}
-    peft = dict(raw.get("peft_config") or {})
+    peft = dict(_mapping(raw, "peft_config"))
     if not peft:
         out["finetuning"] = "full"
         return out
@@ -100,3 +100,19 @@ def lift_generation(raw: dict, prov: Provenance) -> None:
     if lifted:
         raw["generation"] = {**gen, **{key: value for key, (value, _) in lifted.items()}}
 
+
+def _mapping(raw: dict, key: str) -> dict:
+    """A section that must be a mapping (absent: empty)."""
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping of keys to values, got {type(value).__name__}")
+    return value
+
+
+def _length(raw: dict, key: str) -> int:
+    """`max_input_length` / `max_output_length`: a positive whole number of tokens (default 512)."""
+    value = raw.get(key, 512)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
+            or int(value) < 1:
+        raise ConfigError(f"{key}: expected a positive number of tokens, got {value!r}")
+    return int(value)

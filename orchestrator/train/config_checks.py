@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from orchestrator.errors import ConfigError
+from orchestrator.textio import found
 from orchestrator.train.config_build import coerce, reject_unknown
 from orchestrator.train.config_notes import Provenance
 from orchestrator.train.config_schema import (DEEPSPEED_ALIASES, DEEPSPEED_PRESETS, LORA_DTYPES, LORA_TARGETS,
@@ -223,6 +224,8 @@ def must_exist(path: str, base: str, key: str, on_controller: bool = False) -> N
     full = Path(base, path).expanduser()
     if on_controller and full.is_absolute():
         return
-    if not full.exists():
-        raise ConfigError(f"{key}: file not found: {full}")
+    if not found(full):
+        posix = Path(base, str(path).replace("\\", "/")).expanduser()
+        hint = f" (paths take /, not \\: {posix})" if "\\" in str(path) and found(posix) else ""
+        raise ConfigError(f"{key}: file not found: {full}{hint}")
 

@@ -27,7 +27,7 @@ GENERATION_TRAINING_ARGS = {"predict_with_generate": "predict_with_generate", "g
 @dataclass
 class DataSection:
     """`data:` (mirrors the data pipeline's `DataSpec`, minus `base_dir`, which comes from `--data-dir`).
-    An entry of `train`/`eval` is a path or `{path, columns, keep_language}` (data/entries.py)."""
+    An entry of `train`/`eval` is a path or `{path, columns, keep_language, encoding}` (data/entries.py)."""
 
     train: list[Union[str, dict]]
     eval: Union[list[Union[str, dict]], None] = None  # one file or several

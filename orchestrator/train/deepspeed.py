@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, OrchError
+from orchestrator.textio import read_text
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "deepspeed"
 
@@ -27,11 +28,15 @@ def load_deepspeed_config(value: str | dict | None, source: str = "<config>") ->
     else:
         path = TEMPLATE_DIR / f"{value}.json" if "/" not in value and not value.endswith(".json") else Path(value)
         try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
+            cfg = json.loads(read_text(path, option=False))  # a BOM from a Windows editor is fine
         except FileNotFoundError:
             raise ConfigError(f"{source}: deepspeed: config not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: deepspeed: {path} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # malformed JSON, or nested too deeply to parse
+            raise ConfigError(f"{source}: deepspeed: {path} is not valid JSON: {exc or 'nested too deeply'}") from None
+        except OrchError as exc:  # not UTF-8
+            raise ConfigError(f"{source}: deepspeed: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: deepspeed: the config must be a JSON object (a mapping)")
     if not isinstance(cfg.get("zero_optimization", {}), dict):
         raise ConfigError(f"{source}: deepspeed: zero_optimization must be a mapping")
     return cfg

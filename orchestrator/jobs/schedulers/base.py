@@ -140,7 +140,10 @@ class DoctorReport:
 
 
 class SubmitError(OrchError):
-    """The job could not be started or submitted (a node failed its preflight, the scheduler refused it)."""
+    """The job could not be started or submitted (a node failed its preflight, the scheduler refused it); the
+    preflight's message lists one problem per line."""
+
+    multiline = True
 
 
 class Scheduler(Protocol):

@@ -79,7 +79,7 @@ def convert_file(src: Path, dst: Path, skip_bad: bool = False, entry: DataEntry 
 
 def _with_path(entry: DataEntry | None, path: Path) -> DataEntry:
     """The reading settings of `entry` applied to `path`."""
-    return DataEntry(str(path), entry.columns, entry.keep_language) if entry else DataEntry(str(path))
+    return DataEntry(str(path), entry.columns, entry.keep_language, entry.encoding) if entry else DataEntry(str(path))
 
 
 def _folder_sources(src: Path) -> tuple[list[Path], list[Path]]:

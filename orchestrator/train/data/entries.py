@@ -1,10 +1,12 @@
 """A data entry: a file plus how to read it, a field mapping (`input=Question,output=Response`) and a language
-filter (`keep_language: zh`), as `orch data convert --map/--keep-language` and a config's `data.train` take them.
+filter (`keep_language: zh`) and its text encoding (`encoding: gb18030`; default UTF-8, see `orchestrator.textio`),
+as `orch data convert --map/--keep-language/--encoding` and a config's `data.train` take them.
 
     data:
       train:
         - data/medical.json                                   # a plain path
         - {path: data/medical_o1.json, columns: {input: Question, output: Response}, keep_language: zh}
+        - {path: data/excel_export.csv, encoding: gb18030}
 
 A mapping renames source fields to ours before the format is recognised (unmapped fields stay); the language
 filter keeps a record when it has Chinese characters (`zh`) or has none (`en`), looking at every string in it.
@@ -20,31 +22,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
+from orchestrator.textio import check_encoding
 from orchestrator.train.data.readers import BadLines, iter_records, preference_pair
 
 LANGUAGES = ("zh", "en")
-ENTRY_KEYS = ("path", "columns", "keep_language")
+ENTRY_KEYS = ("path", "columns", "keep_language", "encoding")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @dataclass(frozen=True)
 class DataEntry:
-    """One data file and how to read it; `columns` holds (our field, source field) pairs."""
+    """One data file and how to read it; `columns` holds (our field, source field) pairs; `encoding` the file's
+    text encoding when it is not UTF-8 (None: UTF-8, or what its byte-order mark says)."""
 
     path: str
     columns: tuple[tuple[str, str], ...] = ()
     keep_language: str | None = None
+    encoding: str | None = None
 
     @property
     def plain(self) -> bool:
-        """Read as is: no mapping and no filter."""
-        return not self.columns and not self.keep_language
+        """Read as is: no mapping, no filter, no named encoding."""
+        return not self.columns and not self.keep_language and not self.encoding
 
     def key(self) -> str:
         """What the reading adds to the file's content, for cache keys ('' when plain)."""
         if self.plain:
             return ""
-        blob = json.dumps([list(self.columns), self.keep_language])
+        blob = json.dumps([list(self.columns), self.keep_language] + ([self.encoding] if self.encoding else []))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -70,20 +75,23 @@ def check_language(value: object, where: str) -> str | None:
 
 
 def parse_entry(value: object, where: str) -> DataEntry:
-    """A path string or `{path, columns, keep_language}`; DataError names `where` and the key."""
+    """A path string or `{path, columns, keep_language, encoding}`; DataError names `where` and the key."""
     if isinstance(value, DataEntry):
         return value
     if isinstance(value, str) and value:
         return DataEntry(value)
     if not isinstance(value, dict):
-        raise DataError(f"{where}: expected a path or a mapping with path, columns, keep_language (got {value!r})")
+        raise DataError(f"{where}: expected a path or a mapping with {', '.join(ENTRY_KEYS)} (got {value!r})")
     for key in value:
         if key not in ENTRY_KEYS:
             raise DataError(f"{where}.{key}: unknown key (known: {', '.join(ENTRY_KEYS)})")
     if not isinstance(value.get("path"), str) or not value["path"]:
         raise DataError(f"{where}.path: required (the data file)")
     columns = parse_columns(value["columns"], f"{where}.columns") if value.get("columns") else ()
-    return DataEntry(value["path"], columns, check_language(value.get("keep_language"), f"{where}.keep_language"))
+    encoding = value.get("encoding")
+    encoding = check_encoding(encoding, f"{where}.encoding") if encoding is not None else None
+    return DataEntry(value["path"], columns, check_language(value.get("keep_language"), f"{where}.keep_language"),
+                     encoding)
 
 
 def has_chinese(value: object) -> bool:
@@ -124,7 +132,7 @@ def entry_records(entry: DataEntry, base_dir: str | Path = ".", bad: BadLines | 
     """(line, record) of an entry's file, mapped and filtered; a record that cannot be mapped goes to `bad`."""
     bad = bad or BadLines()
     path = Path(base_dir) / entry.path
-    for line, record in iter_records(path, bad):
+    for line, record in iter_records(path, bad, entry.encoding):
         try:
             record = mapped(record, entry.columns)
         except ValueError as exc:

@@ -26,7 +26,8 @@ from orchestrator.train.data.convert import write_jsonl_atomic
 from orchestrator.train.data.encoding import encode_rendered
 from orchestrator.train.data.meta import LengthHistogram, make_meta
 from orchestrator.train.data.progress import Progress
-from orchestrator.train.data.readers import BadLines, first_char, iter_records, normalise
+from orchestrator.textio import copy_as_utf8
+from orchestrator.train.data.readers import BadLines, first_char, iter_records, normalise, parse_json_line
 from orchestrator.train.data.templates import DEFAULT_TEMPLATE, resolve_template
 
 CHUNK_BYTES = 4 << 20
@@ -59,7 +60,7 @@ def _encode_chunk(task: tuple[str, int, int]) -> ChunkResult:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
+            record = parse_json_line(raw)
         except ValueError as exc:
             errors.append((i, f"malformed JSON: {getattr(exc, 'msg', exc)}"))
             continue
@@ -122,15 +123,16 @@ def _run_chunks(tasks: list, workers: int):
             yield pending.popleft().get()
 
 
-def _prepare_source(src: Path, tmp: Path) -> list[int] | None:
-    """Put the source into `tmp/data.jsonl`; returns the original line of each data line for non-JSONL input."""
+def _prepare_source(src: Path, tmp: Path, encoding: str | None) -> list[int] | None:
+    """Put the source into `tmp/data.jsonl` as UTF-8 (checked, or decoded from `encoding` / its BOM's); returns
+    the original line of each data line for non-JSONL input."""
     if src.suffix == ".jsonl":
-        shutil.copyfile(src, tmp / "data.jsonl")
+        copy_as_utf8(src, tmp / "data.jsonl", encoding)
         return None
     line_map: list[int] = []
 
     def records():
-        for line, record in iter_records(src):
+        for line, record in iter_records(src, encoding=encoding):
             line_map.append(line)
             yield record
 
@@ -151,9 +153,9 @@ def _first_record(path: Path) -> object:
 
 
 def _write_index(src: Path, tmp: Path, tokenizer, template, language: str, workers: int, bad: BadLines,
-                 chunk_bytes: int, describe: Callable[[int], str] | None, label: str) -> dict:
+                 chunk_bytes: int, describe: Callable[[int], str] | None, label: str, encoding: str | None) -> dict:
     """Fill `tmp` with data.jsonl, the token arrays and meta.json; returns build counts."""
-    line_map = _prepare_source(src, tmp)
+    line_map = _prepare_source(src, tmp, encoding)
     data = tmp / "data.jsonl"
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.uint32
     hist, line_base, offset = LengthHistogram(), 1, 0
@@ -193,24 +195,26 @@ def _check_output(src: Path, out: Path) -> None:
 def build_index(src: str | Path, out: str | Path, tokenizer, template: object = DEFAULT_TEMPLATE,
                 language: str = "zh", workers: int | None = None, skip_bad: bool = False,
                 chunk_bytes: int = CHUNK_BYTES, describe: Callable[[int], str] | None = None,
-                input_sha: str | None = None, label: str | None = None, request: str | None = None) -> dict:
+                input_sha: str | None = None, label: str | None = None, request: str | None = None,
+                encoding: str | None = None) -> dict:
     """Build (or reuse) the token index of `src` in `out`; returns the build record (with `cached: bool`).
 
     `template`: a template value or a resolved `Template` (templates.py). Cached by a hash of the input content,
     the tokenizer and the settings (the template's key among them); built once under a file lock. `describe`
     names line N of `src` in error messages instead of `src:N` (a materialised mixture names the dataset).
     `input_sha`: the content hash of `src` when the caller has it; `label`: what the progress bar names;
-    `request`: a key of what was asked, before the tokenizer loaded (`orch data index` checks it without loading).
+    `request`: a key of what was asked, before the tokenizer loaded (`orch data index` checks it without loading);
+    `encoding`: the source's text encoding when it is not UTF-8 (data.jsonl is always written as UTF-8).
     """
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise DataError(located(str(src), None, "no such file"))
-    if not first_char(src):
+    if not first_char(src, encoding):
         raise DataError(located(str(src), None, "the file is empty"))
     _check_output(src, out)
     template = resolve_template(template, tokenizer)
     settings = {"tokenizer": cache.tokenizer_hash(tokenizer), "template": template.key, "language": language,
-                "skip_bad": skip_bad}
+                "skip_bad": skip_bad, **({"encoding": encoding} if encoding else {})}
     with cache.build_lock(out):
         previous = cache.read_record(out)
         sha = input_sha or cache.input_hash(src, previous)
@@ -226,7 +230,7 @@ def build_index(src: str | Path, out: str | Path, tokenizer, template: object = 
         try:
             bad = BadLines(skip_bad=skip_bad)
             counts = _write_index(src, tmp, tokenizer, template, language, workers or _cpu_count(), bad,
-                                  chunk_bytes, describe, label or src.name)
+                                  chunk_bytes, describe, label or src.name, encoding)
             record = {"key": key, "input_sha256": sha, "input_stat": cache.stat_id(src), **settings, **counts,
                       "bad_examples": bad.examples, "request": request}
             (tmp / "orch_index.json").write_text(json.dumps(record, indent=2))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
+
+from orchestrator.errors import DataError, located
+from orchestrator.textio import read_text
 
 META_KEYS = ("language", "nlines", "nbytes", "length_distribute", "avg_token_per_line", "data_sample")
 BUCKETS = (
@@ -52,6 +56,32 @@ def make_meta(language: str, nbytes: int, hist: LengthHistogram, data_sample: ob
     }
 
 
+def is_number(value: object) -> bool:
+    """An int (not a bool) within 64 bits, or a finite float: what a count or a weight may be."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and abs(value) < 1 << 63) or (isinstance(value, float) and math.isfinite(value))
+
+
 def read_meta(folder: str | Path) -> dict:
-    """Load meta.json of an index folder."""
-    return json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+    """Load meta.json of an index folder; DataError (file, line, key) when it is not JSON or a count is not one."""
+    path = Path(folder) / "meta.json"
+    try:
+        meta = json.loads(read_text(path, option=False))
+    except json.JSONDecodeError as exc:
+        raise DataError(located(str(path), exc.lineno, f"malformed JSON: {exc.msg}")) from None
+    except RecursionError:
+        raise DataError(located(str(path), None, "malformed JSON: nested too deeply")) from None
+    except ValueError as exc:  # e.g. a number too long to convert
+        raise DataError(located(str(path), None, f"malformed JSON: {exc}")) from None
+    if not isinstance(meta, dict):
+        raise DataError(located(str(path), None, "meta.json must be a JSON object"))
+    for key in ("nlines", "avg_token_per_line"):
+        value = meta.get(key)
+        if value is not None and not (is_number(value) and value >= 0 and (key != "nlines" or isinstance(value, int))):
+            raise DataError(located(str(path), None, f"{key} must be a non-negative number, not {value!r}"))
+    data = Path(folder) / "data.jsonl"
+    if meta.get("nlines") and data.is_file() and meta["nlines"] > data.stat().st_size:
+        raise DataError(located(str(path), None, f"nlines {meta['nlines']} is more than data.jsonl can hold "
+                                                 f"({data.stat().st_size} bytes)"))
+    return meta

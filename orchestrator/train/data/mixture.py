@@ -2,7 +2,8 @@
 
 Each entry: `dataset_name`, `task_name`, `abs_weight`, `path` (a JSONL/JSON/.txt file or an index folder),
 `transforms` (a Python file defining `transform(data, num_sample, r) -> {"input", "output"}`), `allow_repeat`,
-and informational `nlines`, `ave_tokens_per_line`, `total_tokens` (taken from the index's meta.json when there).
+`encoding` (the data file's text encoding when it is not UTF-8, e.g. gb18030), and informational `nlines`,
+`ave_tokens_per_line`, `total_tokens` (taken from the index's meta.json when there).
 The mixture draws `num_samples` (default: all lines of all datasets) in proportion to `abs_weight`; a dataset that
 may not repeat is exhausted at its size instead, which lowers its effective share.
 """
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
+from orchestrator.textio import check_encoding, found
 from orchestrator.train.data import cache
 from orchestrator.train.data.convert import write_jsonl_atomic
-from orchestrator.train.data.meta import read_meta
-from orchestrator.train.data.readers import iter_records
+from orchestrator.train.data.meta import is_number, read_meta
+from orchestrator.train.data.readers import first_char, iter_records
 from orchestrator.train.data.records import RecordFile
 
 Transform = Callable[[dict, int, random.Random], dict]
@@ -40,6 +42,7 @@ class MixEntry:
     ave_tokens_per_line: float | None
     line: int
     config_nlines: int | None = None  # what the config said, when it said something
+    encoding: str | None = None  # the data file's text encoding (None: UTF-8 or what its BOM says)
 
 
 @dataclass
@@ -56,11 +59,11 @@ class MixPlan:
 
 def _data_file(path: Path) -> Path:
     """The data file behind a path (an index folder's data.jsonl)."""
-    return path / "data.jsonl" if path.is_dir() else path
+    return path / "data.jsonl" if found(path, "dir") else path
 
 
-def _entry(config: Path, line: int, raw: object) -> MixEntry:
-    """Validate one config object."""
+def _entry(config: Path, line: int, raw: object, encoding: str | None) -> MixEntry:
+    """Validate one config object (`encoding`: the data files' encoding unless the entry names its own)."""
     where = lambda msg: DataError(located(str(config), line, msg))  # noqa: E731
     if not isinstance(raw, dict):
         raise where("each mixture entry must be an object")
@@ -68,21 +71,25 @@ def _entry(config: Path, line: int, raw: object) -> MixEntry:
         if key not in raw:
             raise where(f"mixture entry is missing {key!r}")
     weight = raw["abs_weight"]
-    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
+    if not is_number(weight) or weight <= 0:
         raise where(f"{raw['dataset_name']}: abs_weight must be a positive number, not {weight!r}")
     path = config.parent / str(raw["path"])
-    if not _data_file(path).is_file():
+    if not found(_data_file(path), "file"):
         raise where(f"{raw['dataset_name']}: no such data file {path}")
     transforms = config.parent / raw["transforms"] if raw.get("transforms") else None
-    if transforms is not None and not transforms.is_file():
+    if transforms is not None and not found(transforms, "file"):
         raise where(f"{raw['dataset_name']}: no such transforms file {transforms}")
-    meta = read_meta(path) if (path / "meta.json").is_file() else {}
-    nlines = int(meta.get("nlines") or len(RecordFile(_data_file(path))))
+    if raw.get("encoding") is not None:
+        encoding = check_encoding(raw["encoding"], f"{config}:{line}: {raw['dataset_name']}: encoding")
+    meta = read_meta(path) if found(path / "meta.json", "file") else {}
+    nlines = meta.get("nlines") or len(RecordFile(_data_file(path), encoding))
     ave = meta.get("avg_token_per_line", raw.get("ave_tokens_per_line"))
+    if ave is not None and not is_number(ave):
+        raise where(f"{raw['dataset_name']}: ave_tokens_per_line must be a number, not {ave!r}")
     said = raw.get("nlines")
     return MixEntry(str(raw["dataset_name"]), str(raw.get("task_name", "")), float(weight), path, transforms,
                     bool(raw.get("allow_repeat", True)), nlines, float(ave) if ave is not None else None, line,
-                    said if isinstance(said, int) and not isinstance(said, bool) else None)
+                    said if isinstance(said, int) and not isinstance(said, bool) else None, encoding)
 
 
 def nlines_warnings(config: str | Path, entries: list[MixEntry]) -> list[str]:
@@ -101,7 +108,7 @@ def check_transforms(entries: list[MixEntry], seed: int, per_dataset: int = 3) -
     for e in entries:
         if e.transforms is None:
             continue
-        fn, records = load_transform(e.transforms), RecordFile(_data_file(e.path))
+        fn, records = load_transform(e.transforms), RecordFile(_data_file(e.path), e.encoding)
         r = random.Random(f"{seed}:{e.dataset_name}")
         for n in range(min(per_dataset, len(records))):
             line, record = records[n]
@@ -116,10 +123,16 @@ def check_transforms(entries: list[MixEntry], seed: int, per_dataset: int = 3) -
     return checked
 
 
-def load_mixture(config: str | Path) -> list[MixEntry]:
-    """Read and validate a mixture config."""
+def load_mixture(config: str | Path, encoding: str | None = None) -> list[MixEntry]:
+    """Read and validate a mixture config (a key given twice in an entry is refused). `encoding`: of the config
+    and of its data files (an entry's own `encoding` wins)."""
     config = Path(config)
-    entries = [_entry(config, line, raw) for line, raw in iter_records(config)]
+    if config.suffix != ".json":
+        raise DataError(located(str(config), None, "a mixture config is a .json file (a JSON list of datasets)"))
+    if first_char(config, encoding) != "[":
+        raise DataError(located(str(config), None, "a mixture config must be a JSON list of datasets"))
+    entries = [_entry(config, line, raw, encoding)
+               for line, raw in iter_records(config, encoding=encoding, unique_keys=True)]
     names = [e.dataset_name for e in entries]
     if len(set(names)) != len(names):
         raise DataError(located(str(config), None, "dataset_name values must be unique"))
@@ -186,10 +199,11 @@ def draw_sequence(plans: list[MixPlan], seed: int) -> list[int]:
     return order
 
 
-def sample_names(config: str | Path, seed: int, num_samples: int | None = None) -> Callable[[int], str]:
+def sample_names(config: str | Path, seed: int, num_samples: int | None = None,
+                 encoding: str | None = None) -> Callable[[int], str]:
     """Names sample N (1-based) of a materialised mixture for error messages: `mix.json: dataset NAME: transformed
     sample N`."""
-    entries = load_mixture(config)
+    entries = load_mixture(config, encoding)
     order = draw_sequence(plan_mixture(entries, num_samples), seed)
     return lambda n: f"{config}: dataset {entries[order[n - 1]].dataset_name}: transformed sample {n}"
 
@@ -200,7 +214,8 @@ def iter_mixture(entries: list[MixEntry], plans: list[MixPlan], seed: int) -> It
     streams = []
     for i, e in enumerate(entries):
         local = random.Random(f"{seed}:{e.dataset_name}")
-        streams.append((RecordFile(_data_file(e.path)), _draw_order(plans[i].samples, e.nlines, e.allow_repeat, local),
+        streams.append((RecordFile(_data_file(e.path), e.encoding),
+                        _draw_order(plans[i].samples, e.nlines, e.allow_repeat, local),
                         load_transform(e.transforms) if e.transforms else None, local, [0]))
     for i in order:
         records, draws, fn, local, counter = streams[i]
@@ -233,14 +248,17 @@ def _mixture_key(config: Path, entries: list[MixEntry], seed: int, cache_dir: Pa
         digest.update(cache.content_hash(_data_file(e.path), cache_dir).encode())
         if e.transforms:
             digest.update(e.transforms.read_bytes())
+        if e.encoding:
+            digest.update(e.encoding.encode())
     digest.update(str(seed).encode())
     return digest.hexdigest()[:16]
 
 
-def materialize_mixture(config: str | Path, cache_dir: Path, seed: int, num_samples: int | None = None) -> Path:
-    """Write the drawn, transformed mixture as JSONL in `cache_dir` once (file lock); returns its path."""
+def materialize_mixture(config: str | Path, cache_dir: Path, seed: int, num_samples: int | None = None,
+                        encoding: str | None = None) -> Path:
+    """Write the drawn, transformed mixture as JSONL (UTF-8) in `cache_dir` once (file lock); returns its path."""
     config = Path(config)
-    entries = load_mixture(config)
+    entries = load_mixture(config, encoding)
     out = cache_dir / f"mix-{config.stem}-{_mixture_key(config, entries, seed, cache_dir)}-{num_samples}.jsonl"
     with cache.build_lock(out):
         if not out.is_file():

@@ -16,15 +16,15 @@ from orchestrator.train.data.sources import is_mixture_config
 from orchestrator.train.data.templates import DEFAULT_TEMPLATE, resolve_template
 
 
-def _first_samples(path: Path, num: int) -> Iterator[tuple[str, int, str, object]]:
+def _first_samples(path: Path, num: int, encoding: str | None) -> Iterator[tuple[str, int, str, object]]:
     """(source, line, where, Sample) of the first `num` samples of a data file, index folder or mixture config;
     `where` names the sample in error messages."""
     if path.is_dir():
         path = path / "data.jsonl"
-    if is_mixture_config(path):
+    if is_mixture_config(path, encoding):
         from orchestrator.train.data.mixture import iter_mixture, load_mixture, plan_mixture
 
-        entries = load_mixture(path)
+        entries = load_mixture(path, encoding)
         mixed = iter_mixture(entries, plan_mixture(entries), seed=42)
         for n, (name, record) in enumerate(itertools.islice(mixed, num), 1):
             where = f"{path}: dataset {name}: transformed sample {n}"
@@ -33,15 +33,17 @@ def _first_samples(path: Path, num: int) -> Iterator[tuple[str, int, str, object
             except ValueError as exc:
                 raise DataError(f"{where}: {exc}") from None
         return
-    for line, sample in itertools.islice(iter_samples(path), num):
+    for line, sample in itertools.islice(iter_samples(path, encoding=encoding), num):
         yield str(path), line, f"{path}:{line}", sample
 
 
 def preview_samples(path: str | Path, tokenizer, template: object = DEFAULT_TEMPLATE, num: int = 3,
-                    max_length: int | None = None, truncation: str = "right", stage: str = "sft") -> list[dict]:
-    """Encode the first `num` samples: dicts with source, line, template, input_ids, labels."""
+                    max_length: int | None = None, truncation: str = "right", stage: str = "sft",
+                    encoding: str | None = None) -> list[dict]:
+    """Encode the first `num` samples: dicts with source, line, template, input_ids, labels (`encoding`: the
+    file's text encoding when it is not UTF-8)."""
     template = resolve_template(template, tokenizer)
-    rows = list(_first_samples(Path(path), num))
+    rows = list(_first_samples(Path(path), num, encoding))
     rendered = []
     for _, _, where, sample in rows:
         try:

@@ -2,7 +2,9 @@
 
 A file is JSONL (one object per line) or one JSON list; `.txt` is one pretraining sample per non-empty line;
 `.csv` is one record per row, its header row naming the fields (any format below, by column name).
-Every problem is reported as `file:line: problem`; with `skip_bad` bad lines are counted instead.
+Every problem is reported as `file:line: problem`; with `skip_bad` bad lines are counted instead. Files are UTF-8
+(a BOM may say UTF-8/16/32) unless an entry names its encoding (`orchestrator.textio`); a CSV row or a JSON list
+element is reported at the line it starts on.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
+from orchestrator.textio import found, iter_lines, read_text
 from orchestrator.train.data.samples import Sample, chat_from_messages
 
 
@@ -43,9 +46,20 @@ def _line_of(text: str, pos: int, cache: list[int]) -> int:
     return last_line
 
 
-def _iter_json_list(path: Path, text: str) -> Iterator[tuple[int, object]]:
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's pairs as a dict; ValueError on a key given twice (for configs, where the later one would
+    silently win)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r} (given twice in one object; the later would silently win)")
+        out[key] = value
+    return out
+
+
+def _iter_json_list(path: Path, text: str, unique_keys: bool = False) -> Iterator[tuple[int, object]]:
     """Yield (line, element) of a JSON list, with the line each element starts on."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys if unique_keys else None)
     pos = text.index("[") + 1
     cache = [0, 1]
     while True:
@@ -54,75 +68,102 @@ def _iter_json_list(path: Path, text: str) -> Iterator[tuple[int, object]]:
         if pos >= len(text):
             raise DataError(located(str(path), _line_of(text, pos, cache), "JSON list is not closed with ']'"))
         if text[pos] == "]":
+            if text[pos + 1:].strip():
+                raise DataError(located(str(path), _line_of(text, pos, cache), "extra data after the JSON list"))
             return
         line = _line_of(text, pos, cache)
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise DataError(located(str(path), _line_of(text, exc.pos, cache), f"malformed JSON: {exc.msg}")) from None
+        except ValueError as exc:  # a duplicate key
+            raise DataError(located(str(path), line, str(exc))) from None
+        except RecursionError:
+            raise DataError(located(str(path), line, TOO_DEEP)) from None
         yield line, value
 
 
-def first_char(path: Path) -> str:
+TOO_DEEP = "JSON nested too deeply"
+
+
+def parse_json_line(raw: str | bytes) -> object:
+    """One JSONL line; ValueError (with `.msg` for malformed JSON) also for nesting too deep to parse."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+
+
+def first_char(path: Path, encoding: str | None = None) -> str:
     """The first non-whitespace character of a file ('' when the file is blank)."""
-    with open(path, encoding="utf-8") as fh:
-        while chunk := fh.read(4096):
-            stripped = chunk.lstrip().lstrip("\ufeff")
-            if stripped:
-                return stripped[0]
+    for _, text in iter_lines(path, encoding):
+        stripped = text.strip()
+        if stripped:
+            return stripped[0]
     return ""
 
 
-def _iter_csv(path: Path, bad: BadLines) -> Iterator[tuple[int, dict]]:
+def _csv_problem(exc: csv.Error) -> str:
+    """csv's message in a user's words."""
+    if "unexpected end of data" in str(exc):
+        return "unterminated quoted field (its closing \" is missing, so the field runs to the end of the file)"
+    return f"malformed CSV: {exc}"
+
+
+def _iter_csv(path: Path, bad: BadLines, encoding: str | None) -> Iterator[tuple[int, dict]]:
     """(line, row) of a CSV file whose header row names the fields; a row with more or fewer cells than the
-    header goes to `bad`."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
+    header goes to `bad`. A row is reported at the line it starts on (a quoted cell may span lines)."""
+    reader = csv.DictReader((text for _, text in iter_lines(path, encoding)), strict=True)
+    start = 1
+    try:
+        fields = reader.fieldnames
         start = reader.line_num + 1
-        try:
-            for row in reader:
-                cells = [v for k, v in row.items() if k is not None] + row.get(None, [])
-                if any((v or "").strip() for v in cells):
-                    if None in row or None in row.values():
-                        bad.report(path, start, f"{len([v for v in cells if v is not None])} cell(s), the header "
-                                                f"has {len(reader.fieldnames)} ({', '.join(reader.fieldnames)})")
-                    else:
-                        yield start, dict(row)
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            raise DataError(located(str(path), reader.line_num, f"malformed CSV: {exc}")) from None
+        for row in reader:
+            cells = [v for k, v in row.items() if k is not None] + row.get(None, [])
+            if any((v or "").strip() for v in cells):
+                if None in row or None in row.values():
+                    bad.report(path, start, f"{len([v for v in cells if v is not None])} cell(s), the header "
+                                            f"has {len(fields)} ({', '.join(fields)})")
+                else:
+                    yield start, dict(row)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(located(str(path), start, _csv_problem(exc))) from None
 
 
-def iter_records(path: str | Path, bad: BadLines | None = None) -> Iterator[tuple[int, object]]:
+def iter_records(path: str | Path, bad: BadLines | None = None, encoding: str | None = None,
+                 unique_keys: bool = False) -> Iterator[tuple[int, object]]:
     """Yield (line, record) from a JSONL file, a JSON list file, a `.csv` file (a dict per row, keyed by the
-    header) or a `.txt` file (records `{"input": "", "output": line}`)."""
+    header) or a `.txt` file (records `{"input": "", "output": line}`). `encoding`: the file's text encoding
+    (default UTF-8, or what its BOM says, see `orchestrator.textio`); `unique_keys`: refuse an object with a key
+    given twice (JSON lists: configs)."""
     path = Path(path)
     bad = bad or BadLines()
-    if not path.is_file():
+    if not found(path, "file"):
         raise DataError(located(str(path), None, "no such file"))
-    first = first_char(path)
+    first = first_char(path, encoding)
     if not first:
         raise DataError(located(str(path), None, "the file is empty"))
-    if path.suffix == ".txt":
-        with open(path, encoding="utf-8") as fh:
-            for n, raw in enumerate(fh, 1):
-                if raw.strip():
-                    yield n, {"input": "", "output": raw.rstrip("\r\n")}
+    if path.suffix.lower() == ".txt":
+        for n, text in iter_lines(path, encoding):
+            if text.strip():
+                yield n, {"input": "", "output": text.rstrip("\r\n")}
         return
     if path.suffix.lower() == ".csv":
-        yield from _iter_csv(path, bad)
+        yield from _iter_csv(path, bad, encoding)
         return
     if first == "[":
-        yield from _iter_json_list(path, path.read_text(encoding="utf-8").lstrip("\ufeff"))
+        yield from _iter_json_list(path, read_text(path, encoding), unique_keys)
         return
-    with open(path, encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                yield n, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                bad.report(path, n, f"malformed JSON: {exc.msg} (column {exc.colno})")
+    for n, text in iter_lines(path, encoding):
+        if not text.strip():
+            continue
+        try:
+            yield n, parse_json_line(text)
+        except json.JSONDecodeError as exc:
+            bad.report(path, n, f"malformed JSON: {exc.msg} (column {exc.colno})")
+        except ValueError as exc:
+            bad.report(path, n, str(exc))
 
 
 PREFERENCE_IN_SFT = ("a preference sample (chosen/rejected or rejected_response) in supervised data: train it with "
@@ -194,10 +235,11 @@ def normalise(record: object) -> Sample:
     raise ValueError(f"unrecognised sample format (keys: {', '.join(sorted(record)) or 'none'})")
 
 
-def iter_samples(path: str | Path, bad: BadLines | None = None) -> Iterator[tuple[int, Sample]]:
+def iter_samples(path: str | Path, bad: BadLines | None = None,
+                 encoding: str | None = None) -> Iterator[tuple[int, Sample]]:
     """Yield (line, Sample) for every good record of a file; bad ones raise or are counted by `bad`."""
     bad = bad or BadLines()
-    for line, record in iter_records(path, bad):
+    for line, record in iter_records(path, bad, encoding):
         try:
             yield line, normalise(record)
         except ValueError as exc:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import DataError, located
+from orchestrator.textio import head_text
 from orchestrator.train.data import cache
 from orchestrator.train.data.convert import write_jsonl_atomic
 from orchestrator.train.data.entries import DataEntry, entry_records, parse_entry
@@ -19,12 +20,11 @@ from orchestrator.train.data.readers import BadLines
 from orchestrator.train.data.templates import Template
 
 
-def is_mixture_config(path: Path) -> bool:
+def is_mixture_config(path: Path, encoding: str | None = None) -> bool:
     """A `.json` file holding a JSON list whose first object has `dataset_name`."""
     if path.suffix != ".json" or not path.is_file():
         return False
-    with open(path, encoding="utf-8") as fh:
-        head = fh.read(65536).lstrip().lstrip("\ufeff")
+    head = head_text(path, 65536, encoding).lstrip()
     return head.startswith("[") and '"dataset_name"' in head.split("}", 1)[0]
 
 
@@ -87,13 +87,13 @@ def open_source(entry: str | dict | DataEntry, base_dir: Path, cache_dir: Path, 
         path = path / "data.jsonl"
     elif not path.exists():
         raise DataError(located(str(path), None, "no such file or folder"))
-    elif is_mixture_config(path):
+    elif is_mixture_config(path, entry.encoding):
         from orchestrator.train.data.mixture import load_mixture, materialize_mixture, nlines_warnings, sample_names
 
-        for line in nlines_warnings(path, load_mixture(path)):
+        for line in nlines_warnings(path, load_mixture(path, entry.encoding)):
             _say(f"warning: {line}")
-        describe = sample_names(path, seed)
-        path = materialize_mixture(path, cache_dir, seed)
+        describe = sample_names(path, seed, encoding=entry.encoding)
+        path = materialize_mixture(path, cache_dir, seed, encoding=entry.encoding)
         used.add(path.resolve())
     elif not entry.plain:
         path, describe = _materialize(entry, base_dir, cache_dir, skip_bad)

@@ -20,7 +20,8 @@ class DataSpec:
     `template` is `auto` (the default: the tokenizer's own chat_template, else its vocabulary's format, else chatml),
     `tokenizer`, a built-in name (chatml, qwen, raw, fm9g, chatglm3), a `.jinja` chat template file, or a mapping
     of role formats (see `templates.py`).
-    An entry is a path or a mapping `{path, columns, keep_language}` (`entries.py`); `eval` may list several.
+    An entry is a path or a mapping `{path, columns, keep_language, encoding}` (`entries.py`); `eval` may list
+    several.
     `train_samples` / `eval_samples` take that many samples (seeded; -1: all, ms-swift's `*_dataset_sample`);
     `system` is the system prompt of samples that have none; `max_length: -1` is no limit; `max_input_length` and
     `max_output_length` (ChatGLM3) cut input and output separately (`pack.truncate_io`).

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from orchestrator.errors import DataError, located
+from orchestrator.errors import DataError
+from orchestrator.textio import read_text
 from orchestrator.train.data import DEFAULT_TEMPLATE, formats  # DEFAULT_TEMPLATE re-exported
 from orchestrator.train.data.custom_format import check_roles, role_format, role_markers
 from orchestrator.train.data.formats import CONTENT, SPECIAL, Piece, Specials
@@ -92,7 +93,7 @@ def parse_template(value: object, where: str = "template") -> TemplateSpec:
                         f"{'/'.join(JINJA_SUFFIXES)} chat template file or a mapping of role formats")
     if not path.is_file():
         raise DataError(f"{where}: template file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, option=False).replace("\r\n", "\n")  # saved on Windows: renders as on Linux
     if path.suffix in JINJA_SUFFIXES:
         return TemplateSpec("jinja", source=text)
     return _mapping_file(path, text)
@@ -100,13 +101,9 @@ def parse_template(value: object, where: str = "template") -> TemplateSpec:
 
 def _mapping_file(path: Path, text: str) -> TemplateSpec:
     """A role mapping from a YAML or JSON file."""
-    import yaml
+    from orchestrator.yamlio import parse_yaml
 
-    try:
-        mapping = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(located(str(path), mark.line + 1 if mark else None, "malformed YAML/JSON")) from None
+    mapping = parse_yaml(text, str(path), DataError)
     if not isinstance(mapping, dict):
         raise DataError(f"{path}: a template file must hold a mapping of role formats (user, assistant, ...)")
     return TemplateSpec("custom", roles=check_roles(mapping, f"{path}: "))
