@@ -6,14 +6,16 @@ Each measurement runs in its own child process (`python bench/train_step.py --wo
 other, all with the same OMP_NUM_THREADS, so they share no state.
 
 1. Step time, ours vs plain, on the 200 demo samples (max_length 256, LoRA, packing off):
-     ours:  `orchestrator.train.run.run(load_config(yaml))` with `finetuning: lora`, `packing: false`;
+     ours:  `orchestrator.train.run.run(load_config(yaml))` with `finetuning: lora`, `packing: false`, run as a
+            launched job runs it (`ORCH_JOB_DIR` set: progress.json and the metric feed, issue 18, are written);
      plain: a hand-written script: `tokenizer.apply_chat_template(..., return_assistant_tokens_mask=True)`, labels
             = input_ids with non-assistant tokens set to -100, peft `LoraConfig` with the same r/alpha/dropout/
             targets, `DataCollatorForSeq2Seq` padding, `transformers.Trainer` with the same TrainingArguments values.
    Both get a timing callback (added to the Trainer by wrapping `Trainer.__init__` in the child, so our worker's
    code is untouched) that records `time.perf_counter()` at every `on_step_end`. Step time = (t[last] - t[warmup])
    / (max_steps - warmup): training steps only, after `--warmup` warm-up steps; loading, tokenization and the final
-   save are outside the window. Ratio ours/plain (target <= 1.05).
+   save are outside the window. Ratio ours/plain (target <= 1.05). Beside it, "no-feed" is ours without
+   `ORCH_JOB_DIR`: the metric feed's own cost is ours/no-feed (target <= 1.02).
 2. Packed vs padded, our worker on the long-tailed set (max_length 512, same steps and batch size):
    real tokens/s = tokens with label != -100 (trained-on) and non-pad input tokens (attention mask for padded
    rows; input_ids != pad for packed rows), counted per micro-batch by wrapping `Trainer.training_step`, over the
@@ -30,6 +32,7 @@ other, all with the same OMP_NUM_THREADS, so they share no state.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -69,6 +72,7 @@ def install_probes(warmup: int, pad_id: int) -> dict[str, list]:
 
     original_init, original_step = Trainer.__init__, Trainer.training_step
 
+    @functools.wraps(original_init)  # keeps the signature that compat.tokenizer_kwarg inspects
     def init(self, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self.add_callback(StepTimer())
@@ -120,8 +124,11 @@ def run_ours(cfg_path: Path, warmup: int) -> dict[str, float]:
 
 def run_plain(cfg_path: Path, warmup: int) -> dict[str, float]:
     """A minimal hand-written HF Trainer + peft LoRA script reading the same YAML values."""
-    trainer, tokenizer = plain_trainer(cfg_path)
-    record = install_probes(warmup, tokenizer.pad_token_id)
+    from transformers import AutoTokenizer
+
+    model_dir = yaml.safe_load(cfg_path.read_text())["model"]
+    record = install_probes(warmup, AutoTokenizer.from_pretrained(model_dir).pad_token_id)  # before the Trainer
+    trainer, _ = plain_trainer(cfg_path)
     trainer.train()
     return summarise(record, warmup)
 
@@ -218,10 +225,16 @@ def write_config(path: Path, model: Path, train: Path, out: Path, max_length: in
     return path
 
 
-def child(kind: str, cfg: Path, warmup: int, threads: int, result: Path) -> dict[str, float]:
-    """Run one measurement in a fresh interpreter; its output is shown only when it fails."""
+def child(kind: str, cfg: Path, warmup: int, threads: int, result: Path, job_dir: Path | None = None
+          ) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter; its output is shown only when it fails. With `job_dir` the
+    worker runs as in a launched job (`ORCH_JOB_DIR`): progress.json and the metric feed are written there."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env.pop("ORCH_JOB_DIR", None)
+    if job_dir is not None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        env["ORCH_JOB_DIR"] = str(job_dir)
     argv = [sys.executable, __file__, "--worker", kind, "--config", str(cfg), "--warmup", str(warmup),
             "--result", str(result)]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -317,7 +330,8 @@ def main() -> None:
         tail_chats = long_tailed_chats(chats, n=800, max_words=a.max_length // 3)
         tail = write_jsonl(tail_chats, root / "long_tail.jsonl")
         lengths = length_summary(model, tail_chats, a.max_length)
-        plan = [("ours", "ours", demo, 256, False), ("plain", "plain", demo, 256, False)]
+        plan = [("ours", "ours", demo, 256, False), ("plain", "plain", demo, 256, False),
+                ("no-feed", "ours", demo, 256, False)]
         plan = plan + plan[::-1] if a.repeats > 1 else plan  # ABBA: drifting background load hits both alike
         plan = plan * max(1, a.repeats // 2)
         plan += [("padded", "ours", tail, a.max_length, False), ("packed", "ours", tail, a.max_length, True)]
@@ -325,7 +339,9 @@ def main() -> None:
         for i, (name, kind, data, max_len, packing) in enumerate(plan):
             cfg = write_config(root / f"{name}{i}.yaml", model, data, root / "out" / f"{name}{i}", max_len,
                                packing, a.steps, a.batch, root / "cache")
-            tries.setdefault(name, []).append(child(kind, cfg, a.warmup, a.threads, root / f"{name}{i}.json"))
+            job_dir = root / "jobs" / f"{i}" if name == "ours" else None  # as launched: the metric feed on
+            tries.setdefault(name, []).append(child(kind, cfg, a.warmup, a.threads, root / f"{name}{i}.json",
+                                                    job_dir))
         res = {name: min(rs, key=lambda r: r["step_median_s"]) for name, rs in tries.items()}
 
     print(f"model: Llama hidden {a.hidden}, {a.layers} layers, LoRA r={LORA['r']} on all linear; batch {a.batch}; "
@@ -337,7 +353,8 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     labels = {"ours": "demo 200, len<=256", "plain": "demo 200, len<=256",
-              "padded": f"long-tail, len<={a.max_length}", "packed": f"long-tail, len<={a.max_length}"}
+              "padded": f"long-tail, len<={a.max_length}", "packed": f"long-tail, len<={a.max_length}",
+              "no-feed": "demo 200, len<=256"}
     for name, r in res.items():
         print(f"{name:<8}{labels[name]:<22}{r['step_s'] * 1e3:>9.1f}{r['step_median_s'] * 1e3:>11.1f}"
               f"{r['tok_per_step']:>10.0f}{r['real_tok_per_s']:>12.0f}{r['label_tok_per_s']:>13.0f}"
@@ -348,6 +365,9 @@ def main() -> None:
     label_ratio = res["packed"]["label_tok_per_s"] / res["padded"]["label_tok_per_s"]
     print(f"step time ours/plain: {step_ratio:.3f} (median {median_ratio:.3f})  target <= 1.05  "
           f"{'PASS' if step_ratio <= 1.05 else 'FAIL'}")
+    feed_ratio = res["ours"]["step_median_s"] / res["no-feed"]["step_median_s"]
+    print(f"metric feed (ORCH_JOB_DIR set, as launched) / feed off, median step: {feed_ratio:.3f}  target <= 1.02  "
+          f"{'PASS' if feed_ratio <= 1.02 else 'FAIL'}")
     print(f"real tokens/s packed/padded: {pack_ratio:.2f} (label tokens {label_ratio:.2f})  target >= 1.8  "
           f"{'PASS' if pack_ratio >= 1.8 else 'FAIL'}")
     print(f"wall time: {time.perf_counter() - started:.0f} s")

@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
 # slurmctld slurmd slurm-client munge: the real Slurm test cluster (tests/cluster/slurm.py); no daemon starts on install
-for pkg in openssh-server openssh-client rsync iproute2 procps util-linux chromium slurmctld slurmd slurm-client munge; do
+# jq curl: the Slack notify example of cluster.example.toml, run by tests/test_notify.py
+for pkg in openssh-server openssh-client rsync iproute2 procps util-linux chromium slurmctld slurmd slurm-client munge \
+    jq curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -286,6 +286,14 @@ def test_lora_with_the_built_in_worker_resumes_after_a_crash_by_resubmitting(slu
     assert "resuming from" in launched.stdout and "checkpoint-5" in launched.stdout
     state = out / "checkpoint-10" / "trainer_state.json"
     assert json.loads(state.read_text())["global_step"] == 10 and len(losses(state)) == 2
+    # the metric feed came home through Slurm's probe as through SSH's: each attempt's logged steps (the first
+    # logged step 10 before its save was killed), both ranks
+    for attempt, steps in ((attempt0, [5, 10]), (attempt1, [10])):
+        run_dir = Path(attempt["run_dir"])
+        feed = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [line["step"] for line in feed if "loss" in line] == steps, feed
+    timing = json.loads((Path(attempt1["run_dir"]) / "timing.json").read_text())["ranks"]
+    assert sorted(t["node"] for t in timing.values()) == ["node1", "node2"], timing
 
 
 def kill_supervisor(job_id: str) -> None:

@@ -53,6 +53,14 @@ def test_two_node_lora_run_matches_one_process(train_project, env, cluster, tmp_
     progress = status["progress"]
     assert progress["step"] == progress["total"] == 20 and progress["eta_s"] == 0, progress
     assert progress["loss"] > 0 and progress["tokens_per_s"] > 0 and progress["epoch"] > 0, progress
+    # the metric feed, brought home by the probes: every logged step, and both ranks' step timing
+    run_dir = Path(status["run_dir"])
+    feed = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in feed if "loss" in line] == [5, 10, 15, 20], feed
+    assert all(line["learning_rate"] > 0 and line["grad_norm"] > 0 for line in feed if "loss" in line), feed
+    timing = json.loads((run_dir / "timing.json").read_text())["ranks"]
+    assert {t["node"] for t in timing.values()} == {"node0", "node1"} and all(
+        t["compute_s"] > 0 for t in timing.values()), timing
     shown = orch("status", job_id, env=env, check=True).stdout
     assert "progress: step 20/20 (100%), epoch" in shown and "tokens/s, ETA 0:00:00" in shown, shown
     out = cluster.node_path("node0", "outputs", "llm", "out", "lora")

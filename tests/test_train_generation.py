@@ -44,7 +44,8 @@ def test_generation_stops_at_eos_and_the_templates_end_of_turn(tiny_model):
 
 def test_chatglm3_lora_yaml_generates_at_eval_and_on_the_test_file(tiny_model, tmp_path):
     """lora.yaml as in ChatGLM3's finetune guide, trained by 2 processes (torchrun, gloo): eval at step 2 logs
-    eval_rouge-1/2/l and eval_bleu-4 (console and TensorBoard), then the test file is generated on."""
+    eval_rouge-1/2/l and eval_bleu-4 (console, TensorBoard and the job folder's metrics.jsonl), then the test file
+    is generated on. Every rank writes its step timing there; the slow-rank failpoint shows in rank 1's compute."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     rows = [json.loads(line) for line in (ROOT / "orchestrator" / "sample_data" / "chat_zh_en.jsonl").open()]
@@ -54,6 +55,8 @@ def test_chatglm3_lora_yaml_generates_at_eval_and_on_the_test_file(tiny_model, t
     (data / "train.json").write_text(json.dumps(train, ensure_ascii=False))
     (data / "dev.json").write_text(json.dumps(TEST_SET, ensure_ascii=False))
     out = tmp_path / "output"
+    job_dir = tmp_path / "job"  # as a launched job's folder
+    job_dir.mkdir()
     config = tmp_path / "lora.yaml"
     config.write_text(
         "data_config: {train_file: train.json, val_file: dev.json, test_file: dev.json, num_proc: 1}\n"
@@ -67,9 +70,18 @@ def test_chatglm3_lora_yaml_generates_at_eval_and_on_the_test_file(tiny_model, t
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
                            "orchestrator.train", str(config), "--model", str(tiny_model), "--data-dir", str(data)],
                           check=False, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "ORCH_JOB_DIR": str(job_dir),
+                               "ORCH_FAILPOINT": "slow-rank:1:0.3"})
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
+    feed = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [line for line in feed if "eval_loss" in line]
+    assert len(evals) == 1 and evals[0]["step"] == 2 and all(f"eval_{m}" in evals[0] for m in metrics.METRICS)
+    assert any("train_loss" in line for line in feed) and any("test_rouge-1" in line for line in feed)
+    timing = {r: json.loads((job_dir / "timing" / f"rank-{r}.json").read_text()) for r in (0, 1)}
+    assert timing[0]["step"] == timing[1]["step"] == 2 and timing[1]["forward_s"] >= 0.3 > timing[0]["forward_s"]
+    # data wait is the dataloader's own time: rank 1 does not count its wait for rank 0's logging and eval
+    assert all(0 <= timing[r]["data_wait_s"] < 0.1 for r in (0, 1)), timing
     assert log.count("warning: data_config.num_proc: ignored") == 1  # rank 0 only
     eval_lines = [line for line in log.splitlines() if "'eval_loss'" in line]
     assert len(eval_lines) == 1 and all(f"'eval_{m}'" in eval_lines[0] for m in metrics.METRICS), eval_lines

@@ -9,7 +9,7 @@ import importlib
 
 from orchestrator.cli.app import cli
 
-_COMMAND_MODULES = ("jobs", "doctor", "data", "train", "serve", "demo")
+_COMMAND_MODULES = ("jobs", "doctor", "data", "train", "serve", "demo", "dashboard")
 
 for _name in _COMMAND_MODULES:
     try:

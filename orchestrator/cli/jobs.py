@@ -67,12 +67,14 @@ def _command(args: tuple[str, ...], model: str | None = None, data_dir: str | No
               help="No log output from any rank this long: dump every rank's stacks.")
 @click.option("--on-hang", type=click.Choice(["fail", "wait"]), default="fail", show_default=True,
               help="After a hang report: stop the job as FAILED, or keep waiting.")
+@click.option("--notify", metavar="CMD", help="Run CMD here (a shell line) with the job's JSON on stdin when it ends, "
+                                             "fails, hangs or restarts (default: [cluster] notify).")
 @click.option("--json", "as_json", is_flag=True, help="With --detach: print the job as JSON.")
 @click.option("--model", "model_dir", help="Base model folder for a training config (overrides `model:`).")
 @click.option("--data-dir", help="Folder a training config's relative data files resolve against.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, sync_paths, templates, dry_run, detach,
-           force, skip_checks, max_restarts, hang_timeout, on_hang, as_json, model_dir, data_dir, command):
+           force, skip_checks, max_restarts, hang_timeout, on_hang, notify, as_json, model_dir, data_dir, command):
     """Start CONFIG.yaml (the built-in worker) or `-- CMD ...` under torchrun on every node at once."""
     from orchestrator.cluster.inventory import load_inventory
     from orchestrator.jobs.launch import LaunchRequest, dry_run as render_dry_run, keep_run, launch as start_job
@@ -90,7 +92,7 @@ def launch(cluster_file, nodes, all_nodes, nproc_per_node, env_pairs, no_sync, s
     request = LaunchRequest(command=_command(command, model_dir, data_dir), nodes=names, nproc_per_node=nproc_per_node,
                             env=_parse_env(env_pairs), sync_code=not no_sync, sync_paths=list(sync_paths),
                             templates=templates, checks=not skip_checks, max_restarts=max_restarts,
-                            hang_timeout=hang_timeout, on_hang=on_hang)
+                            hang_timeout=hang_timeout, on_hang=on_hang, notify=notify or inventory.notify)
     if dry_run:
         click.echo(render_dry_run(inventory, request), nl=False)
         return
@@ -272,11 +274,13 @@ def status(job_id, as_json, limit):
         else:
             jobs_table(jobs)
         return
+    from orchestrator.jobs.stragglers import of_run
+
     job = _refreshed(job_id)
     if as_json:
-        click.echo(json.dumps(job.to_json()))
+        click.echo(json.dumps({**job.to_json(), "stragglers": of_run(job.run_dir)}))
     else:
-        job_table(job)
+        job_table(job, of_run(job.run_dir))
 
 
 @cli.command()

@@ -83,7 +83,10 @@ def nodes_cell(job: JobRecord) -> str:
     return ",".join(n.name for n in job.nodes) + (f" ({spares})" if spares else "")
 
 
-def job_table(job: JobRecord) -> None:
+def job_table(job: JobRecord, stragglers: list[dict] = ()) -> None:
+    """The job, its root cause and its scheduler's state, one row per node, progress and stragglers."""
+    from orchestrator.jobs.stragglers import describe
+
     out = console()
     out.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
     if job.options.get("replaced"):
@@ -103,6 +106,8 @@ def job_table(job: JobRecord) -> None:
     print_table(table, out)
     if job.options.get("progress"):
         out.print(f"progress: {describe_progress(job.options['progress'])}", markup=False)
+    for straggler in stragglers:
+        out.print(f"straggler: {describe(straggler)}", markup=False)
 
 
 def describe_progress(p: dict) -> str:

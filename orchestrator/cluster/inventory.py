@@ -58,6 +58,7 @@ class Inventory:
     scheduler: str = "ssh"  # "ssh": orch starts every node itself; "slurm": sbatch/srun (orchestrator/jobs/schedulers/slurm.py)
     slurm: SlurmSettings | None = None
     defaults: Node | None = None  # the cluster-wide node settings (workdir, python, env): what Slurm nodes run with
+    notify: str | None = None  # a shell command run on the controller, the job's JSON on stdin, at its events
 
     def node(self, name: str) -> Node:
         if self.scheduler == "slurm" and self.defaults is not None:  # any node Slurm knows, listed or not
@@ -108,7 +109,7 @@ _TABLE = ((dict,), "a table of NAME = \"value\"")
 _CLUSTER_KEYS = {
     "workdir": _STR, "python": _STR, "setup": _LIST, "master_port": ((int, str), '"auto" or a port number'),
     "ssh_config": _STR, "shared_fs": _BOOL, "env": _TABLE, "user": _STR, "port": _INT, "identity_file": _STR,
-    "gpus": _INT, "scheduler": _STR, "slurm": ((dict,), "a table: [cluster.slurm]"),
+    "gpus": _INT, "scheduler": _STR, "slurm": ((dict,), "a table: [cluster.slurm]"), "notify": _STR,
 }
 _SLURM_KEYS = {
     "partition": _STR, "account": _STR, "qos": _STR, "time": _STR, "gpus_per_node": _INT, "cpus_per_task": _INT,
@@ -260,6 +261,7 @@ def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
         scheduler=scheduler,
         slurm=slurm,
         defaults=_build_node({"name": "*"}, cluster, cluster_env, None, remote=True) if slurm else None,
+        notify=cluster.get("notify"),
     )
 
 

@@ -11,6 +11,7 @@ from orchestrator.cluster import quickcheck
 from orchestrator.cluster.inventory import Node
 from orchestrator.cluster.ssh import Session
 from orchestrator.errors import RemoteError
+from orchestrator.jobs import feed
 from orchestrator.jobs.plan import NodePlan
 from orchestrator.jobs.states import Probe
 from orchestrator.jobs.store import NodeRecord
@@ -88,9 +89,11 @@ def put_and_start(session: Session, plan: NodePlan, snapshot_from: str | None, s
     session.run(plan.node, " && ".join(steps), input=payload)
 
 
-def probe_command(job_dir: str, log_offset: int | None) -> str:
-    """Print key=value facts about the job folder, then (optionally) the log from `log_offset` on."""
+def probe_command(job_dir: str, log_offset: int | None, metrics_offset: int | None = None) -> str:
+    """Print key=value facts about the job folder (the metric feed's timing and GPUs among them), then
+    (optionally) metrics.jsonl from `metrics_offset` on and the log from `log_offset` on."""
     d = shlex.quote(job_dir)
+    feed_facts, feed_metrics = feed.probe_snippet(metrics_offset)
     script = (
         f"cd {d} 2>/dev/null || {{ echo dir=0; exit 0; }}; echo dir=1; "
         "pgid=$(cat pgid 2>/dev/null); echo pgid=$pgid; "
@@ -105,8 +108,11 @@ def probe_command(job_dir: str, log_offset: int | None) -> str:
         "[ -f stop_started ] && [ ! -f stop_done ] && echo stopping=1; "
         "[ -f log ] && echo quiet=$(( $(date +%s) - $(stat -c %Y log) )); "
         "[ -f progress.json ] && echo \"progress=$(head -c 2000 progress.json | tr -d '\\n')\"; "
+        f"{feed_facts}; "
         "echo last=$(tail -n 1 log 2>/dev/null | tr -d '\\r' | cut -c1-300)"
     )
+    if feed_metrics:
+        script += f"; {feed_metrics}"
     if log_offset is not None:
         script += f"; printf '\\n--orch-log--\\n'; tail -c +{log_offset + 1} log 2>/dev/null | head -c {LOG_CHUNK}"
     return script
@@ -115,8 +121,9 @@ def probe_command(job_dir: str, log_offset: int | None) -> str:
 def parse_probe(output: bytes) -> tuple[Probe, bytes]:
     """Parse `probe_command` output into a Probe and the log bytes that followed."""
     head, _, log = output.partition(LOG_MARK)
+    lines, seen = feed.parse(head)
     facts: dict[str, str] = {}
-    for line in head.decode("utf-8", "replace").splitlines():
+    for line in lines:
         key, sep, value = line.partition("=")
         if sep:
             facts[key] = value
@@ -132,17 +139,19 @@ def parse_probe(output: bytes) -> tuple[Probe, bytes]:
         exit_code=number("exit_code"), started=number("started", float), ended=number("ended", float),
         stopped=facts.get("stopped") == "1", stopping=facts.get("stopping") == "1",
         last_line=facts.get("last", ""), quiet_s=number("quiet", float), progress=facts.get("progress", ""),
+        feed=seen,
     )
     return probe, log
 
 
-def probe(session: Session, record: NodeRecord, log_offset: int | None = None) -> tuple[Probe, bytes]:
+def probe(session: Session, record: NodeRecord, log_offset: int | None = None, metrics_offset: int | None = None
+          ) -> tuple[Probe, bytes]:
     """Look at one node's job; an unreachable node gives `Probe(reachable=False)`."""
     try:
         # a node that went away: the probe hangs on the dead connection; after PROBE_SUSPECT_S a TCP connect to
         # its SSH port (answered by the kernel even on a busy node) settles it within ~2 s more. Behind a proxy,
         # missed keep-alives end the connection (~10 s) and the reconnect is kept short.
-        result = session.run(record.node, probe_command(record.job_dir, log_offset), timeout=20,
+        result = session.run(record.node, probe_command(record.job_dir, log_offset, metrics_offset), timeout=20,
                              reconnect_timeout=PROBE_RECONNECT_S, suspect_after=PROBE_SUSPECT_S)
     except RemoteError:
         return Probe(reachable=False), b""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from orchestrator.jobs.feed import Seen
+
 PENDING, STARTING, RUNNING = "PENDING", "STARTING", "RUNNING"
 SUCCEEDED, FAILED, STOPPED, LOST = "SUCCEEDED", "FAILED", "STOPPED", "LOST"
 FINAL = frozenset({SUCCEEDED, FAILED, STOPPED, LOST})
@@ -27,6 +29,7 @@ class Probe:
     last_line: str = ""
     quiet_s: float | None = None  # seconds since the node's log last grew
     progress: str = ""  # the training worker's progress.json (rank 0's node), as written
+    feed: Seen = Seen()  # the metric feed's share of the probe (timings, GPUs, new metric lines)
 
 
 def node_state(probe: Probe, since_launch: float, previous: str) -> str:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from orchestrator.cluster.inventory import EMBEDDED_DEFAULT, Inventory, load_inventory, parse_inventory
 from orchestrator.cluster.ssh import Session
-from orchestrator.jobs import schedulers, spares, states, watch
+from orchestrator.jobs import notify, schedulers, spares, states, watch
 from orchestrator.jobs.launch import LaunchRequest, launch
 from orchestrator.jobs.store import JobRecord, Store, new_job_id
 
@@ -51,6 +51,7 @@ class Guard:
         message = (f"hang: no log output from any rank for {self.hang_timeout:.0f} s; node {laggard.name} "
                    f"(node_rank {laggard.rank}) has been quiet longest ({laggard.quiet_s:.0f} s); stacks: {report}")
         self.say(f"orch: job {job.id}: {message}")
+        notify.notify(job, "hang", message, self.say)
         if self.on_hang == "fail":
             self.store.set_option(job, "failure", message)  # saved first: any watcher then settles it as FAILED
             watch.stop_nodes(self.session, job)
@@ -112,11 +113,13 @@ def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s
                 watch.wait(store, session, job, poll_s=poll_s, on_tick=guard)
         if job.state == states.FAILED and not job.stop_requested and job.attempt < request.get("max_restarts", 0):
             say(f"orch: job {job.id} FAILED; restart {job.attempt + 1} of {request['max_restarts']}")
-            job = restart(store, job, use_spares=True)
+            failed, job = job, restart(store, job, use_spares=True)
             say(f"orch: restarted as job {job.id}")
             if job.options.get("replaced"):
                 say(f"orch: job {job.id}: {spares.describe(job.options['replaced'])}")
+            notify.notify(failed, "restart", job.id, say)
             continue
+        notify.notify(job, notify.event_of_end(job), job.root_cause, say)
         if (line := gave_up(job)) is not None:
             say(line)
         return job

@@ -15,7 +15,7 @@ from typing import Callable
 
 from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.errors import RemoteError
-from orchestrator.jobs import schedulers, states
+from orchestrator.jobs import feed, schedulers, states
 from orchestrator.jobs.faults import failpoint
 from orchestrator.jobs.schedulers.base import Observation, RankView
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
@@ -91,14 +91,16 @@ def submitted(job: JobRecord) -> bool:
 
 def fold(store: Store, session: Session, job: JobRecord, observed: Observation) -> dict[int, bytes]:
     """Fold one observation into `job` and the store: ranks, the scheduler's own state, the cause when the
-    scheduler itself ended the job, rank 0's progress; then settle and record."""
+    scheduler itself ended the job, rank 0's progress, the metric feed; then settle and record."""
     job.master = observed.master or job.master
     chunks: dict[int, bytes] = {}
+    seen: dict[str, feed.Seen] = {}
     for record in job.nodes:
         view = observed.ranks.get(record.rank)
         if view is not None:
             apply_view(record, view)
             chunks[record.rank] = view.log
+            seen[record.name] = view.probe.feed
             if record.rank == 0:
                 keep_progress(store, job, view.probe.progress)
     info = job.options.get("scheduler") or {}
@@ -111,6 +113,7 @@ def fold(store: Store, session: Session, job: JobRecord, observed: Observation) 
     if observed.queued:
         job.state = states.PENDING
     store.save_progress(job)
+    feed.keep(job.run_dir, seen)  # new metric lines, every rank's timing, GPUs
     if job.state in states.FINAL:
         keep_logs(session, job)
     return chunks

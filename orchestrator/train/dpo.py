@@ -15,6 +15,7 @@ from orchestrator.errors import DataError
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, say, throughput_callback
 from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
+from orchestrator.train.feed import feed_callback
 from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config_schema import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed
@@ -98,7 +99,8 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         callbacks=[completeness_callback()], **tokenizer_kwarg(DPOTrainer, pad_in_vocab(tokenizer)))
+                         callbacks=[completeness_callback(), feed_callback()],
+                         **tokenizer_kwarg(DPOTrainer, pad_in_vocab(tokenizer)))
     trainer.callback_handler.callbacks.insert(0, throughput_callback())  # progress.json for `orch status`
     # 4. Resume decision, train, save.
     resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, sanity_table, say, throughput_callback
 from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
+from orchestrator.train.feed import feed_callback
 from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config_schema import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
@@ -81,7 +82,7 @@ def run_sft(cfg: TrainConfig) -> str:
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=collate, **tokenizer_kwarg(Trainer, tokenizer),
-                      callbacks=[c for c in (dump_callback(), completeness_callback()) if c is not None])
+                      callbacks=[c for c in (dump_callback(), completeness_callback(), feed_callback()) if c])
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
         trainer.callback_handler.callbacks.insert(0, generation.callback())

@@ -46,6 +46,7 @@ class LaunchRequest:
     on_hang: str = "fail"  # fail | wait
     worker_packages: dict[str, str] | None = None  # what the built-in worker's config needs on the nodes (preflight)
     exclude: list[str] = field(default_factory=list)  # nodes a scheduler that picks nodes must not give the job
+    notify: str | None = None  # run on the controller with the job's JSON on stdin when it ends/fails/hangs/restarts
 
     def to_json(self) -> dict:
         data = dict(vars(self))

@@ -34,7 +34,7 @@ from orchestrator.cluster.ssh import Session
 from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
 from orchestrator.errors import PlanError, RemoteError
 from orchestrator.jobs import plan as planning
-from orchestrator.jobs import remote, states, worker
+from orchestrator.jobs import feed, remote, states, worker
 from orchestrator.jobs.faults import failpoint
 from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import environment, warm
@@ -249,7 +249,8 @@ def _probe_script(job: JobRecord, info: dict, offsets: dict[int, int] | None) ->
         d = shlex.quote(record.job_dir)
         parts.append(f"printf {shlex.quote(RANK_MARK.decode())}")
         parts.append(f"echo node_name=$(cat {d}/node 2>/dev/null)")
-        parts.append(remote.probe_command(record.job_dir, None if offsets is None else offsets.get(record.rank)))
+        parts.append(remote.probe_command(record.job_dir, None if offsets is None else offsets.get(record.rank),
+                                          feed.metrics_offset(job.run_dir) if record.rank == 0 else None))
     return "; ".join(f"{{ {part}; }}" for part in parts)
 
 

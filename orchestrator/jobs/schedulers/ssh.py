@@ -21,7 +21,7 @@ from orchestrator.cluster.ssh import Session, fan_out
 from orchestrator.cluster.sync import FILTERS, SyncStats, cache_dir, sync
 from orchestrator.errors import RemoteError
 from orchestrator.jobs import plan as planning
-from orchestrator.jobs import remote, states, worker
+from orchestrator.jobs import feed, remote, states, worker
 from orchestrator.jobs.faults import failpoint, node_failpoint
 from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import warm
@@ -137,8 +137,10 @@ def observe(session: Session, job: JobRecord, offsets: dict[int, int] | None) ->
     on every poll)."""
     since = time.time() - job.created
     by_name = {n.name: n for n in job.nodes if n.state != states.LOST}
+    metrics_at = feed.metrics_offset(job.run_dir)  # node_rank 0's probe also reads the new metric lines
     results = fan_out([n.node for n in by_name.values()], lambda node: remote.probe(
-        session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank)))
+        session, by_name[node.name], None if offsets is None else offsets.get(by_name[node.name].rank),
+        metrics_at if by_name[node.name].rank == 0 else None))
     ranks = {}
     for name, (probe, log) in results.items():
         record = by_name[name]
