@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Nodes' own Python envs for tests/test_seed_env.py, without orch (the worker ships with each job):
 # - .venvs/fm9g: "as the FM9G guide builds it": transformers 4.44.0, accelerate 0.34.0, peft 0.12, with
-#   torch==2.13.0 (CPU), versions pinned in scripts/seed_constraints.txt;
+#   torch==2.13.0 (CPU), versions pinned in scripts/seed_constraints.txt; sentencepiece for the ChatGLM3-like
+#   test model (tests/test_chatglm3_envs.py runs it on 4.44);
 # - .venvs/tf440: as ChatGLM3-6B / Qwen-7B-Chat v1 users have it: transformers 4.40.2, peft 0.12.0, accelerate 0.34.2
 #   and what those model folders import (sentencepiece, tiktoken, einops, transformers_stream_generator), torch==2.13.0
 #   (CPU), versions pinned in scripts/seed_tf440_constraints.txt;
@@ -53,7 +54,7 @@ seed_env() {
 }
 
 seed_env "$SEED" scripts/seed_constraints.txt transformers accelerate peft tokenizers bitsandbytes pyyaml numpy \
-  tensorboard
+  tensorboard sentencepiece
 seed_env "$TF440" scripts/seed_tf440_constraints.txt transformers accelerate peft tokenizers sentencepiece tiktoken \
   einops transformers_stream_generator pyyaml numpy tensorboard
 

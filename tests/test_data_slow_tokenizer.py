@@ -1,7 +1,8 @@
 """Tokenizers without a fast backend (ChatGLM3's custom-code SentencePiece kind): piece-by-piece encoding.
 
-Uses the ChatGLM3-shaped tokenizer of `tests/remote_model` (pure Python, role tokens, `[gMASK]sop`) and a variant
-that, like ChatGLM3's own tokenizer with `encode_special_tokens` off, never splits role tokens out of text.
+Uses the ChatGLM3-like tokenizer of `tests/remote_model` (SentencePiece trained here, `[gMASK]sop`, role tokens
+after the vocabulary that text never splits into, no chat template, left padding only), whose encodings and
+decodings match ChatGLM3's own tokenizer code on the same tokenizer.model.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ import json
 
 import pytest
 
-from orchestrator.train.data.encoding import IGNORE_INDEX, encode
+from orchestrator.train.data.encoding import IGNORE_INDEX, encode, plain_ids
 from orchestrator.train.data.index import TokenIndex, build_index
 from orchestrator.train.data.samples import chat_from_messages
 from orchestrator.train.data.templates import resolve_template
 from tests.remote_model import build_tokenizer
-from tests.remote_model.tokenization_tinyglm import TinyGLMTokenizer
 from tests.token_runs import trained_runs
 
 TOOL_CHAT = [
@@ -25,13 +25,6 @@ TOOL_CHAT = [
     {"role": "tool", "content": '{"temp": 20}'},
     {"role": "assistant", "content": "北京今天20度。"},
 ]
-
-
-class UnsplitGLMTokenizer(TinyGLMTokenizer):
-    """Role tokens are in the vocabulary but not added tokens: `encode("<|user|>")` spells it out, as ChatGLM3's."""
-
-    def add_tokens(self, *args, **kwargs) -> int:
-        return 0
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +40,7 @@ def glm(folder):
 
     tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # the code in the folder, as ChatGLM3's
     assert getattr(tok, "backend_tokenizer", None) is None  # the slow path is what is tested here
-    return tok
-
-
-@pytest.fixture(scope="module")
-def unsplit(folder):
-    tok = UnsplitGLMTokenizer(str(folder / "tinyglm_vocab.json"))
-    assert len(tok.encode("<|user|>", add_special_tokens=False)) > 1
+    assert not getattr(tok, "chat_template", None)  # ChatGLM3's tokenizer_config.json has none
     return tok
 
 
@@ -71,34 +58,49 @@ def reference_chatglm3(tok, messages: list[dict]) -> tuple[list[int], list[int]]
     return ids, [t if m else IGNORE_INDEX for t, m in zip(ids, masks)]
 
 
-@pytest.mark.parametrize("which", ["glm", "unsplit"])
-def test_chatglm3_on_a_slow_tokenizer_matches_chatglm3s_own_finetune_encoding(request, which):
-    tok = request.getfixturevalue(which)
-    ids, labels = encode(chat_from_messages(TOOL_CHAT), tok, "chatglm3")
-    assert (ids, labels) == reference_chatglm3(tok, TOOL_CHAT)
-    assert tok.decode(ids) == ('[gMASK]sop<|system|>\n你是助手。<|user|>\n北京天气？<|assistant|>get_weather\n'
-                               'tool_call(city="北京")<|observation|>\n{"temp": 20}<|assistant|>\n北京今天20度。</s>')
-    assert trained_runs(tok, ids, labels) == ['get_weather\ntool_call(city="北京")<|observation|>',
-                                             "\n北京今天20度。</s>"]
-    role_ids = tok.convert_tokens_to_ids(["<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"])
-    assert [ids.count(t) for t in role_ids] == [1, 1, 2, 1]
+def test_chatglm3_on_a_slow_tokenizer_matches_chatglm3s_own_finetune_encoding(glm):
+    ids, labels = encode(chat_from_messages(TOOL_CHAT), glm, "chatglm3")
+    assert (ids, labels) == reference_chatglm3(glm, TOOL_CHAT)
+    assert glm.decode(ids) == ('[gMASK]sop<|system|> \n 你是助手。<|user|> \n 北京天气？<|assistant|> get_weather\n '
+                               'tool_call(city="北京")<|observation|> \n {"temp": 20}<|assistant|> \n 北京今天20度。')
+    assert trained_runs(glm, ids, labels) == ['get_weather\n tool_call(city="北京")<|observation|>',
+                                             "\n 北京今天20度。"]
+    role_ids = glm.convert_tokens_to_ids(["<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"])
+    assert [ids.count(t) for t in role_ids] == [1, 1, 2, 1] and ids[-1] == glm.eos_token_id
+    assert len(plain_ids(glm, "<|user|>")) > 1  # text never becomes a role token
 
 
-def test_auto_picks_chatglm3_from_the_vocabulary_when_there_is_no_chat_template(unsplit, glm):
-    assert resolve_template("auto", unsplit).name == "chatglm3"
-    assert resolve_template("auto", glm).name == "tokenizer"  # its own chat_template comes first
+def test_auto_picks_chatglm3_from_the_vocabulary_when_there_is_no_chat_template(glm):
+    assert resolve_template("auto", glm).name == "chatglm3"
     chat = chat_from_messages(TOOL_CHAT[:2] + [{"role": "assistant", "content": "晴。"}])
-    ids, labels = encode(chat, glm)
-    assert glm.decode(ids) == "[gMASK]sop<|system|>\n你是助手。<|user|>\n北京天气？<|assistant|>\n晴。"
-    assert trained_runs(glm, ids, labels) == ["晴。"]  # that chat_template has no end-of-turn token to train
+    assert encode(chat, glm) == encode(chat, glm, "chatglm3")
 
 
 def test_chatml_on_a_slow_tokenizer_encodes_piece_by_piece(glm):
     chat = chat_from_messages(TOOL_CHAT[:2] + [{"role": "assistant", "content": "晴。"}])
     ids, labels = encode(chat, glm, "chatml")
-    assert glm.decode(ids) == ("<|im_start|>system\n你是助手。<|im_end|>\n<|im_start|>user\n北京天气？<|im_end|>\n"
-                               "<|im_start|>assistant\n晴。<|im_end|>\n")
-    assert trained_runs(glm, ids, labels) == ["晴。<|im_end|>"]
+    assert trained_runs(glm, ids, labels) == ["晴。 <|im_end|>"]  # no such token in this vocabulary: spelt out
+    assert ids[:len(plain_ids(glm, "<|im_start|>"))] == plain_ids(glm, "<|im_start|>")
+
+
+def test_the_tokenizer_pads_only_on_the_left_and_orch_never_asks_it_to_pad(glm, folder):
+    """What ChatGLM3's tokenizer does (its `_pad` asserts the left side; transformers >= 4.45 hands `_pad` a
+    padding_side it does not take), and that orch's loading and encoding live with it."""
+    from orchestrator.train.compat import version
+    from orchestrator.train.model import load_tokenizer
+
+    tok = load_tokenizer(str(folder), trust_remote_code=True)
+    assert tok.padding_side == "left"
+    chat = chat_from_messages(TOOL_CHAT)
+    assert encode(chat, tok, "chatglm3") == reference_chatglm3(tok, TOOL_CHAT)
+    if version("transformers") >= (4, 45):
+        with pytest.raises(TypeError, match="padding_side"):
+            tok("北京", padding=True)
+    else:
+        assert tok(["北京", "北京天气"], padding=True)["input_ids"][0][0] == tok.pad_token_id  # pads on the left
+        tok.padding_side = "right"
+        with pytest.raises(AssertionError):
+            tok("北京")
 
 
 def test_index_of_a_slow_tokenizer_holds_what_encode_gives(glm, tmp_path):

@@ -1,9 +1,10 @@
-"""Models that ship their own code (a ChatGLM3-shaped tiny model: `auto_map`, a slow tokenizer with role tokens).
+"""Models that ship their own code (the ChatGLM3-like tiny model of tests/remote_model: `auto_map`, a SentencePiece
+tokenizer that pads only on the left, its own modeling code).
 
 Without `trust_remote_code` / `--trust-remote-code` every command stops in one line naming the folder and the key
 or flag, exit 2, before any weights load, and never asks transformers' `[y/N]` question (stdin is piped with "y"
-answers, or closed). With it, the model trains (LoRA, then resumes), merges, chats and serves; the ChatGLM3
-`ptuning.yaml` layout trains P-Tuning v2 on it and its adapter answers in `orch chat` but is not merged.
+answers, or closed). With it, the model trains (LoRA, then resumes), merges and serves. The guide's own configs
+(lora.yaml, ptuning_v2.yaml) are tests/test_chatglm3_guide.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from orchestrator.train.remote_code import custom_code
 from tests.orch_cli import orch, orch_serve
-from tests.remote_model import CODE_FILES, build_remote_model
+from tests.remote_model import CODE_FILES, build_remote_model, chatglm3_reply
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "orchestrator" / "sample_data" / "chat_zh_en.jsonl"
 ENV = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -40,7 +41,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, remote_model: Path) -> P
     adapter = folder / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "base_model_name_or_path": str(remote_model), "r": 4, "target_modules": ["q_proj"]}))
+        {"peft_type": "LORA", "base_model_name_or_path": str(remote_model), "r": 4, "target_modules": ["query_key_value"]}))
     return folder
 
 
@@ -109,17 +110,6 @@ def test_chat_with_stdin_closed_stops_in_one_line(remote_model):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def _greedy(model, tokenizer, question: str, max_new_tokens: int = 6) -> str:
-    import torch
-
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                        tokenize=False)
-    ids = tokenizer(ids, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-
 @pytest.mark.slow
 def test_lora_with_the_key_trains_resumes_merges_and_serves(remote_model, workspace):
     import openai
@@ -143,56 +133,13 @@ def test_lora_with_the_key_trains_resumes_merges_and_serves(remote_model, worksp
     assert done.returncode == 0, done.stderr
     assert {"modeling_tinyglm.py", "tokenization_tinyglm.py"} <= {p.name for p in merged.iterdir()}
 
-    # the merged model answers through `orch serve` exactly as base + adapter do (orch chat is exercised with the
-    # key by the P-Tuning test below)
-    tokenizer = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
+    # the merged model answers through `orch serve` exactly as base + adapter answer through ChatGLM3's own chat
+    # path (orch chat is exercised by tests/test_chatglm3_guide.py)
+    tokenizer = AutoTokenizer.from_pretrained(remote_model, trust_remote_code=True)
     base = AutoModelForCausalLM.from_pretrained(remote_model, trust_remote_code=True)
-    expected = _greedy(PeftModel.from_pretrained(base, out).eval(), tokenizer, "你好")
+    expected = chatglm3_reply(PeftModel.from_pretrained(base, out).eval(), tokenizer, "你好")
     with orch_serve(str(merged), "--trust-remote-code", "--model-name", "glm", env=ENV) as (_, url):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
         reply = client.chat.completions.create(model="glm", messages=[{"role": "user", "content": "你好"}],
                                                max_tokens=6, temperature=0)
-    assert reply.choices[0].message.content == expected
-
-
-PTUNING_YAML = """\
-data_config:
-  train_file: train.jsonl
-max_input_length: 64
-max_output_length: 64
-training_args:
-  output_dir: ./output
-  max_steps: 3
-  per_device_train_batch_size: 4
-  remove_unused_columns: false
-  save_strategy: steps
-  save_steps: 3
-  log_level: info
-  logging_strategy: steps
-  logging_steps: 1
-  learning_rate: 1.0e-2
-  report_to: none
-  use_cpu: true
-peft_config:
-  peft_type: PREFIX_TUNING
-  task_type: CAUSAL_LM
-  num_virtual_tokens: 16
-"""
-
-
-@pytest.mark.slow
-def test_chatglm3_ptuning_yaml_trains_answers_in_chat_and_is_not_merged(remote_model, workspace):
-    (workspace / "ptuning.yaml").write_text(PTUNING_YAML)
-    run = orch("train", "ptuning.yaml", "--model", str(remote_model), "--trust-remote-code", cwd=workspace, env=ENV,
-               timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    adapter = workspace / "output"
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["peft_type"] == "PREFIX_TUNING" and config["num_virtual_tokens"] == 16
-    chat = subprocess.run([sys.executable, "-m", "orchestrator", "chat", str(adapter), "--trust-remote-code",
-                           "--temperature", "0", "--max-new-tokens", "4"], input="你好\n", capture_output=True,
-                          text=True, env={**os.environ, **ENV}, timeout=120)
-    assert chat.returncode == 0 and chat.stdout.endswith("\n") and "Traceback" not in chat.stderr, chat.stderr
-    refused = orch("merge", "--adapter", str(adapter), "--output", str(workspace / "pt-merged"), env=ENV)
-    assert refused.returncode == 2 and "cannot be merged" in refused.stderr and "orch serve" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1 and not (workspace / "pt-merged").exists()
+    assert reply.choices[0].message.content.strip() == expected

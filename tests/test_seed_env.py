@@ -70,8 +70,9 @@ def seed_project(seed_python: Path, tmp_path_factory: pytest.TempPathFactory) ->
                           f"build_remote_model; build_remote_model({str(folder / 'glm')!r})")
     (folder / ".gitignore").write_text("base/\nglm/\ndata/\nmerged/\n")
     tiny, chatml = "model: base", "template: chatml, max_length: 128, packing: true"
-    # the full run trains the ChatGLM3-shaped model that ships its own code (and its slow tokenizer)
-    glm, chatglm3 = "model: glm\ntrust_remote_code: true", "template: chatglm3, max_length: 96, packing: true"
+    # the full run trains the ChatGLM3-like model that ships its own code (and its SentencePiece tokenizer); no
+    # packing: like ChatGLM3's, its code takes only a 2-D padding mask
+    glm, chatglm3 = "model: glm\ntrust_remote_code: true", "template: chatglm3, max_length: 96"
     configs = {"full": ("full", 2, glm, chatglm3, ""), "lora": ("lora", 2, tiny, chatml, ""),
                "lora_more": ("lora", 3, tiny, chatml, "resume_from_checkpoint: latest\n"),
                "qlora": ("qlora", 2, tiny, chatml, ""),

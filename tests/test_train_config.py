@@ -223,3 +223,19 @@ def test_orch_trains_checks_needs_neither_torch_nor_transformers(tmp_path):
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_renamed_training_args_work_under_either_name_on_any_release():
+    """The names each supported transformers release knows (4.40: evaluation_strategy, warmup_ratio, ...; 5.x:
+    eval_strategy, warmup_steps taking a fraction, include_for_metrics)."""
+    from orchestrator.train.config_checks import renamed_args
+
+    old = {"evaluation_strategy", "warmup_ratio", "warmup_steps", "no_cuda", "use_cpu", "include_inputs_for_metrics"}
+    new = {"eval_strategy", "warmup_steps", "use_cpu", "include_for_metrics"}
+    guide = {"evaluation_strategy": "steps", "warmup_ratio": 0.1, "no_cuda": True, "include_inputs_for_metrics": True}
+    assert renamed_args(guide, old) == guide  # 4.40 keeps the guide's names
+    assert renamed_args(guide, new) == {"eval_strategy": "steps", "warmup_steps": 0.1, "use_cpu": True,
+                                        "include_for_metrics": ["inputs"]}
+    assert renamed_args({"eval_strategy": "epoch", "warmup_steps": 0.05, "include_for_metrics": ["inputs"]}, old) == \
+        {"evaluation_strategy": "epoch", "warmup_ratio": 0.05, "include_inputs_for_metrics": True}
+    assert renamed_args({"warmup_steps": 20}, old) == {"warmup_steps": 20}  # a step count is a step count

@@ -49,6 +49,15 @@ class OrchGroup(click.Group):
             if exc.filename is None or isinstance(exc, (BrokenPipeError, ConnectionError)):
                 raise
             _one_line(f"{exc.filename}: {exc.strerror or exc}")
+        except Exception as exc:  # noqa: BLE001 - a failure inside a model folder's own code: one line last
+            from orchestrator.train.code_errors import model_code_failure, print_traceback
+
+            line = model_code_failure(exc)
+            if line is None:
+                raise
+            print_traceback(exc)
+            click.echo(f"orch: error: {line}", err=True)
+            sys.exit(1)
 
 
 # the commands that write only orch's own state ($ORCH_HOME: the job database, run folders, the local node's jobs):

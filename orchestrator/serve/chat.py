@@ -63,7 +63,7 @@ def chat_loop(engine: Engine, params: SamplingParams, stdin: TextIO, stdout: Tex
         messages.append({"role": "user", "content": text})
         try:
             prompt = _fit(engine, messages, min_room=min(params.max_tokens, 16))
-        except ContextLengthError as exc:
+        except (ContextLengthError, ValueError) as exc:  # too long, or text the chat format refuses
             messages.pop()
             say(f"error: {exc}\n")
             continue

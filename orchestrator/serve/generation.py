@@ -85,6 +85,15 @@ def _watcher(prompt_len: int, eos_ids: set[int], decoder: IncrementalDecoder, ma
     return _Watch()
 
 
+def _context_length(config: Any) -> int:
+    """The model's context window: `max_position_embeddings`, or ChatGLM3's `seq_length`; else 2048."""
+    for name in ("max_position_embeddings", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
@@ -99,29 +108,30 @@ class Engine:
     """Wraps a loaded model and tokenizer: chat templating, length checks and locked, streamed generation."""
 
     def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None, template: Any = None) -> None:
+        from orchestrator.train.data.prompting import answer_lead, generation_prompt
         from orchestrator.train.data.templates import resolve_template
 
         self.model = model
         self.tokenizer = tokenizer
-        self.context_length = context_length or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        self.context_length = context_length or _context_length(model.config)
         self.eos_ids = _eos_ids(model, tokenizer)
         # the chat format training used (loader.LoadedModel.template), else what `auto` picks for the tokenizer
         self.template = template if template is not None else resolve_template("auto", tokenizer)
         if self.template.name != "tokenizer":  # the tokens that end an assistant turn in that format stop answers
-            from orchestrator.train.data.prompting import generation_prompt
-
             self.eos_ids.update(generation_prompt([{"role": "user", "content": "?"}], tokenizer, self.template)[1])
+        self.answer_lead = answer_lead(self.template)  # ChatGLM3: the metadata line before the answer
         self._lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The token ids of `messages` in the chat format, ready for the assistant's turn: the tokenizer's own
         chat template, or a built-in/user-defined format laid out as training encoded it. ValueError (or a
         jinja2 TemplateError) for messages the format cannot lay out."""
-        if self.template.name == "tokenizer":
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        from orchestrator.train.data.encoding import plain_ids
         from orchestrator.train.data.prompting import generation_prompt
 
+        if self.template.name == "tokenizer":
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return plain_ids(self.tokenizer, text)
         return generation_prompt(messages, self.tokenizer, self.template)[0]
 
     def budget(self, prompt_len: int, max_tokens: int | None, default: int) -> int:
@@ -148,8 +158,18 @@ class Engine:
 
         pieces: list[str] = []
         pad = self.tokenizer.pad_token_id
+        lead = self.answer_lead  # what the model writes before its answer (ChatGLM3: "\n")
 
         def emit(piece: str) -> None:
+            nonlocal lead
+            if lead:
+                cut = 0
+                while cut < min(len(piece), len(lead)) and piece[cut] == lead[cut]:
+                    cut += 1
+                lead = lead[cut:] if cut == len(piece) else ""
+                piece = piece[cut:]
+            if not piece:
+                return
             pieces.append(piece)
             if on_text is not None:
                 on_text(piece)

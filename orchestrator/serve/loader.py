@@ -2,9 +2,10 @@
 
 An adapter folder is recognised by `adapter_config.json`; its base comes from `base_model_name_or_path` unless the
 user passes `base` (the base moved since training). The adapter is merged into the weights after loading, so
-serving an adapter costs the same per token as serving a merged model. The tokenizer (and its chat template) comes
-from the adapter folder when training saved one there, otherwise from the base. Prompts are laid out in the chat
-format training recorded (`train/data/prompting.py`), else the one `auto` picks for the tokenizer.
+serving an adapter costs the same per token as serving a merged model. The tokenizer comes from the adapter folder
+when training saved one there that loads, otherwise from the base (ChatGLM3's saved copy does not load). Prompts
+are laid out in the chat format training recorded (`train/data/prompting.py`), else the one `auto` picks for the
+tokenizer.
 """
 
 from __future__ import annotations
@@ -81,13 +82,14 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
     """Load the model at `path` (base, merged, or adapter + its base) in eval mode on the best device here.
 
     A folder that ships its own code loads only with `trust_remote_code`; without it, one line before any weights."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from orchestrator.errors import DataError
     from orchestrator.train.compat import from_pretrained_kwargs
     from orchestrator.train.data.prompting import recorded_template
     from orchestrator.train.remote_code import require_imports, require_trust, warn_known_break
     from orchestrator.train.special_tokens import fill_eos_and_pad
+    from orchestrator.train.tokenizer_files import load_tokenizer_from
 
     source = resolve_source(path, base)
     trust = require_trust(trust_remote_code, model=source.base, tokenizer=source.tokenizer)
@@ -96,14 +98,14 @@ def load_model(path: str | Path, base: str | Path | None = None, trust_remote_co
         warn_known_break(source.base, generating=True)
     device, dtype = _device_and_dtype()
     try:
-        tokenizer = fill_eos_and_pad(AutoTokenizer.from_pretrained(source.tokenizer, trust_remote_code=trust),
-                                     source.base)
+        tokenizer = fill_eos_and_pad(load_tokenizer_from(source.tokenizer, source.base, trust)[0], source.base)
         model = AutoModelForCausalLM.from_pretrained(
             source.base, **from_pretrained_kwargs({"dtype": dtype, "trust_remote_code": trust}))
     except (OSError, ValueError) as exc:
         raise ServeError(f"cannot load {source.base}: {str(exc).splitlines()[0]}") from None
     if source.adapter is not None:
         model = attach_adapter(model, source.adapter)
+    model.config.use_cache = True  # training saves use_cache: false (ChatGLM3's P-Tuning v2 config too)
     try:
         template = recorded_template([f for f in (source.adapter, source.base) if f is not None], tokenizer)
     except DataError as exc:

@@ -2,6 +2,8 @@
 [--deepspeed PRESET|JSON] [--resume yes|no|STEP|PATH] [--trust-remote-code]`.
 
 A config mistake prints `orch train: error: ...` (naming the key and file) and exits 2 before any model loads.
+A failure inside the model folder's own code prints its traceback, then one `orch train: error:` line naming the
+file and line of that code (train/code_errors.py), and exits 1.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     except OrchError as exc:
         report_error(f"orch train: error: {exc}")
         return 2
+    except Exception as exc:  # noqa: BLE001 - only a failure inside the model's own code is summed up here
+        from orchestrator.train.code_errors import model_code_failure, print_traceback
+
+        line = model_code_failure(exc)
+        if line is None:
+            raise
+        print_traceback(exc)
+        report_error(f"orch train: error: {line}")
+        return 1
     return 0
 
 

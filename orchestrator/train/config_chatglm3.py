@@ -16,8 +16,9 @@ CHATGLM3_PROMPT_TYPES = {"PREFIX_TUNING": "prefix", "P_TUNING": "ptuning"}  # pe
 
 
 def translate_chatglm3(raw: dict, prov: Provenance | None = None) -> dict:
-    """Turn the ChatGLM3 finetune layout into ours (`peft_config` becomes `lora:`, or `prompt:` for PREFIX_TUNING
-    (P-Tuning v2) and P_TUNING). `test_file` becomes `data.test`; generation defaults follow finetune_hf.py (answers
+    """Turn the ChatGLM3 finetune layout into ours (`peft_config` becomes `lora:`, without `target_modules` peft's
+    own default for the model type (ChatGLM3: query_key_value), or `prompt:` for PREFIX_TUNING (P-Tuning v2: the
+    model's own prefix encoder where its config has `pre_seq_len`) and P_TUNING). `test_file` becomes `data.test`; generation defaults follow finetune_hf.py (answers
     up to `max_output_length` tokens, the first 50 eval prompts); `load_config` lifts `training_args`' generation
     names into `generation:`. Notes on keys without effect go into `prov`."""
     prov = prov if prov is not None else Provenance()
@@ -65,6 +66,7 @@ def translate_chatglm3(raw: dict, prov: Provenance | None = None) -> dict:
     reject_unknown(peft, set(names), "peft_config.")
     out["finetuning"] = "lora"
     out["lora"] = {names[k]: v for k, v in peft.items()}
+    out["lora"].setdefault("target_modules", None)  # as get_peft_config: peft's default for the model type
     return out
 
 

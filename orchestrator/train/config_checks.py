@@ -13,7 +13,7 @@ from orchestrator.textio import found
 from orchestrator.train.config_build import coerce, reject_unknown
 from orchestrator.train.config_notes import Provenance
 from orchestrator.train.config_schema import (DEEPSPEED_ALIASES, DEEPSPEED_PRESETS, LORA_DTYPES, LORA_TARGETS,
-                                              PROMPT_FINETUNING, TRAINING_ARG_ALIASES, TrainConfig)
+                                              PROMPT_FINETUNING, TRAINING_ARG_RENAMES, TrainConfig)
 from orchestrator.train.remote_code import CONFIG_KEY, require_imports, require_trust
 
 
@@ -82,9 +82,9 @@ def check(cfg: TrainConfig, on_controller: bool = False, stack_checks: bool = Tr
     _check_self_cognition(cfg)
     cfg.training_args = _normalise_training_args(cfg, check_names=stack_checks)
     _check_deepspeed(cfg, on_controller)
-    wants_eval = str(cfg.training_args.get("eval_strategy", "no")) not in ("no", "IntervalStrategy.NO")
-    if wants_eval and not cfg.data.eval and not cfg.data.eval_ratio:
-        raise ConfigError("training_args.eval_strategy: evaluation needs data.eval or data.eval_ratio")
+    if evaluates(cfg.training_args) and not cfg.data.eval and not cfg.data.eval_ratio:
+        key = "eval_strategy" if "eval_strategy" in cfg.training_args else "evaluation_strategy"
+        raise ConfigError(f"training_args.{key}: evaluation needs data.eval or data.eval_ratio")
     cfg.resume_from_checkpoint = _normalise_resume(cfg.resume_from_checkpoint)
     if cfg.resume_from_checkpoint is None and os.environ.get("ORCH_RESUME"):  # a restart by `orch launch`
         cfg.resume_from_checkpoint = _normalise_resume(os.environ["ORCH_RESUME"])
@@ -169,11 +169,10 @@ def _normalise_training_args(cfg: TrainConfig, check_names: bool = True) -> dict
     """Apply aliases, lift `deepspeed`/`resume_from_checkpoint` to the top level, and reject unknown names
     (`check_names`: against the installed transformers/trl)."""
     args = dict(cfg.training_args)
-    for old, new in TRAINING_ARG_ALIASES.items():
-        if old in args:
-            if new in args:
-                cfg.warnings.append(f"training_args.{old}: ignored (training_args.{new} is set)")
-            args.setdefault(new, args.pop(old))
+    for old, new in TRAINING_ARG_RENAMES.items():
+        if old in args and new in args:
+            cfg.warnings.append(f"training_args.{old}: ignored (training_args.{new} is set)")
+            args.pop(old)
     if "logging_dir" in args:
         logging_dir = os.path.abspath(str(args.pop("logging_dir")))
         if os.environ.setdefault("TENSORBOARD_LOGGING_DIR", logging_dir) != logging_dir:
@@ -191,11 +190,38 @@ def _normalise_training_args(cfg: TrainConfig, check_names: bool = True) -> dict
     if not check_names:
         return args
     names = training_arg_names(cfg.stage)
+    args = renamed_args(args, set(names))
     reject_unknown(args, set(names), "training_args.")
     for key, value in args.items():
         if isinstance(value, str) and isinstance(names[key], float):
             args[key] = coerce(value, float, "training_args." + key)  # YAML reads `1e-4` as a string
     return args
+
+
+def evaluates(args: dict) -> bool:
+    """Whether `training_args` asks for evaluations (under either name of the eval strategy)."""
+    value = args.get("eval_strategy", args.get("evaluation_strategy", "no"))
+    return str(value) not in ("no", "IntervalStrategy.NO")
+
+
+def renamed_args(args: dict, known: set[str]) -> dict:
+    """`args` with each name of TRAINING_ARG_RENAMES spelt the way the installed release knows it (the guide's
+    `evaluation_strategy` stays on 4.40, becomes `eval_strategy` from 4.46 on), values converted where the two
+    names take different forms (a warmup fraction; include_for_metrics' list)."""
+    out = dict(args)
+    for old, new in TRAINING_ARG_RENAMES.items():
+        if old in out and old not in known and new in known:
+            value = out.pop(old)
+            out[new] = (["inputs"] if value else []) if old == "include_inputs_for_metrics" else value
+        elif new in out and old in known and (new not in known or new == "warmup_steps"):  # 4.x: steps only
+            value = out[new]
+            if new == "include_for_metrics":
+                value = "inputs" in (value or [])
+            elif new == "warmup_steps" and not (isinstance(value, float) and 0 < value < 1):
+                continue  # a step count: warmup_steps exists on every release
+            out[old] = value
+            del out[new]
+    return out
 
 
 def _normalise_resume(value: Any) -> str | int | None:

@@ -65,8 +65,9 @@ def _unused_generation(cfg: TrainConfig, prov: Provenance) -> None:
     """Decoding settings when nothing is generated; sampling settings under greedy/beam decoding."""
     gen = cfg.generation
     written = [k.split(".", 1)[1] for k in prov.origin if k.startswith("generation.")]
-    evaluates = str(cfg.training_args.get("eval_strategy", "no")) not in ("no", "IntervalStrategy.NO")
-    if gen.predict_with_generate and not evaluates:
+    from orchestrator.train.config_checks import evaluates
+
+    if gen.predict_with_generate and not evaluates(cfg.training_args):
         prov.warn(prov.name("generation.predict_with_generate"),
                   "no effect without evaluations (set training_args.eval_strategy: steps or epoch)")
     if not gen.predict_with_generate and not cfg.data.test:

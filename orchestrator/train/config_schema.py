@@ -16,8 +16,12 @@ DEEPSPEED_ALIASES = {"default-zero2": "zero2", "default-zero3": "zero3", "zero3-
 LORA_TARGETS = {"ALL": "all-linear", "DEFAULT": None}  # ms-swift's names: every linear layer, peft's per-model default
 LORA_DTYPES = ("auto", "fp32", "bf16", "fp16")
 
-# Old or Seq2Seq-only TrainingArguments names that configs written for older transformers still carry.
-TRAINING_ARG_ALIASES = {"evaluation_strategy": "eval_strategy", "warmup_ratio": "warmup_steps"}
+# TrainingArguments names renamed across the supported range (transformers 4.40 .. 5.x), old -> new: either name
+# works on every version; the worker passes the one the installed release knows (config_checks.renamed_args).
+TRAINING_ARG_RENAMES = {"evaluation_strategy": "eval_strategy", "warmup_ratio": "warmup_steps",
+                        "no_cuda": "use_cpu", "per_gpu_train_batch_size": "per_device_train_batch_size",
+                        "per_gpu_eval_batch_size": "per_device_eval_batch_size", "push_to_hub_token": "hub_token",
+                        "push_to_hub_model_id": "hub_model_id", "include_inputs_for_metrics": "include_for_metrics"}
 # Seq2SeqTrainingArguments' generation names -> keys of our `generation:` section (HF's Trainer has none of them).
 GENERATION_TRAINING_ARGS = {"predict_with_generate": "predict_with_generate", "generation_num_beams": "num_beams",
                             "generation_max_length": "max_new_tokens"}

@@ -6,6 +6,9 @@
 - qlora: the base is quantized by bitsandbytes (4-bit NF4 by default; also runs on CPU) and prepared for k-bit
   training, then LoRA goes on top. Trade-off: slower steps, a quarter of the base memory.
 - freeze: only the top fraction of decoder layers plus parameters whose names contain an `extra_trainable` entry.
+- prefix (P-Tuning v2): a model whose config has `pre_seq_len` (ChatGLM3) trains its OWN prefix encoder, as
+  ChatGLM3's finetune_hf.py does (`pre_seq_len = num_virtual_tokens`, everything else frozen, saved as a whole model
+  folder whose config.json carries pre_seq_len); other models get peft's prefix tuning.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ LORA_DTYPES_TORCH = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
-    """The model's tokenizer, with an EOS token (the model's end-of-document token when it has none), a pad token
-    (the EOS token when it has none) and right padding.
+    """The model's tokenizer, with an EOS token (the model's end-of-document token when it has none) and a pad
+    token (the EOS token when it has none). Its padding side is left as the tokenizer has it: orch's collator pads
+    rows itself, and ChatGLM3's tokenizer refuses any side but left.
 
     `trust_remote_code` is always an explicit bool: left unset, transformers would ask on stdin."""
     from transformers import AutoTokenizer
@@ -31,9 +35,16 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     from orchestrator.train.special_tokens import fill_eos_and_pad
 
     warn_known_break(path)  # first thing: the model's own code may be known not to run on this transformers
-    tok = fill_eos_and_pad(AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code), path)
-    tok.padding_side = "right"
-    return tok
+    return fill_eos_and_pad(AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code), path)
+
+
+def own_prefix_encoder(cfg: TrainConfig) -> bool:
+    """Whether `finetuning: prefix` trains the model's own prefix encoder (its config has `pre_seq_len`)."""
+    if cfg.finetuning != "prefix":
+        return False
+    from transformers import AutoConfig
+
+    return hasattr(AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code), "pre_seq_len")
 
 
 def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = False):
@@ -46,6 +57,8 @@ def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = 
         kwargs["dtype"] = torch.bfloat16
     if cfg.finetuning == "qlora":
         kwargs.update(quantization_kwargs(cfg))
+    if own_prefix_encoder(cfg):
+        return load_with_own_prefix_encoder(cfg, kwargs)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code,
                                                  **from_pretrained_kwargs(kwargs))
     model.config.use_cache = False  # the KV cache only costs memory during training
@@ -59,6 +72,35 @@ def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = 
         return add_prompt_adapter(model, cfg)
     if cfg.finetuning == "freeze":
         freeze_lower_layers(model, cfg.freeze.trainable_fraction, cfg.freeze.extra_trainable)
+    return model
+
+
+def load_with_own_prefix_encoder(cfg: TrainConfig, kwargs: dict):
+    """The model with `pre_seq_len = prompt.num_virtual_tokens` (and `prefix_projection`): only its prefix encoder
+    trains. A prefix encoder the checkpoint does not hold is initialised here (ChatGLM3's `_init_weights` leaves
+    new weights as allocated)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    config.pre_seq_len = cfg.prompt.num_virtual_tokens
+    config.prefix_projection = cfg.prompt.prefix_projection
+    config.use_cache = False
+    model, info = AutoModelForCausalLM.from_pretrained(
+        cfg.model, config=config, output_loading_info=True, trust_remote_code=cfg.trust_remote_code,
+        **from_pretrained_kwargs(kwargs))
+    encoders = [(name, module) for name, module in model.named_modules() if name.endswith("prefix_encoder")]
+    if not encoders:
+        raise ConfigError(f"{cfg.source}: finetuning: prefix: {cfg.model} has pre_seq_len in its config but its "
+                          "model code built no prefix_encoder")
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for name, encoder in encoders:
+        if any(key.startswith(name + ".") or f".{name}." in f".{key}" for key in info.get("missing_keys", [])):
+            for module in encoder.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        for param in encoder.parameters():
+            param.requires_grad_(True)
     return model
 
 
@@ -85,8 +127,9 @@ def add_lora(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
     lc = cfg.lora
-    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=_targets(lc.target_modules),
-                          modules_to_save=lc.modules_to_save, task_type="CAUSAL_LM")
+    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                          target_modules=_targets(lc.target_modules, model), modules_to_save=lc.modules_to_save,
+                          task_type="CAUSAL_LM")
     try:
         model = get_peft_model(model, peft_cfg)
     except ValueError as exc:  # e.g. a target module name that is not in the model, or no default for its type
@@ -149,7 +192,19 @@ def parameter_counts(model) -> tuple[int, int]:
     return trainable, total
 
 
-def _targets(value: str | list[str] | None) -> str | list[str] | None:
+def _targets(value: str | list[str] | None, model=None) -> str | list[str] | None:
     """peft reads a plain string as a regex over full module paths: keep `all-linear` and None (peft's default for
-    the model type), wrap a single name."""
+    the model type), wrap a single name. None on a model type peft has no default for is `all-linear`."""
+    if value is None and model is not None and peft_default_targets(model) is None:
+        return "all-linear"
     return value if value in ("all-linear", None) or isinstance(value, list) else [value]
+
+
+def peft_default_targets(model) -> list[str] | None:
+    """peft's own LoRA target modules for the model's `model_type` (ChatGLM3: `query_key_value`), or None."""
+    try:
+        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as defaults
+    except ImportError:
+        return None
+    found = defaults.get(getattr(model.config, "model_type", None))
+    return list(found) if found else None

@@ -40,13 +40,22 @@ def data_spec(cfg: TrainConfig):
     return spec
 
 
+def save_beside_weights(cfg: TrainConfig, output_dir: str, tokenizer) -> None:
+    """The chat format training used (orch chat/serve lay prompts out the same way), and the base's tokenizer
+    files where the saved copy does not load back (ChatGLM3's)."""
+    from orchestrator.train.data.prompting import write_record
+    from orchestrator.train.tokenizer_files import restore_if_unloadable
+
+    write_record(output_dir, cfg.data.template, cfg.data.system, tokenizer)
+    restore_if_unloadable(output_dir, cfg.model, cfg.trust_remote_code)
+
+
 def run_sft(cfg: TrainConfig) -> str:
     """Train as configured and return the output folder (weights or adapter, tokenizer, checkpoints, runs/)."""
     import torch
     from transformers import Trainer, set_seed
 
     from orchestrator.train.data.collate import make_collator
-    from orchestrator.train.data.prompting import write_record
     from orchestrator.train.data.dataset import build_sft_datasets, build_test_dataset
     from orchestrator.train.generation_eval import GenerationEval
     from orchestrator.train.packing_check import check_packing
@@ -89,8 +98,8 @@ def run_sft(cfg: TrainConfig) -> str:
     # 6. Train (resuming as decided in 2b), save the final weights (LoRA: the adapter) and the tokenizer.
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
-    if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in
-        write_record(args.output_dir, cfg.data.template, cfg.data.system, tokenizer)
+    if args.should_save:  # the chat format `orch chat` / `orch serve` lay prompts out in; a tokenizer that loads
+        save_beside_weights(cfg, args.output_dir, tokenizer)
     say(args, f"saved to {args.output_dir}")
     if generation:
         generation.predict_test(trainer)  # data.test: predictions_test.jsonl and test_* metrics

@@ -4,9 +4,9 @@ Fast tokenizers (with a `backend_tokenizer`): the whole text of a batch in one c
 transformers computes `return_assistant_tokens_mask`); chatml/qwen first read masks off the ChatML special tokens,
 which is cheaper, and fall back to offsets for any sample that path cannot vouch for (a token straddling a span
 boundary, such as BPE's " Paris" after "Assistant:", carries loss). Slow tokenizers
-(SentencePiece or custom code, e.g. ChatGLM3's with trust_remote_code): piece by piece with
-`tokenizer.encode(piece, add_special_tokens=False)`, each control token mapped to its single id, each piece's
-tokens masked by its loss flag.
+(SentencePiece or custom code, e.g. ChatGLM3's with trust_remote_code): piece by piece with `plain_ids` (never
+asking the tokenizer to pad: ChatGLM3's pads only on the left and, from transformers 4.45 on, fails whenever asked
+to pad at all), each control token mapped to its single id, each piece's tokens masked by its loss flag.
 """
 
 from __future__ import annotations
@@ -127,6 +127,11 @@ def _encode_fast(samples: Sequence[Sample], rendered: list[list[Piece]], tokeniz
     return results
 
 
+def plain_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of `text`: no special tokens added, no padding, no attention mask asked for."""
+    return tokenizer.encode(text, add_special_tokens=False, return_attention_mask=False)
+
+
 def _special_ids(tokenizer, token: str) -> list[int]:
     """A control token's single id, or its text encoding when the tokenizer has no such token (memoised)."""
     cache = getattr(tokenizer, "_orch_special_ids", None)
@@ -138,19 +143,19 @@ def _special_ids(tokenizer, token: str) -> list[int]:
             pass
     if token not in cache:
         tid = single_id(tokenizer, token)
-        cache[token] = [tid] if tid is not None else tokenizer.encode(token, add_special_tokens=False)
+        cache[token] = [tid] if tid is not None else plain_ids(tokenizer, token)
     return cache[token]
 
 
 def _piece_ids(tokenizer, text: str, kind: int) -> list[int]:
     """Token ids of one piece (see formats.py for the kinds)."""
     if kind == CONTENT:
-        return tokenizer.encode(text, add_special_tokens=False)
+        return plain_ids(tokenizer, text)
     if kind == SPECIAL:
         return _special_ids(tokenizer, text)
     ids: list[int] = []
     for part, is_marker in split_markers(text):
-        ids += _special_ids(tokenizer, part) if is_marker else tokenizer.encode(part, add_special_tokens=False)
+        ids += _special_ids(tokenizer, part) if is_marker else plain_ids(tokenizer, part)
     return ids
 
 

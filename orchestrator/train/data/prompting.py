@@ -21,9 +21,12 @@ from orchestrator.train.data import DEFAULT_TEMPLATE
 from orchestrator.train.data.encoding import encode_many
 from orchestrator.train.data.pack import split_point
 from orchestrator.train.data.samples import chat_from_messages
-from orchestrator.train.data.templates import Template, parse_template, resolve_template, with_system
+from orchestrator.train.data.formats import CONTENT, SPECIAL, split_markers
+from orchestrator.train.data.templates import Template, parse_template, resolve_template, single_id, with_system
 
 RECORD_FILE = "orch_template.json"
+TURN_ENDS = {"chatglm3": ("<|user|>", "<|observation|>")}  # also end a turn (ChatGLM3's chat() stops at them)
+ANSWER_LEADS = {"chatglm3": "\n"}
 
 
 def write_record(folder: str | Path, template: object, system: str | None, tokenizer) -> None:
@@ -59,12 +62,26 @@ def recorded_template(folders: list[Path], tokenizer) -> Template:
 
 
 def generation_prompt(messages: list[dict], tokenizer, template: Template) -> tuple[list[int], list[int]]:
-    """(the token ids of `messages` laid out by `template`, ready for the assistant's answer; the ids that end an
-    assistant turn in that format). ValueError for messages the template cannot lay out."""
+    """(the token ids of `messages` laid out by `template`, ready for the assistant's answer; the control tokens
+    that end an assistant turn in that format). ValueError for messages the template cannot lay out.
+
+    The prompt stops where training's loss starts: ChatGLM3's at `<|assistant|>` (the model writes the metadata
+    line, `answer_lead`), as its own `build_chat_input` does."""
     sample = chat_from_messages([*messages, {"role": "assistant", "content": ""}])
     ids, mask = encode_many([sample], tokenizer, template)[0]
     cut = split_point(mask)
-    return [int(t) for t in ids[:cut]], [int(t) for t in np.asarray(ids[cut:])[np.asarray(mask[cut:]) == 1]]
+    ends: set[int | None] = {single_id(tokenizer, token) for token in TURN_ENDS.get(template.name, ())}
+    for text, loss, kind in template.render(sample):  # the trained control tokens after the (empty) answer
+        if loss and kind != CONTENT:
+            parts = [text] if kind == SPECIAL else [part for part, marker in split_markers(text) if marker]
+            ends.update(single_id(tokenizer, part) for part in parts)
+    return [int(t) for t in ids[:cut]], sorted(t for t in ends if t is not None)
+
+
+def answer_lead(template: Template) -> str:
+    """What the model writes before its answer in this format and is not part of it (ChatGLM3: the empty metadata
+    line, "\\n")."""
+    return ANSWER_LEADS.get(template.name, "")
 
 
 def prompt_text(messages: list[dict], template: Template) -> tuple[str, str]:

@@ -154,7 +154,10 @@ def single_id(tokenizer, token: str) -> int | None:
         return None
     if not isinstance(tid, int) or tid < 0:
         return None
-    if tid == tokenizer.unk_token_id and token != tokenizer.unk_token:
+    unk = tokenizer.unk_token_id
+    if unk is None and tokenizer.unk_token:  # a read-only `unk_token` property (ChatGLM3's) on transformers 5
+        unk = tokenizer.convert_tokens_to_ids(tokenizer.unk_token)
+    if tid == unk and token != tokenizer.unk_token:
         return None
     return tid
 
