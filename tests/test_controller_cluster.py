@@ -100,10 +100,12 @@ def test_stop_leaves_nothing_and_spares_the_other_job(project, env, cluster):
     for job_id in ids:
         assert wait_state(job_id, {"RUNNING"}, env)["state"] == "RUNNING"
     # let the workers (own sessions, started by torchrun) come up: torchrun + 2 workers on each of the two nodes
+    # (both jobs: the neighbour's count after the stop is only meaningful once all of its processes were up)
     deadline = time.monotonic() + 60
-    while not all(tagged_processes(cluster, victim)[name] >= 3 for name in ("node2", "node3")):
-        assert time.monotonic() < deadline, tagged_processes(cluster, victim)
-        time.sleep(0.5)
+    for job_id in ids:
+        while not all(tagged_processes(cluster, job_id)[name] >= 3 for name in ("node2", "node3")):
+            assert time.monotonic() < deadline, tagged_processes(cluster, job_id)
+            time.sleep(0.5)
     stopped = orch("stop", victim, env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert job_json(victim, env=env)["state"] == "STOPPED"

@@ -169,3 +169,33 @@ def test_last_error_finds_the_users_exception_not_torchruns():
     assert last_error(log) == log[1:5]
     assert last_error(["x", "orch train: error: demo.yaml: lora.r must be > 0", "E1122 failed"]) == [
         "orch train: error: demo.yaml: lora.r must be > 0"]
+
+
+ZERO_MESSAGE = ("deepspeed.runtime.zero.utils.ZeRORuntimeException: The checkpoint being loaded used a DP world size "
+                "of 2 but the current world size is 1. Automatic adjustment of ZeRO's optimizer state partitioning "
+                "with a new world size is not currently supported.")
+
+
+@pytest.mark.parametrize("prefixed", [True, False])
+def test_last_error_is_the_ranks_deepspeed_exception_whatever_torchrun_prints_after_it(prefixed):
+    """A real log (torch 2.13, DeepSpeed 0.19 refusing a ZeRO-2 checkpoint on a smaller world), with torchrun's
+    ChildFailedError traceback, its `Root Cause` / `error_file` block, an agent log line and the wrapper's own
+    exit line after the rank's exception; also without the `[rankN]:` prefixes older torch versions lack."""
+    from orchestrator.jobs.states import last_error
+
+    log = (Path(__file__).parent / "logs" / "zero_world_size_changed.log").read_text().splitlines()
+    if not prefixed:
+        log = [line.removeprefix("[rank0]: ").removeprefix("[rank0]:") for line in log]
+    assert log.index("============================================================") > max(
+        i for i, line in enumerate(log) if ZERO_MESSAGE in line)  # torchrun's block really comes after it
+    error = last_error(log)
+    assert error[-1].endswith(ZERO_MESSAGE) and len(error) == 4, error
+    assert not any("ChildFailedError" in line or "error_file" in line or "exited with" in line for line in error)
+
+
+def test_spares_are_held_back_from_the_default_selection():
+    inventory = parse_inventory('[[nodes]]\nname = "a"\nhost = "a"\n[[nodes]]\nname = "s"\nhost = "s"\nspare = true\n')
+    assert [n.name for n in inventory.select(None)] == ["a"] and inventory.node("s").spare
+    assert [n.name for n in inventory.select(["s", "a"])] == ["s", "a"]  # named, a spare runs like any node
+    with pytest.raises(InventoryError, match="spare"):
+        parse_inventory('[[nodes]]\nname = "a"\nhost = "a"\nspare = "yes"\n')

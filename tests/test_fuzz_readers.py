@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - the test extra installs it
 
 from orchestrator.errors import OrchError
 from tests.orch_cli import assert_refused, orch
+from tests.test_controller_inputs import GOOD as GOOD_INVENTORY
 
 EXAMPLES = int(os.environ.get("ORCH_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
@@ -43,26 +44,8 @@ TRIED: Counter = Counter()  # reader -> (mutated inputs tried, refused in one li
 REFUSED: Counter = Counter()
 
 # --- valid seeds -------------------------------------------------------------------------------------------------
-INVENTORY = b"""[cluster]
-workdir = "/data/orch"
-python = "/opt/conda/envs/fm/bin/python"
-master_port = "auto"
-shared_fs = false
-
-[cluster.env]
-NCCL_DEBUG = "WARN"
-
-[[nodes]]
-name = "g3006"
-host = "g3006"
-addr = "10.0.0.6"
-gpus = 8
-
-[[nodes]]
-name = "g3007"
-host = "g3007"
-gpus = 8
-"""
+INVENTORY = GOOD_INVENTORY.replace('master_port = 29555\n', 'python = "/opt/conda/envs/fm/bin/python"\n'
+                                   'master_port = "auto"\nshared_fs = false\n').encode()
 CONFIG = """model: model
 stage: sft
 finetuning: lora

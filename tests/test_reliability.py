@@ -181,6 +181,31 @@ def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
     assert "restarted as job" in launched.stderr
 
 
+def test_a_spare_takes_the_failed_nodes_place_under_max_restarts(project, cluster, orch_home):
+    """node2 and node3 are spares (node2's python is missing: the preflight passes over it); a job on the other
+    nodes (the default) loses node1 on its first attempt; the restart runs on node0 and node3, at the same size."""
+    text = cluster.inventory.read_text()
+    text = text.replace('name = "node2"\n', 'name = "node2"\nspare = true\npython = "/nonexistent/python3"\n')
+    text = text.replace('name = "node3"\n', 'name = "node3"\nspare = true\n')
+    inventory = project / "spares.toml"
+    inventory.write_text(text)
+    env = {"ORCH_CLUSTER": str(inventory), "ORCH_HOME": str(orch_home)}
+    launched = orch("launch", "--max-restarts", "1", "--env", "FAIL_NODE=node1", "--", "python", "steady.py",
+                    cwd=project, env=env, timeout=180)
+    assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-2000:]
+    first = job_json(job_id_of(launched), env=env)
+    assert [n["name"] for n in first["nodes"]] == ["node0", "node1"]  # spares wait outside the job
+    assert first["state"] == "FAILED" and first["root_cause"].startswith("node node1 "), first
+    second = job_json(first["restarted_as"], env=env)
+    assert f"orch: job {second['id']}: node1 -> node3 (spare), chosen by the preflight" in launched.stderr
+    assert second["state"] == "SUCCEEDED" and [n["name"] for n in second["nodes"]] == ["node0", "node3"], second
+    assert second["replaced"] == {"node1": "node3"} and second["restart_of"] == first["id"]
+    shown = orch("status", second["id"], env=env, check=True).stdout
+    assert f"replaced: node1 by spare node3 (failed in job {first['id']})" in shown, shown
+    history = orch("status", env=env, check=True).stdout
+    assert "node0,node3 (node3 for node1)" in history, history
+
+
 def test_a_job_that_always_fails_stops_after_max_restarts_plus_one_attempts(project, env, cluster):
     launched = orch("launch", "--nodes", "node2,node3", "--max-restarts", "1", "--env", "FAIL_ATTEMPTS=99", "--",
                     "python", "steady.py", cwd=project, env=env, timeout=180)

@@ -71,9 +71,16 @@ def _plain(out: Console, cell: RenderableType) -> str:
 def jobs_table(jobs: list[JobRecord]) -> None:
     table = new_table("job", "state", "nodes", "procs/node", "created", "command", title="recent jobs")
     for job in jobs:
-        table.add_row(job.id, _state(job.state), ",".join(n.name for n in job.nodes), str(job.nproc_per_node),
+        table.add_row(job.id, _state(job.state), nodes_cell(job), str(job.nproc_per_node),
                       _when(job.created), " ".join(job.command)[:60])
     print_table(table)
+
+
+def nodes_cell(job: JobRecord) -> str:
+    """`node1,node3 (node3 for node2)`: the job's nodes, and which spare replaced which failed node."""
+    replaced = job.options.get("replaced") or {}
+    spares = ", ".join(f"{new} for {old}" for old, new in replaced.items())
+    return ",".join(n.name for n in job.nodes) + (f" ({spares})" if spares else "")
 
 
 def job_table(job: JobRecord, stragglers: list[dict] = ()) -> None:
@@ -82,6 +89,9 @@ def job_table(job: JobRecord, stragglers: list[dict] = ()) -> None:
 
     out = console()
     out.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
+    if job.options.get("replaced"):
+        out.print("replaced: " + ", ".join(f"{old} by spare {new} (failed in job {job.options.get('restart_of')})"
+                                           for old, new in job.options["replaced"].items()), markup=False)
     if job.root_cause:
         out.print(f"root cause: {job.root_cause}", markup=False)
     info = job.options.get("scheduler") or {}

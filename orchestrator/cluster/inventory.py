@@ -38,6 +38,7 @@ class Node:
     user: str | None = None
     port: int | None = None
     identity_file: str | None = None
+    spare: bool = False  # held back: only a restart under --max-restarts uses it, in place of a failed node
 
     @property
     def is_local(self) -> bool:
@@ -70,9 +71,9 @@ class Inventory:
         raise InventoryError(f"{self.path}: unknown node {name!r} (known: {known})")
 
     def select(self, names: list[str] | None) -> list[Node]:
-        """The nodes named, in the order given (= rank order); all nodes when `names` is None."""
+        """The nodes named, in the order given (= rank order); all nodes but the spares when `names` is None."""
         if names is None:
-            return list(self.nodes)
+            return [node for node in self.nodes if not node.spare]
         seen: set[str] = set()
         for name in names:
             if name in seen:
@@ -118,7 +119,7 @@ _SLURM_TIME = re.compile(r"^(\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+(:\d{2}(:\d{2}
 _SLURM_MEM = re.compile(r"^\d+[KMGT]?$")
 _NODE_KEYS = {
     "name": _STR, "host": _STR, "addr": _STR, "gpus": _INT, "workdir": _STR, "python": _STR, "setup": _LIST,
-    "env": _TABLE, "user": _STR, "port": _INT, "identity_file": _STR,
+    "env": _TABLE, "user": _STR, "port": _INT, "identity_file": _STR, "spare": _BOOL,
 }
 _TOP_KEYS = {"cluster", "nodes"}
 
@@ -286,6 +287,7 @@ def _build_node(raw: dict, cluster: dict, cluster_env: dict[str, str], host: str
         user=pick("user"),
         port=pick("port"),
         identity_file=os.path.expanduser(pick("identity_file")) if pick("identity_file") else None,
+        spare=raw.get("spare", False),
     )
 
 

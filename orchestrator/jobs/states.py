@@ -107,15 +107,45 @@ def describe_exit(code: int | None) -> str:
 _ERROR_LINE = re.compile(r"^\s*(?:\[[^\]]*\]:?\s*)?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit))\b(:.*)?$")
 _LAUNCHER_ERRORS = ("ChildFailedError", "SignalException")
 _CLI_ERROR = re.compile(r"^[\w .-]+: error: ")
+_RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:")
+_AGENT_LOG = re.compile(r"^\[?[EWIF]\d{4} \d\d:\d\d:\d\d")  # torch's glog-style lines (the torchrun agent)
 
 
 def last_error(lines: list[str], context: int = 3) -> list[str]:
-    """The user's last exception line in a log and the few traceback lines above it (torchrun's own
-    ChildFailedError report is skipped: it only repeats that a child failed)."""
-    for index in range(len(lines) - 1, -1, -1):
-        match = _ERROR_LINE.match(lines[index])
-        if match and not match.group(1).endswith(_LAUNCHER_ERRORS):
-            return [line.rstrip() for line in lines[max(0, index - context):index + 1]]
-        if _CLI_ERROR.search(lines[index]):  # a program's own one-line error (`prog: error: ...`)
-            return [lines[index].rstrip()]
+    """The failed rank's own last exception line and the few traceback lines above it, wherever it sits in the
+    log: torchrun's agent output after it (its ChildFailedError traceback and `Root Cause` / `error_file` block,
+    its E/W log lines) and anything a wrapper prints later are passed over. A rank's lines (`[rankN]:` prefix)
+    win over unprefixed ones; a program's own one-line error (`prog: error: ...`) counts as an exception."""
+    kept = [line.rstrip() for line in _without_agent_output(lines)]
+    for rank_only in (True, False):
+        for index in range(len(kept) - 1, -1, -1):
+            line = kept[index]
+            if rank_only and not _RANK_PREFIX.match(line):
+                continue
+            if _CLI_ERROR.search(line):
+                return [line]
+            match = _ERROR_LINE.match(line)
+            if match and not match.group(1).endswith(_LAUNCHER_ERRORS):
+                prefix = _RANK_PREFIX.match(line)
+                above = [text for text in kept[max(0, index - context):index]
+                         if not prefix or text.startswith(prefix.group(0))]
+                return [*above, line]
     return []
+
+
+def _without_agent_output(lines: list[str]) -> list[str]:
+    """The log without torchrun's own report of a failed child: the agent's traceback that ends in
+    ChildFailedError, the `====` framed block after it, and the agent's glog-style lines."""
+    drop: set[int] = set()
+    for index, line in enumerate(lines):
+        match = _ERROR_LINE.match(line)
+        if _RANK_PREFIX.match(line) or not match or not match.group(1).endswith(_LAUNCHER_ERRORS):
+            continue
+        begin = index  # up through the agent's own frames ("  File ...", indented source) to its "Traceback"
+        while begin > 0 and lines[begin - 1].startswith(("  ", "Traceback (most recent call last)")):
+            begin -= 1
+            if lines[begin].startswith("Traceback"):
+                break
+        frames = [i for i in range(index + 1, len(lines)) if lines[i].startswith("=====")][:2]
+        drop.update(range(begin, (frames[-1] if len(frames) == 2 else index) + 1))
+    return [line for index, line in enumerate(lines) if index not in drop and not _AGENT_LOG.match(line)]

@@ -102,6 +102,7 @@ class JobRecord:
             "command": self.command, "master": self.master, "nproc_per_node": self.nproc_per_node,
             "root_cause": self.root_cause, "run_dir": self.run_dir, "attempt": self.attempt,
             "restart_of": self.options.get("restart_of"), "restarted_as": self.options.get("restarted_as"),
+            "replaced": self.options.get("replaced", {}),  # {failed node: the spare in its place}
             "scheduler": {"name": self.scheduler, **{k: self.options.get("scheduler", {}).get(k)
                                                      for k in ("job_id", "state", "reason")}},
             "progress": self.options.get("progress"),

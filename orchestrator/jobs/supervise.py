@@ -12,7 +12,7 @@ from typing import Callable
 
 from orchestrator.cluster.inventory import EMBEDDED_DEFAULT, Inventory, load_inventory, parse_inventory
 from orchestrator.cluster.ssh import Session
-from orchestrator.jobs import notify, schedulers, states, watch
+from orchestrator.jobs import notify, schedulers, spares, states, watch
 from orchestrator.jobs.launch import LaunchRequest, launch
 from orchestrator.jobs.store import JobRecord, Store, new_job_id
 
@@ -73,8 +73,9 @@ def reload_inventory(path: str) -> Inventory:
     return load_inventory(path)
 
 
-def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobRecord:
-    """Relaunch a job's request as a new job (without `exclude` nodes); training resumes from its checkpoint."""
+def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = (), use_spares: bool = False) -> JobRecord:
+    """Relaunch a job's request as a new job (without `exclude` nodes; `use_spares`: a healthy spare in each
+    failed node's place); training resumes from its checkpoint."""
     request = LaunchRequest.from_json(job.options["request"])
     schedulers.for_job(job).relaunch(request, job, exclude)
     attempt = job.attempt + 1
@@ -82,6 +83,9 @@ def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = ()) -> JobR
     inventory = reload_inventory(job.options["inventory"])
     lineage = {"attempt": attempt, "restart_of": job.id, "first_job": job.options.get("first_job", job.id)}
     with Session(inventory.ssh_config) as session:
+        if use_spares and request.nodes:
+            if replaced := spares.substitute(session, inventory, job, request.nodes):
+                lineage["replaced"] = replaced
         new_job = launch(inventory, request, store, session, new_job_id(), lineage).job
     store.set_option(job, "restarted_as", new_job.id)
     return new_job
@@ -109,8 +113,10 @@ def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s
                 watch.wait(store, session, job, poll_s=poll_s, on_tick=guard)
         if job.state == states.FAILED and not job.stop_requested and job.attempt < request.get("max_restarts", 0):
             say(f"orch: job {job.id} FAILED; restart {job.attempt + 1} of {request['max_restarts']}")
-            failed, job = job, restart(store, job)
+            failed, job = job, restart(store, job, use_spares=True)
             say(f"orch: restarted as job {job.id}")
+            if job.options.get("replaced"):
+                say(f"orch: job {job.id}: {spares.describe(job.options['replaced'])}")
             notify.notify(failed, "restart", job.id, say)
             continue
         notify.notify(job, notify.event_of_end(job), job.root_cause, say)

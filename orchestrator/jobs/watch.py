@@ -55,7 +55,7 @@ def settle(job: JobRecord, session: Session | None = None) -> None:
                 job.root_cause += "\n" + "\n".join(f"  {line}" for line in error)
 
 
-def _log_tail(session: Session, job: JobRecord, record: NodeRecord, lines: int = 200) -> str:
+def _log_tail(session: Session, job: JobRecord, record: NodeRecord, lines: int = 400) -> str:
     try:
         return schedulers.for_job(job).read_log(session, job, record, lines=lines).decode("utf-8", "replace")
     except RemoteError:

@@ -5,8 +5,12 @@ the middle leaves a folder that looks like a checkpoint. After every save all ra
 node's local rank 0 writes `orch_complete.json` into the folder. `latest` picks the newest folder with the marker
 and says which incomplete ones it skipped; all ranks agree on the newest one complete on every node.
 
-Without a shared filesystem, each node holds only what its own ranks wrote (DeepSpeed: its optimizer shards; plain
-DDP: nothing, rank 0 writes everything on the master). Resuming then needs the same nodes in the same rank order.
+The marker records the run's layout (world size, per-device batch, accumulation), so a resume on another world
+size keeps the global batch (`reshape`). Without a shared filesystem each node holds only what its own ranks wrote
+(DeepSpeed: its own ZeRO partitions; orch sets `save_on_each_node`, so weights, optimizer of plain DDP, scheduler and
+trainer state are whole on every node). On the same world size every rank finds its own partition again; on
+another one, a DeepSpeed checkpoint is resumable only where a node holds every rank's partition, so `latest` falls
+back, in one line, to the newest checkpoint that is whole on every node of this job.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ MARKER = "orch_complete.json"
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 
 
-def mark_complete(folder: str | Path, step: int) -> None:
-    """Write the completeness marker into a checkpoint folder (call after every rank has finished saving)."""
-    Path(folder, MARKER).write_text(json.dumps({"step": step, "time": time.time()}))
+def mark_complete(folder: str | Path, step: int, layout: dict | None = None) -> None:
+    """Write the completeness marker (with the run's layout) into a checkpoint folder (call after every rank has
+    finished saving)."""
+    Path(folder, MARKER).write_text(json.dumps({"step": step, "time": time.time(), **(layout or {})}))
 
 
 def is_complete(folder: str | Path) -> bool:
@@ -47,15 +52,21 @@ def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -
         return None
     if value == "latest":
         found = checkpoints(output_dir)
-        everywhere = steps_on_every_rank([step for step, path in found if is_complete(path)])
-        chosen = max(everywhere, default=None)
-        newer = [(path.name, is_complete(path)) for step, path in found if chosen is None or step > chosen]
-        if skipped := [name for name, complete in newer if not complete]:
+        whole, lacking = whole_on_every_rank({step: local_view(path) for step, path in found if is_complete(path)})
+        chosen = max(whole, default=None)
+        newer = [(step, path.name, is_complete(path)) for step, path in found if chosen is None or step > chosen]
+        if skipped := [name for _, name, complete in newer if not complete]:
             log(f"resume: skipped incomplete checkpoint(s) {', '.join(skipped)} (no {MARKER})")
-        if elsewhere := [name for name, complete in newer if complete]:
+        if elsewhere := [name for step, name, complete in newer if complete and step not in lacking]:
             log(f"resume: skipped checkpoint(s) {', '.join(elsewhere)} (complete here, not on every node)")
+        for step, name, _ in newer:
+            if step in lacking:
+                log(f"resume: {name} lacks the ZeRO partition(s) of rank(s) {lacking[step]} on a node of this job "
+                    "(saved on another world size, no shared filesystem: they stayed on a node not in this job); "
+                    f"falling back to {f'checkpoint-{chosen}' if chosen is not None else 'step 0'}")
         if chosen is None:
-            log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
+            if not lacking:  # else the line above said why and where it starts
+                log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
             return None
         resume = str(dict(found)[chosen])
     else:
@@ -69,16 +80,42 @@ def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -
     return resume
 
 
-def steps_on_every_rank(local: list[int]) -> set[int]:
-    """The checkpoint steps complete for every rank (each node sees its own copies without a shared filesystem):
-    a node that died mid-save makes the others resume from the checkpoint before, as it must."""
+def local_view(folder: Path) -> dict:
+    """What this rank sees of a complete checkpoint: the world size it was saved on, and which ranks' ZeRO
+    partitions are here (empty without DeepSpeed)."""
+    from orchestrator.train.reshape import partitions, saved_layout
+
+    return {"world_size": saved_layout(folder)["world_size"], "partitions": partitions(folder)}
+
+
+def whole_on_every_rank(local: dict[int, dict]) -> tuple[set[int], dict[int, str]]:
+    """The checkpoint steps every rank can resume from, and, for those complete everywhere but not resumable on
+    this world size, the ranks whose partitions some node lacks. A node that died mid-save makes the others
+    resume from the checkpoint before, as it must."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return set(local)
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, sorted(local))
-    return set.intersection(*(set(steps) for steps in gathered))
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    gathered: list = [local]
+    if world > 1:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, local)
+    return whole(gathered, world)
+
+
+def whole(views: list[dict[int, dict]], world: int) -> tuple[set[int], dict[int, str]]:
+    """`whole_on_every_rank`'s decision over every rank's view (pure): a DeepSpeed checkpoint saved on another
+    world size needs every saved rank's partition on every node (each node converts its own copy)."""
+    complete = set.intersection(*(set(view) for view in views)) if views else set()
+    usable, lacking = set(), {}
+    for step in complete:
+        saved_world = views[0][step]["world_size"]
+        missing = sorted({rank for view in views if view[step]["partitions"]
+                          for rank in set(range(saved_world)) - set(view[step]["partitions"])})
+        if saved_world != world and missing:
+            lacking[step] = ", ".join(map(str, missing))
+        else:
+            usable.add(step)
+    return usable, lacking
 
 
 def node_log(args):
@@ -90,6 +127,8 @@ def node_log(args):
 def completeness_callback():
     """A TrainerCallback that marks each checkpoint complete once every rank has saved it."""
     from transformers import TrainerCallback
+
+    from orchestrator.train.reshape import layout
 
     class MarkComplete(TrainerCallback):
         """Barrier, then local rank 0 writes the marker (each node marks its own copy without a shared FS:
@@ -103,7 +142,7 @@ def completeness_callback():
             folder = Path(args.output_dir, f"checkpoint-{state.global_step}")
             crash_during_save(state.global_step)
             if state.is_local_process_zero and folder.is_dir():
-                mark_complete(folder, state.global_step)
+                mark_complete(folder, state.global_step, layout(args))
 
     return MarkComplete()
 

@@ -18,6 +18,8 @@ from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
 from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
+from orchestrator.train.reshape import reshape
+from orchestrator.train.state_dump import dump_callback
 
 
 def data_spec(cfg: TrainConfig):
@@ -63,6 +65,10 @@ def run_sft(cfg: TrainConfig) -> str:
     # 2. ZeRO-3 on CPU: DeepSpeed's gloo group must exist before from_pretrained partitions the weights.
     if args.deepspeed and not torch.cuda.is_available():
         init_cpu_distributed()
+    # 2b. Which checkpoint to resume (every rank agrees), and the arguments for this world size: the same global
+    #     batch, DeepSpeed's universal checkpoint when the world size changed (`reshape`).
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
+    args = reshape(resume, args, lambda extra: build_training_args(cfg, extra), log=lambda line: say(args, line))
     # 3. Data before the model: a bad file fails fast and cheaply. The first process to take the cache's file
     #    lock tokenizes, the others wait on the lock (never on a collective, which could time out) and read it.
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
@@ -85,12 +91,11 @@ def run_sft(cfg: TrainConfig) -> str:
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=collate, **tokenizer_kwarg(Trainer, tokenizer),
-                      callbacks=[completeness_callback(), feed_callback()])
+                      callbacks=[c for c in (dump_callback(), completeness_callback(), feed_callback()) if c])
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
         trainer.callback_handler.callbacks.insert(0, generation.callback())
-    # 6. Resume decision, train, save the final weights (LoRA: the adapter) and the tokenizer.
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
+    # 6. Train (resuming as decided in 2b), save the final weights (LoRA: the adapter) and the tokenizer.
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if args.should_save:  # the chat format `orch chat` / `orch serve` lay prompts out in; a tokenizer that loads

@@ -1,6 +1,7 @@
 """Test job: join the gloo group, then print a heartbeat every 0.5 s for STEADY_S seconds (or go quiet).
 
-FAIL_ATTEMPTS=N makes the first N attempts exit 5 (ORCH_RESTART_COUNT counts restarts) and later ones succeed.
+FAIL_ATTEMPTS=N makes the first N attempts exit 5 (ORCH_RESTART_COUNT counts restarts) and later ones succeed;
+FAIL_NODE=NAME makes the first attempt exit 5 on node NAME only.
 QUIET_AFTER_S stops printing (but keeps running) after that many seconds: a hang as orch sees it.
 """
 
@@ -13,7 +14,9 @@ import torch.distributed as dist
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 print(f"rank {rank} up pid {os.getpid()} attempt {os.environ.get('ORCH_RESTART_COUNT', '0')}", flush=True)
-if int(os.environ.get("ORCH_RESTART_COUNT", "0")) < int(os.environ.get("FAIL_ATTEMPTS", "0")):
+attempt = int(os.environ.get("ORCH_RESTART_COUNT", "0"))
+failing_node = attempt == 0 and os.environ.get("FAIL_NODE", "-") == os.environ.get("ORCH_NODE")
+if attempt < int(os.environ.get("FAIL_ATTEMPTS", "0")) or failing_node:
     sys.exit(5)
 quiet_after = float(os.environ.get("QUIET_AFTER_S", "1e9"))
 start = time.monotonic()
