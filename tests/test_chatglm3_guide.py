@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
+
 from orchestrator.jobs.states import last_error
 from tests.orch_cli import orch, orch_serve
 from tests.remote_model import build_remote_model, chatglm3_reply, write_guide_project
@@ -147,7 +149,7 @@ def test_a_failure_in_the_models_own_code_ends_in_one_orch_line(model, lora_run,
     from orchestrator.train.compat import version
 
     if version("transformers") < (5, 0):
-        pytest.skip("config.max_length exists before transformers 5")  # the main stack is 5.x
+        missing("transformers 5 (the main stack): before 5, config.max_length exists and nothing breaks")
     broken = _breaks_on_transformers_5(model, tmp_path / "broken")
     chat = _chat(broken)
     train = orch("train", ".", str(broken), "lora.yaml", "--trust-remote-code", cwd=lora_run, env=ENV, timeout=600)
