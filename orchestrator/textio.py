@@ -121,11 +121,12 @@ def iter_lines(path: str | Path, encoding: str | None = None) -> Iterator[tuple[
     if _is_wide(codec):
         yield from _wide_lines(path, encoding)
         return
+    after_first = codec.replace("-sig", "")  # a BOM can only open the file
     with open(path, "rb") as fh:
         offset, n = 0, 0
         for n, raw in enumerate(fh, 1):
             try:
-                text = decode(raw, codec if n == 1 else codec.replace("-sig", ""))
+                text = decode(raw, codec if n == 1 else after_first)
             except UnicodeDecodeError as exc:
                 raise refusal(path, n, offset + exc.start, codec, encoding) from None
             yield n, text.lstrip("\ufeff") if n == 1 else text

@@ -177,11 +177,11 @@ def _follow_attached(store, job_id: str) -> int:
             if next_id is None:
                 break
             click.echo(f"orch: job {job.id} {job.state}; restarted as job {next_id}", err=True)
-            if replaced := store.get(next_id).options.get("replaced"):
+            job = store.get(next_id)
+            if replaced := job.options.get("replaced"):
                 from orchestrator.jobs.spares import describe
 
                 click.echo(f"orch: job {next_id}: {describe(replaced)}", err=True)
-            job = store.get(next_id)
     except KeyboardInterrupt:
         click.echo(f"\ndetached from job {job.id}: it keeps running. `orch logs {job.id} --follow` to watch again, "
                    f"`orch stop {job.id}` to stop it.", err=True)

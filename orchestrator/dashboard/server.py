@@ -97,7 +97,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._refused(refusal)
         length = int(self.headers.get("Content-Length") or 0)
         try:
-            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            body = json.loads(self.rfile.read(length)) if length else {}
             job = self.server.store.get(match.group(1))
             if match.group(2) == "stop":
                 return self._json(200, actions.stop(job.id))

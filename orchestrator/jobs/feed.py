@@ -17,6 +17,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.jobs.vault import write_private
+
 METRICS_MARK = b"\n--orch-metrics--\n"
 METRICS_CHUNK = 1 << 20
 METRICS_FILE = "metrics.jsonl"
@@ -106,6 +108,8 @@ def keep(run_dir: str, seen: dict[str, Seen]) -> None:
 
 def keep_timing(run_dir: str, seen: dict[str, Seen]) -> None:
     """Merge every node's timings and GPUs into timing.json (ranks not seen this time keep their numbers)."""
+    if not seen:  # nothing new (a plain `-- CMD` job, or no rank has timed a step yet): no read, no write
+        return
     path = Path(run_dir) / TIMING_FILE
     current = load_timing(run_dir)
     ranks, gpus = dict(current.get("ranks", {})), dict(current.get("gpus", {}))
@@ -118,8 +122,7 @@ def keep_timing(run_dir: str, seen: dict[str, Seen]) -> None:
     fresh = {"ranks": ranks, "gpus": gpus}
     if fresh == current or not path.parent.is_dir():
         return
-    path.with_suffix(".tmp").write_text(json.dumps(fresh))
-    os.replace(path.with_suffix(".tmp"), path)
+    write_private(path, json.dumps(fresh))  # a per-process temporary name: two watchers never share one
 
 
 def load_timing(run_dir: str) -> dict:

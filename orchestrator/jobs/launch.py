@@ -32,10 +32,6 @@ class Launched:
     seconds: float
 
     @property
-    def plan(self) -> planning.JobPlan:
-        return self.submitted.plan
-
-    @property
     def synced(self) -> dict[str, SyncStats]:
         return self.submitted.synced
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 from typing import Callable
 
+from orchestrator.jobs.states import FAILED, LOST
 from orchestrator.jobs.store import JobRecord
 from orchestrator.jobs.stragglers import of_run
 
@@ -22,7 +23,7 @@ TIMEOUT_S = 60
 
 def event_of_end(job: JobRecord) -> str:
     """`failed` for a FAILED or LOST job, else `ended`."""
-    return "failed" if job.state in ("FAILED", "LOST") else "ended"
+    return "failed" if job.state in (FAILED, LOST) else "ended"
 
 
 def payload(job: JobRecord, event: str, detail: str | None = None) -> dict:

@@ -11,6 +11,8 @@ import json
 import os
 import time
 
+from orchestrator.train.feed import write_json
+
 IGNORE_INDEX = -100
 PROGRESS_FILE = "progress.json"  # in $ORCH_JOB_DIR, where `orch status` reads it
 
@@ -94,9 +96,7 @@ def write_progress(state, logs: dict, began: tuple[float, int]) -> None:
                 "tokens_per_s": logs.get("tokens_per_second", previous.get("tokens_per_s")),
                 "eta_s": None if per_step is None else round(per_step * max(state.max_steps - state.global_step, 0)),
                 "time": time.time()}
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(progress, f)
-    os.replace(path + ".tmp", path)
+    write_json(path, progress)
 
 
 def say(args, message: str) -> None:

@@ -81,12 +81,12 @@ def run_sft(cfg: TrainConfig) -> str:
     set_seed(args.seed)  # the same adapter init on any world size, so runs compare
     model = load_model(cfg, use_bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing)
     collate = make_collator(tokenizer, cfg.data.packing)
+    zero3 = zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3
     if cfg.data.packing:  # "no cross-sample attention" must hold for this model's own attention code
-        check_packing(model, collate, len(tokenizer), cfg.model,
-                      zero3=zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3)
+        check_packing(model, collate, len(tokenizer), cfg.model, zero3=zero3)
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
-    if zero_stage(args.deepspeed if isinstance(args.deepspeed, dict) else None) == 3:
+    if zero3:
         say(args, "ZeRO-3: parameters are partitioned across ranks (counts above are full sizes)")
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,

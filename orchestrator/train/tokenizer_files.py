@@ -31,12 +31,6 @@ def load_tokenizer_from(folder: str | Path, base: str | Path | None, trust: bool
     return AutoTokenizer.from_pretrained(str(base), trust_remote_code=trust), Path(base)
 
 
-def save_loadable_tokenizer(tokenizer: Any, out: str | Path, base: str | Path, trust: bool) -> None:
-    """Save `tokenizer` into `out`; where that copy does not load back, replace its files with the base's."""
-    tokenizer.save_pretrained(str(out))
-    restore_if_unloadable(out, base, trust)
-
-
 def restore_if_unloadable(out: str | Path, base: str | Path, trust: bool) -> bool:
     """When the tokenizer saved in `out` fails to load, put the base's tokenizer files there; True if it did."""
     from transformers import AutoTokenizer

@@ -168,8 +168,8 @@ def stop(session: Session, job: JobRecord, records: list[NodeRecord] | None = No
 
 
 def dump_stacks(session: Session, job: JobRecord) -> dict[str, str]:
-    return fan_out([n.node for n in job.nodes], lambda node: remote.dump_stacks(
-        session, next(r for r in job.nodes if r.name == node.name), job.id))
+    by_name = {r.name: r for r in job.nodes}
+    return fan_out([n.node for n in job.nodes], lambda node: remote.dump_stacks(session, by_name[node.name], job.id))
 
 
 def relaunch(request: LaunchRequest, job: JobRecord, exclude: tuple[str, ...]) -> None:
