@@ -41,6 +41,15 @@ def call(url: str, method: str = "GET", headers: dict | None = None, body: bytes
         return error.code, json.loads(error.read() or b"{}")
 
 
+def page_status(url: str) -> int:
+    """The HTTP status of a page (its body is HTML, not JSON)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_the_job_api_is_status_json_plus_metrics_and_stragglers(served):
     base, _, _ = served
     status, jobs = call(base + "/api/jobs")
@@ -100,6 +109,9 @@ def test_a_public_address_needs_the_token_for_every_page(orch_home: Path):
         assert call(base + "/api/jobs?token=nope")[0] == 403
         assert call(base + "/api/jobs?token=t0k")[0] == 200
         assert call(base + "/api/jobs", headers={"X-Orch-Token": "t0k"})[0] == 200
+        for page in ("/", "/jobs/20260101-000000-bbbb"):  # the HTML pages too, not only the API
+            assert page_status(base + page) == 401
+            assert page_status(base + page + "?token=t0k") == 200
     finally:
         server.shutdown()
         server.server_close()

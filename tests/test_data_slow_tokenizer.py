@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from orchestrator.train.data.collate import make_collator
 from orchestrator.train.data.encoding import IGNORE_INDEX, encode, plain_ids
 from orchestrator.train.data.index import TokenIndex, build_index
 from orchestrator.train.data.samples import chat_from_messages
@@ -93,6 +94,11 @@ def test_the_tokenizer_pads_only_on_the_left_and_orch_never_asks_it_to_pad(glm, 
     assert tok.padding_side == "left"
     chat = chat_from_messages(TOOL_CHAT)
     assert encode(chat, tok, "chatglm3") == reference_chatglm3(tok, TOOL_CHAT)
+    # orch's collator pads rows of different lengths itself (on the right, labels masked) with this tokenizer
+    short, long = plain_ids(tok, "北京"), plain_ids(tok, "北京天气怎么样")
+    batch = make_collator(tok, False)([{"input_ids": short, "labels": short}, {"input_ids": long, "labels": long}])
+    assert batch["input_ids"][0].tolist() == short + [tok.pad_token_id] * (len(long) - len(short))
+    assert batch["labels"][0].tolist()[len(short):] == [IGNORE_INDEX] * (len(long) - len(short))
     if version("transformers") >= (4, 45):
         with pytest.raises(TypeError, match="padding_side"):
             tok("北京", padding=True)

@@ -426,7 +426,8 @@ def test_command_line_arguments(folder, command, words, monkeypatch):
     if code != 0:
         REFUSED["command line"] += 1
         others = [line for line in lines if not line.startswith(("warning: ", "note: "))]  # said before the error
-        if others and others[0].startswith("Usage: ") and "Traceback" not in err.getvalue():
+        if args in ([], ["data"]) and code == 2 and others and others[0].startswith("Usage: ") \
+                and "Traceback" not in err.getvalue():
             return  # a group called with no command (`orch`, `orch data`) shows its help, as click does, exit 2
         assert code == 2 and len(others) == 1 and others[0].startswith("orch: error: "), (args, code, err.getvalue())
 
@@ -503,7 +504,7 @@ def test_a_100_mb_line_is_read_or_refused_in_seconds_and_bounded_memory(tmp_path
     names = ["ok.jsonl", "open.jsonl", "bytes.jsonl", "cell.csv", "line.txt", "list.json", "a.mix", "m.meta",
              "cluster.toml", "train.yaml"]
     proc = subprocess.run([sys.executable, "-c", BIG_LINE_SCRIPT, str(tmp_path), *names], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout)
     print("\n100 MB line:", results)

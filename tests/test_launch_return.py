@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from orchestrator.jobs.store import Store
-from tests.orch_cli import orch
+from tests.orch_cli import job_json, orch
 
 
 def supervisors(job_id: str) -> list[int]:
@@ -38,6 +38,7 @@ def test_a_detached_launch_keeps_its_run_folder_and_git_state_after_returning(tm
                     env={"ORCH_HOME": str(orch_home), "ORCH_CLUSTER": ""})
     assert launched.returncode == 0, launched.stderr
     job_id = launched.stdout.split()[-1]
+    assert job_json(job_id, env={"ORCH_HOME": str(orch_home), "ORCH_CLUSTER": ""})["state"] == "RUNNING"  # on return
     run_dir = Path(Store().get(job_id).run_dir)
     deadline = time.monotonic() + 30
     while not (run_dir / "sync.json").exists() or not supervisors(job_id):

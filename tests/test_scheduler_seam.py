@@ -183,6 +183,8 @@ def test_rendered_scripts_match_their_golden_files(orch_home):
         GOLDEN.mkdir(exist_ok=True)
         for name, text in scripts.items():
             (GOLDEN / name).write_text(text)
+        pytest.fail("golden files regenerated: review `git diff tests/golden`, then run without ORCH_REGEN_GOLDEN",
+                    pytrace=False)
     for name, text in scripts.items():
         assert text == (GOLDEN / name).read_text(), (
             f"{name} differs from tests/golden/{name}: a template changed; if on purpose, regenerate with "
