@@ -46,8 +46,10 @@ def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -> str | None:
-    """The checkpoint folder to resume from: None (fresh run), "latest", a step number or a path; says which."""
+def resolve_resume(value: str | int | None, output_dir: str | Path, log=print,
+                   copies: str = "own_node") -> str | None:
+    """The checkpoint folder to resume from: None (fresh run), "latest", a step number or a path; says which
+    (`copies`: the config's `checkpoint_copies`, which says why a partition may be missing)."""
     if value is None:
         return None
     if value == "latest":
@@ -61,9 +63,7 @@ def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -
             log(f"resume: skipped checkpoint(s) {', '.join(elsewhere)} (complete here, not on every node)")
         for step, name, _ in newer:
             if step in lacking:
-                log(f"resume: {name} lacks the ZeRO partition(s) of rank(s) {lacking[step]} on a node of this job "
-                    "(saved on another world size, no shared filesystem: they stayed on a node not in this job); "
-                    f"falling back to {f'checkpoint-{chosen}' if chosen is not None else 'step 0'}")
+                log(fallback_line(name, lacking[step], chosen, copies))
         if chosen is None:
             if not lacking:  # else the line above said why and where it starts
                 log(f"resume: no complete checkpoint under {output_dir}; starting from step 0")
@@ -78,6 +78,16 @@ def resolve_resume(value: str | int | None, output_dir: str | Path, log=print) -
         resume = str(path)
     log(f"resuming from {resume}")
     return resume
+
+
+def fallback_line(name: str, ranks: str, chosen: int | None, copies: str) -> str:
+    """The one line saying that checkpoint `name` lacks the ZeRO partitions of `ranks` here, why, and which
+    checkpoint the run falls back to."""
+    why = ("its exchange between the nodes had not finished (checkpoint_copies: every_node)"
+           if copies == "every_node" else "saved on another world size, no shared filesystem")
+    return (f"resume: {name} lacks the ZeRO partition(s) of rank(s) {ranks} on a node of this job ({why}: they "
+            f"stayed on a node not in this job); falling back to "
+            f"{f'checkpoint-{chosen}' if chosen is not None else 'step 0'}")
 
 
 def local_view(folder: Path) -> dict:
@@ -124,15 +134,34 @@ def node_log(args):
     return (lambda message: print(message, flush=True)) if args.local_process_index == 0 else (lambda message: None)
 
 
-def completeness_callback():
-    """A TrainerCallback that marks each checkpoint complete once every rank has saved it."""
+def completeness_callback(copies: str = "own_node"):
+    """A TrainerCallback that marks each checkpoint complete once every rank has saved it; with `copies:
+    every_node` and no shared filesystem, it then copies the checkpoint to every node in the background
+    (`orchestrator.train.copies`)."""
+    import os
+
     from transformers import TrainerCallback
 
+    from orchestrator.train.copies import Copies
     from orchestrator.train.reshape import layout
+
+    exchanging = copies == "every_node" and os.environ.get("ORCH_SHARED_FS") == "0"
 
     class MarkComplete(TrainerCallback):
         """Barrier, then local rank 0 writes the marker (each node marks its own copy without a shared FS:
         orch then sets `save_on_each_node`, so every node's copy is whole)."""
+
+        copies: Copies | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if exchanging:
+                self.copies = Copies.setup()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save and self.copies:  # the save may rotate the checkpoint being exchanged away
+                self.copies.wait()
+
+        on_epoch_end = on_step_end
 
         def on_save(self, args, state, control, **kwargs):
             import torch.distributed as dist
@@ -143,6 +172,12 @@ def completeness_callback():
             crash_during_save(state.global_step)
             if state.is_local_process_zero and folder.is_dir():
                 mark_complete(folder, state.global_step, layout(args))
+                if self.copies:
+                    self.copies.start(folder)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.copies:
+                self.copies.wait()
 
     return MarkComplete()
 

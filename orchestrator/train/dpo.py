@@ -99,11 +99,11 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         callbacks=[completeness_callback(), feed_callback()],
+                         callbacks=[completeness_callback(cfg.checkpoint_copies), feed_callback()],
                          **tokenizer_kwarg(DPOTrainer, pad_in_vocab(tokenizer)))
     trainer.callback_handler.callbacks.insert(0, throughput_callback())  # progress.json for `orch status`
     # 4. Resume decision, train, save.
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, node_log(args), cfg.checkpoint_copies)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in

@@ -67,7 +67,7 @@ def run_sft(cfg: TrainConfig) -> str:
         init_cpu_distributed()
     # 2b. Which checkpoint to resume (every rank agrees), and the arguments for this world size: the same global
     #     batch, DeepSpeed's universal checkpoint when the world size changed (`reshape`).
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, log=node_log(args))
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, node_log(args), cfg.checkpoint_copies)
     args = reshape(resume, args, lambda extra: build_training_args(cfg, extra), log=lambda line: say(args, line))
     # 3. Data before the model: a bad file fails fast and cheaply. The first process to take the cache's file
     #    lock tokenizes, the others wait on the lock (never on a collective, which could time out) and read it.
@@ -89,9 +89,10 @@ def run_sft(cfg: TrainConfig) -> str:
     if zero3:
         say(args, "ZeRO-3: parameters are partitioned across ranks (counts above are full sizes)")
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
+    callbacks = (dump_callback(), completeness_callback(cfg.checkpoint_copies), feed_callback())
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=collate, **tokenizer_kwarg(Trainer, tokenizer),
-                      callbacks=[c for c in (dump_callback(), completeness_callback(), feed_callback()) if c])
+                      callbacks=[c for c in callbacks if c])
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
         trainer.callback_handler.callbacks.insert(0, generation.callback())

@@ -6,6 +6,7 @@ it either takes effect, or is named here, or is refused with a `ConfigError`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,9 @@ def unused_keys(raw: dict[str, Any], cfg: TrainConfig, prov: Provenance) -> None
             if key in data:
                 prov.warn(f"data.{key}", "ignored for stage: dpo (trl tokenizes the preference pairs itself)")
     _unused_generation(cfg, prov)
+    if cfg.checkpoint_copies == "every_node" and os.environ.get("ORCH_SHARED_FS") != "0":
+        prov.warn("checkpoint_copies", "no effect here (every node sees the same output folder: a shared filesystem, "
+                                       "or one machine)")
 
 
 def _unused_sections(raw: dict[str, Any], cfg: TrainConfig, prov: Provenance) -> None:

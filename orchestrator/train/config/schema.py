@@ -144,6 +144,9 @@ class TrainConfig:
     versioned_output_dir: bool = False  # a new `v<N>-<time>` folder under output_dir per run (ms-swift's suffix)
     deepspeed: Union[str, dict, None] = None
     resume_from_checkpoint: Any = None  # YAML reads `yes` as True: normalised by _normalise_resume
+    # without a shared filesystem: own_node (each node keeps what its ranks wrote) | every_node (the nodes exchange
+    # each checkpoint's files in the background after it is saved: losing a node loses no checkpoint; copies.py)
+    checkpoint_copies: Literal["own_node", "every_node"] = "own_node"
     trust_remote_code: bool = False  # run the model folder's own code (ChatGLM3, Qwen v1, FM9G)
     training_args: dict = field(default_factory=dict)
     data_dir: str = "."
