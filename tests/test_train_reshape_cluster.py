@@ -88,3 +88,40 @@ def test_without_a_shared_filesystem_the_restart_says_which_checkpoint_it_falls_
     assert "resume: no complete checkpoint" not in log and "resuming from" not in log  # one line says it all
     out = cluster.node_path("node1", "outputs", "llm", "out", "local")
     assert json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())["global_step"] == 8
+
+
+def test_with_checkpoint_copies_the_restart_resumes_from_the_newest_checkpoint_copied_to_every_node(shared, env,
+                                                                                                   cluster):
+    """`checkpoint_copies: every_node`, no shared filesystem, saves every 2 steps: checkpoint-2 is exchanged
+    between the nodes in the background; node2 dies saving checkpoint-4 (before that exchange). node1 alone says
+    in one line why it passes over checkpoint-4, resumes checkpoint-2 (its copy of node2's partition, converted to
+    universal) with the gathered weights and Adam moments the 2-node job saved, and finishes."""
+    project, _ = shared
+    config = CONFIG.format(steps=6, mode="lora", preset="zero2", out="out/copies", batch=2, accumulation=1,
+                           schedule="constant").replace("save_steps: 4", "save_steps: 2")
+    (project / "copies.yaml").write_text(config + "checkpoint_copies: every_node\n")
+    first = orch("launch", "--nodes", "node1,node2", "--nproc-per-node", "1", "--env",
+                 "ORCH_FAILPOINT=checkpoint-save:4:node2", "--env", f"ORCH_DUMP_STATE={project / 'dumps' / 'c'}",
+                 "copies.yaml", cwd=project, env=env, timeout=600)
+    lost = job_json(job_id_of(first), env=env)
+    assert lost["state"] == "FAILED" and "node node2" in lost["root_cause"], lost
+    for node in ("node1", "node2"):  # each node's leader received the other's files of checkpoint-2, in one line
+        copy = json.loads(cluster.node_path(node, "outputs", "llm", "out", "copies", "checkpoint-2",
+                                            "orch_copies.json").read_text())
+        assert copy["files_received"] >= 1 and copy["bytes_received"] > 0, copy
+        log = orch("logs", lost["id"], "--node", node, env=env, check=True).stdout
+        assert log.count(f"checkpoint copies: checkpoint-2 whole on {node}: received ") == 1, log[-3000:]
+    out = cluster.node_path("node1", "outputs", "llm", "out", "copies")
+    assert not (out / "checkpoint-4" / "orch_copies.json").exists()
+
+    restarted = orch("restart", lost["id"], "--exclude-node", "node2", env=env, timeout=600)
+    assert restarted.returncode == 0, (restarted.stdout + restarted.stderr)[-5000:]
+    log = orch("logs", job_id_of(restarted), env=env, check=True).stdout
+    assert log.count("resume: checkpoint-4 lacks the ZeRO partition(s) of rank(s) 1 on a node of this job (its "
+                     "exchange between the nodes had not finished (checkpoint_copies: every_node): they stayed on a "
+                     "node not in this job); falling back to checkpoint-2") == 1, log
+    seen = cluster.root / "workdir" / "outputs" / "llm" / "out" / "copies"  # the same folder as the node sees it
+    assert f"resuming from {seen / 'checkpoint-2'}" in log and "to DeepSpeed's universal checkpoint" in log, log
+    assert "resume: world size 2 -> 1: gradient accumulation 1 -> 2 keeps the global batch at 4" in log
+    assert_resumed_as_saved(project, "c", "c", step=2)
+    assert json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())["global_step"] == 6
