@@ -26,15 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CONFIG = """\
-model: base
-stage: sft
-finetuning: full
-data: {{train: [data/train.jsonl], template: chatml, max_length: 128, packing: true}}
-deepspeed: zero2
-training_args: {{output_dir: out, max_steps: 1, per_device_train_batch_size: 2, save_steps: 1, report_to: none,
-                 learning_rate: 1.0e-4}}
-"""
+from bench.common import ZERO2_FULL, zero2_project  # noqa: E402
 
 
 def folder_bytes(folder: Path) -> int:
@@ -43,13 +35,8 @@ def folder_bytes(folder: Path) -> int:
 
 def build(work: Path, hidden: int, layers: int) -> Path:
     """The demo project with a bigger base model, trained one step: returns checkpoint-1."""
-    from orchestrator.demo import build_project
-    from orchestrator.train.tiny import build_tiny_model
-
-    build_project(work, epochs=1)
-    shutil.rmtree(work / "base")
-    build_tiny_model(work / "base", hidden_size=hidden, num_layers=layers)
-    (work / "bench.yaml").write_text(CONFIG.format())
+    zero2_project(work, hidden, layers)
+    (work / "bench.yaml").write_text(ZERO2_FULL.format(steps=1, save_steps=1))
     subprocess.run([sys.executable, "-m", "orchestrator", "train", "bench.yaml", "--nproc-per-node", "2"], cwd=work,
                    check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return work / "out" / "checkpoint-1"

@@ -121,3 +121,26 @@ def test_checkpoint_copies_takes_one_of_two_values(tmp_path):
         load_config(tmp_path / "c.yaml", stack_checks=False)
     assert str(refused.value) == (f"{tmp_path / 'c.yaml'}: checkpoint_copies: expected one of own_node, every_node "
                                   "(got 'all')")
+
+
+def test_the_next_save_and_the_end_of_training_wait_for_the_exchange_in_flight():
+    import threading
+
+    from transformers import TrainerControl
+
+    from orchestrator.train.checkpoints import completeness_callback
+    from orchestrator.train.copies import Copies
+
+    marker = completeness_callback("every_node")
+    for hook in ("on_step_end", "on_epoch_end", "on_train_end"):
+        release = threading.Event()
+        marker.copies = Copies(None, [0, 1])
+        marker.copies.thread = threading.Thread(target=release.wait, daemon=True)
+        marker.copies.thread.start()
+        thread = marker.copies.thread
+        if hook != "on_train_end":
+            getattr(marker, hook)(None, None, TrainerControl(should_save=False))  # no save next: training goes on
+            assert thread.is_alive() and marker.copies.thread is thread
+        threading.Timer(0.2, release.set).start()
+        getattr(marker, hook)(None, None, TrainerControl(should_save=True))
+        assert not thread.is_alive() and marker.copies.thread is None, hook

@@ -10,7 +10,9 @@ size keeps the global batch (`reshape`). Without a shared filesystem each node h
 (DeepSpeed: its own ZeRO partitions; orch sets `save_on_each_node`, so weights, optimizer of plain DDP, scheduler and
 trainer state are whole on every node). On the same world size every rank finds its own partition again; on
 another one, a DeepSpeed checkpoint is resumable only where a node holds every rank's partition, so `latest` falls
-back, in one line, to the newest checkpoint that is whole on every node of this job.
+back, in one line, to the newest checkpoint that is whole on every node of this job. With `checkpoint_copies:
+every_node` the nodes exchange each checkpoint's files after it is marked (`copies`), so every checkpoint whose
+exchange finished is whole on every node.
 """
 
 from __future__ import annotations
