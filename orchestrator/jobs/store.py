@@ -194,6 +194,10 @@ class Store:
         """Options as recorded, with the launch request's secret env values read back from the job's secrets file."""
         return vault.unseal_request(options, vault.secrets_of(self.path.parent, job_id))
 
+    def relaunch_request(self, job: JobRecord, given: dict[str, str]) -> dict:
+        """`job`'s launch request with its secret env values read back (`vault.relaunch_request`)."""
+        return vault.relaunch_request(self.path.parent, job.id, job.options, given)
+
     def mark_stop_requested(self, job_id: str) -> None:
         with self._db() as db:
             db.execute("UPDATE jobs SET stop_requested=1 WHERE id=?", (job_id,))
