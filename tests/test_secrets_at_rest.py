@@ -35,6 +35,16 @@ def _setup(tmp_path: Path, orch_home: Path) -> tuple[Path, dict]:
     return project, {"ORCH_HOME": str(orch_home), "ORCH_CLUSTER": str(inventory)}
 
 
+def _recorded(store: Store, project: Path, state: str, **request: object) -> JobRecord:
+    """A job recorded as `orch launch --env HF_TOKEN=...` records it, without running anything."""
+    launched = LaunchRequest(command=["python", "show.py"], env={"HF_TOKEN": FROM_ENV}, project_dir=project, **request)
+    job = JobRecord(id="20260101-000000-abcd", created=time.time(), state=state, command=launched.command,
+                    master="localhost", nproc_per_node=1, ssh_config=None, run_dir=str(store.run_dir("x")), nodes=[],
+                    options={"request": launched.to_json(), "inventory": "<embedded>"})
+    store.add(job)
+    return job
+
+
 def _wait_final(job_id: str, timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     while (state := Store().get(job_id).state) not in ("SUCCEEDED", "FAILED", "STOPPED", "LOST"):
@@ -120,13 +130,8 @@ def test_an_older_state_folder_and_database_are_made_private(tmp_path, orch_home
 
 def test_an_automatic_restart_without_its_secret_says_so_and_launches_nothing(tmp_path, orch_home):
     """`--max-restarts`: the supervisor, finding a failed job's secrets file gone, says why in one line and stops."""
-    request = LaunchRequest(command=["python", "show.py"], env={"HF_TOKEN": FROM_ENV}, project_dir=tmp_path,
-                            max_restarts=2)
     store = Store()
-    job = JobRecord(id="20260101-000000-abcd", created=time.time(), state="FAILED", command=request.command,
-                    master="localhost", nproc_per_node=1, ssh_config=None, run_dir=str(store.run_dir("x")), nodes=[],
-                    options={"request": request.to_json(), "inventory": "<embedded>"})
-    store.add(job)
+    job = _recorded(store, tmp_path, "FAILED", max_restarts=2)
     (orch_home / "secrets" / f"{job.id}.json").unlink()
     said: list[str] = []
     last = supervise(store, store.get(job.id), follow=lambda *_: None, say=said.append)
@@ -134,3 +139,17 @@ def test_an_automatic_restart_without_its_secret_says_so_and_launches_nothing(tm
     assert said[-1] == (f"orch: not restarted: job {job.id}: the value of HF_TOKEN is gone ({orch_home}/secrets/"
                         f"{job.id}.json is missing or unreadable); nothing relaunched: give it again with"
                         f" `orch restart {job.id} --env HF_TOKEN=...`")
+
+
+def test_a_look_at_a_job_leaves_its_secrets_file_unread(tmp_path, orch_home):
+    """A watcher's poll (`flags`), `status` (`get`, `recent`) and an option's write read the job database only;
+    the secrets file is opened by a relaunch alone."""
+    store = Store()
+    job = _recorded(store, tmp_path, "RUNNING")
+    kept = str(orch_home / "secrets" / f"{job.id}.json")
+    opened: list[str] = []
+    sys.addaudithook(lambda event, args: opened.append(event) if event == "open" and str(args[0]) == kept else None)
+    looked = store.get(job.id)
+    store.flags(job.id), store.recent(), store.active(), store.set_option(looked, "progress", {"step": 1})
+    assert opened == [] and looked.options["request"]["env"]["HF_TOKEN"] == "***"
+    assert store.relaunch_request(looked, {})["env"]["HF_TOKEN"] == FROM_ENV and opened == ["open"]

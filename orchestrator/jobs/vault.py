@@ -3,8 +3,8 @@
 A job's record holds env tables twice: the launch request's (`--env`) and each node's (the inventory's
 `[cluster.env]` and per-node `env`). The value of every secret-named variable (`render.is_secret`: `*KEY*`,
 `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, ...) is replaced there by `***` and kept in `$ORCH_HOME/secrets/<job id>.json`
-(mode 600, folder 700); reading the job back puts the values in again, so a restart relaunches with them
-(`relaunch_request` refuses when one is gone)."""
+(mode 600, folder 700). Only a relaunch (`orch restart`, `--max-restarts`) reads them back (`relaunch_request`);
+a job read for a look (status, a watcher's poll) keeps the `***`."""
 
 from __future__ import annotations
 
@@ -70,19 +70,6 @@ def relaunch_request(home: Path, job_id: str, options: dict, given: dict[str, st
         raise JobError(f"job {job_id}: the value of {', '.join(missing)} is gone ({path_of(home, job_id)} is missing"
                        f" or unreadable); nothing relaunched: give it again with `orch restart {job_id} {again}`")
     return {**request, "env": {**env, **kept, **given}}
-
-
-def unseal_request(options: dict, kept: dict) -> dict:
-    """`options` with the request's secret env values put back."""
-    if not kept.get("request") or not isinstance(options.get("request"), dict):
-        return options
-    request = options["request"]
-    return {**options, "request": {**request, "env": {**request.get("env", {}), **kept["request"]}}}
-
-
-def unseal_node(env: dict[str, str], rank: int, kept: dict) -> dict[str, str]:
-    """A node's env table with its secret values put back."""
-    return {**env, **kept.get("nodes", {}).get(str(rank), {})}
 
 
 def write_private(path: Path, text: str) -> None:
