@@ -124,7 +124,8 @@ def test_an_older_state_folder_and_database_are_made_private(tmp_path, orch_home
     data = (orch_home / "jobs.db").read_bytes()
     assert FROM_ENV.encode() not in data and FROM_INVENTORY.encode() not in data  # freed pages overwritten too
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
-    assert json.loads(kept.read_text()) == {"request": {"HF_TOKEN": FROM_ENV}, "nodes": {"0": {"DB_PASSWORD": FROM_INVENTORY}}}
+    assert json.loads(kept.read_text()) == {"request": {"HF_TOKEN": FROM_ENV},
+                                            "nodes": {"0": {"DB_PASSWORD": FROM_INVENTORY}}}
     assert Store().relaunch_request(Store().get(job), {})["env"]["HF_TOKEN"] == FROM_ENV
 
 
