@@ -1,5 +1,5 @@
 """`checkpoint_copies: every_node`: without a shared filesystem, every node ends up with a whole copy of each
-checkpoint, so losing a node loses no checkpoint.
+checkpoint, so losing a node loses no checkpoint whose copies were done.
 
 Without a shared filesystem each node holds only what its own ranks wrote (DeepSpeed: their ZeRO partitions); a
 restart on fewer nodes then cannot re-partition a checkpoint whose other partitions died with a node. With this
@@ -54,10 +54,10 @@ def exchange(folder: Path, group, leaders: list[int], chunk: int = CHUNK) -> dic
     received = files = 0
     me = dist.get_rank()
     for relative in sorted(set().union(*views)):
-        holders = [leaders[i] for i, view in enumerate(views) if relative in view]
+        holders = [i for i, view in enumerate(views) if relative in view]
         if len(holders) == len(leaders):
             continue
-        source, size = holders[0], views[leaders.index(holders[0])][relative]
+        source, size = leaders[holders[0]], views[holders[0]][relative]
         target = folder / relative
         partial = target.with_name(target.name + PARTIAL)
         keep = relative not in mine
