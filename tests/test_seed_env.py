@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -161,25 +162,28 @@ def test_p_tuning_v2_trains_on_peft_0_12(seed_python, seed_project):
 @pytest.mark.slow
 def test_seed_env_full_lora_resume_and_merge_through_orch_launch(seed_python, seed_project, env, cluster, tmp_path):
     env = {**env, "ORCH_CLUSTER": str(inventory(cluster, tmp_path, seed_python))}
-    # LoRA on two nodes (gloo), then a second launch that resumes from its checkpoint
-    lora = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora.yaml", cwd=seed_project, env=env,
-                timeout=600)
-    job = launched_ok(lora, env)["id"]
-    shipped = cluster.node_path("node0", "jobs", job, "worker", "orchestrator")
-    assert f"worker: {cluster.workdir}/jobs/{job}/worker/orchestrator on torch 2.13.0" in lora.stdout
-    assert "transformers 4.44.0" in lora.stdout and "peft 0.12.0" in lora.stdout and (shipped / "train").is_dir()
-    assert "world size: 2" in lora.stdout
-    more = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora_more.yaml", cwd=seed_project,
-                env=env, timeout=600)
-    launched_ok(more, env)
-    assert "resuming from" in more.stdout and "checkpoint-2" in more.stdout
-    out = cluster.node_path("node0", "outputs", "fm9g", "out", "lora")
-    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
-    assert state["global_step"] == 3 and (out / "adapter_model.safetensors").is_file()
-    # full fine-tuning on one node
-    full = orch("launch", "--nodes", "node2", "--nproc-per-node", "1", "full.yaml", cwd=seed_project, env=env,
-                timeout=600)
-    launched_ok(full, env)
+    # full fine-tuning on node2, side by side with the LoRA launches on node0 and node1 (2 cores here; much of a
+    # launch is waiting on one process's imports)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        full_launch = pool.submit(orch, "launch", "--nodes", "node2", "--nproc-per-node", "1", "full.yaml",
+                                  cwd=seed_project, env=env, timeout=600)
+        # LoRA on two nodes (gloo), then a second launch that resumes from its checkpoint
+        lora = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora.yaml", cwd=seed_project, env=env,
+                    timeout=600)
+        job = launched_ok(lora, env)["id"]
+        shipped = cluster.node_path("node0", "jobs", job, "worker", "orchestrator")
+        assert f"worker: {cluster.workdir}/jobs/{job}/worker/orchestrator on torch 2.13.0" in lora.stdout
+        assert "transformers 4.44.0" in lora.stdout and "peft 0.12.0" in lora.stdout and (shipped / "train").is_dir()
+        assert "world size: 2" in lora.stdout
+        more = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora_more.yaml", cwd=seed_project,
+                    env=env, timeout=600)
+        launched_ok(more, env)
+        assert "resuming from" in more.stdout and "checkpoint-2" in more.stdout
+        out = cluster.node_path("node0", "outputs", "fm9g", "out", "lora")
+        state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+        assert state["global_step"] == 3 and (out / "adapter_model.safetensors").is_file()
+        # full fine-tuning on one node
+        launched_ok(full_launch.result(), env)
     saved = cluster.node_path("node2", "outputs", "fm9g", "out", "full")
     assert {"model.safetensors", "modeling_tinyglm.py", "tokenization_tinyglm.py"} <= {p.name for p in saved.iterdir()}
     # merge the LoRA result with the 4.44 stack and the worker code the job shipped; base + adapter == merged

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,19 @@ def train(workspace: Path, name: str, nproc: int, env: dict | None = None,
     return proc, history
 
 
+@pytest.fixture(scope="module")
+def zero_runs(workspace: Path) -> dict[str, tuple[subprocess.CompletedProcess, list[dict]]]:
+    """Both ZeRO presets trained side by side, each on 2 processes (most of a run is its processes importing
+    DeepSpeed and transformers, one core each: two runs at once take little longer than one here)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {preset: pool.submit(train, workspace, preset, 2, extra=f"deepspeed: {preset}")
+                for preset in ("zero2", "zero3")}
+    return {preset: run.result() for preset, run in runs.items()}
+
+
 @pytest.mark.parametrize("preset", ["zero2", "zero3"])
-def test_deepspeed_zero_on_two_processes(workspace, preset):
-    proc, history = train(workspace, preset, 2, extra=f"deepspeed: {preset}")
+def test_deepspeed_zero_on_two_processes(workspace, zero_runs, preset):
+    proc, history = zero_runs[preset]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "world size: 2" in proc.stdout + proc.stderr
     losses = [e["loss"] for e in history if "loss" in e]
