@@ -74,10 +74,6 @@ def _answer(proc: subprocess.Popen) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def _chat(folder: Path, question: str = QUESTION) -> subprocess.CompletedProcess:
-    return _answer(_start_chat(folder, question))
-
-
 @pytest.mark.slow
 def test_guide_lora_yaml_as_written_trains_merges_chats_and_serves(lora_run, model):
     import openai
@@ -178,8 +174,9 @@ def test_a_failure_in_the_models_own_code_ends_in_one_orch_line(model, lora_run,
     if version("transformers") < (5, 0):
         missing("transformers 5 (the main stack): before 5, config.max_length exists and nothing breaks")
     broken = _breaks_on_transformers_5(model, tmp_path / "broken")
-    chat = _chat(broken)
+    chatting = _start_chat(broken)  # side by side with the training
     train = orch("train", ".", str(broken), "lora.yaml", "--trust-remote-code", cwd=lora_run, env=ENV, timeout=600)
+    chat = _answer(chatting)
     for proc, prefix in ((chat, "orch: error: "), (train, "orch train: error: ")):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr[-3000:]  # the traceback stays
