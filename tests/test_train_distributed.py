@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,24 +50,9 @@ def train(workspace: Path, name: str, nproc: int, env: dict | None = None,
     return proc, history
 
 
-@pytest.fixture(scope="module")
-def runs(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
-    """The ZeRO-2 and ZeRO-3 runs (2 processes each) and the DPO run (1 process, its job folder), side by side: most
-    of a run is its processes importing DeepSpeed, transformers and trl, one core each, so three at once take far
-    less time on this machine's 2 cores than one after another."""
-    job_dir = tmp_path_factory.mktemp("dpo-job")  # as a launched job's folder: rank 0 writes its progress there
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        started = {preset: pool.submit(train, workspace, preset, 2, extra=f"deepspeed: {preset}")
-                   for preset in ("zero2", "zero3")}
-        started["dpo"] = pool.submit(train, workspace, "dpo", 1, env={"ORCH_JOB_DIR": str(job_dir)}, stage="dpo",
-                                     mode="lora", data="data/prefs.jsonl", packing="false", extra="dpo: {beta: 0.1}",
-                                     lr=5e-3)
-    return {name: (*run.result(), job_dir) for name, run in started.items()}
-
-
 @pytest.mark.parametrize("preset", ["zero2", "zero3"])
-def test_deepspeed_zero_on_two_processes(workspace, runs, preset):
-    proc, history, _ = runs[preset]
+def test_deepspeed_zero_on_two_processes(workspace, preset):
+    proc, history = train(workspace, preset, 2, extra=f"deepspeed: {preset}")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "world size: 2" in proc.stdout + proc.stderr
     losses = [e["loss"] for e in history if "loss" in e]
@@ -93,8 +77,11 @@ def assert_final_weights_are_the_gathered_ones(base: Path, out: Path) -> None:
     assert any(not torch.equal(saved[name], untrained[name]) for name in gathered)
 
 
-def test_dpo_on_preference_pairs(workspace, runs):
-    proc, history, job_dir = runs["dpo"]  # rank 0 wrote its progress into job_dir for `orch status`
+def test_dpo_on_preference_pairs(workspace, tmp_path):
+    job_dir = tmp_path / "job"  # as a launched job's folder: rank 0 writes its progress there for `orch status`
+    job_dir.mkdir()
+    proc, history = train(workspace, "dpo", 1, env={"ORCH_JOB_DIR": str(job_dir)}, stage="dpo", mode="lora",
+                          data="data/prefs.jsonl", packing="false", extra="dpo: {beta: 0.1}", lr=5e-3)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     logged = [e for e in history if "loss" in e]
     assert logged and all("rewards/chosen" in e and "rewards/rejected" in e for e in logged)
