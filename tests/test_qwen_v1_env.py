@@ -153,7 +153,7 @@ from orchestrator.train.model import load_tokenizer
 from orchestrator.train.data.prompting import generation_prompt
 from orchestrator.train.data.templates import resolve_template
 tok = load_tokenizer({str(project / 'qwen')!r}, True)
-ids = generation_prompt([{{"role": "user", "content": "what is 2 plus 2?"}}], tok, resolve_template("qwen", tok))[0]
+ids = generation_prompt([{{"role": "user", "content": "what is 2 plus 2?"}}], tok, resolve_template("qwen", tok))
 print(len(ids)); print(repr(tok.decode(ids)))
 """], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
     run(python, "merge", "--adapter", "out/lora", "--output", "merged", "--trust-remote-code", cwd=project)
