@@ -68,17 +68,30 @@ def lora_yaml(model: Path, extra: str = "", mode: str = "lora", data: str = "") 
             "logging_steps: 1, save_steps: 10, report_to: none}\n")
 
 
+def build_beside_install(seed: Path, code: str) -> subprocess.Popen:
+    """Run `code` (a test model's build) with the seed env's python and this checkout importable, in the background:
+    the same packages the user's venv sees, while pip installs orch into that venv."""
+    return subprocess.Popen([str(env_python(seed, "the seed env")), "-c", code], cwd="/", stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def built(proc: subprocess.Popen) -> None:
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_install_into_a_transformers_4_44_env_keeps_its_versions_and_every_command_runs(tmp_path: Path):
     before = versions(env_python(FM9G_ENV, "the seed env"))
-    python, pip_out = user_env(FM9G_ENV, tmp_path / "env")
-    assert versions(python) == before and before["transformers"] == "4.44.0" and before["peft"] == "0.12.0" \
-        and before["accelerate"] == "0.34.0", pip_out[-2000:]
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    subprocess.run([str(python), "-c", f"from orchestrator.train.tiny import build_tiny_model; "
-                                       f"build_tiny_model({str(project / 'base')!r})"], check=True, cwd="/")
+    building = build_beside_install(FM9G_ENV, f"from orchestrator.train.tiny import build_tiny_model; "
+                                              f"build_tiny_model({str(project / 'base')!r})")
+    python, pip_out = user_env(FM9G_ENV, tmp_path / "env")
+    built(building)
+    assert versions(python) == before and before["transformers"] == "4.44.0" and before["peft"] == "0.12.0" \
+        and before["accelerate"] == "0.34.0", pip_out[-2000:]
     # with generation-based evaluation on data.test after training
     config = lora_yaml(project / "base", extra="generation: {max_new_tokens: 4}\n", data=", test: train.jsonl")
     (project / "lora.yaml").write_text(config.replace("trust_remote_code: true\n", ""))
@@ -102,14 +115,14 @@ def qwen_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(orch installed into the transformers 4.40.2 env, a project with the Qwen-v1-shaped model built there)."""
     folder = tmp_path_factory.mktemp("tf440")
     before = versions(env_python(TF440_ENV, "the ChatGLM3/Qwen v1 seed env"))
-    python, pip_out = user_env(TF440_ENV, folder / "env")
-    assert versions(python) == before and before["transformers"] == "4.40.2", pip_out[-2000:]
     project = folder / "project"
     project.mkdir()
     (project / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    subprocess.run([str(python), "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.remote_qwen import "
-                                       f"build_qwen_model; build_qwen_model({str(project / 'qwen')!r})"],
-                   check=True, cwd="/")
+    building = build_beside_install(TF440_ENV, f"from tests.remote_qwen import build_qwen_model; "
+                                               f"build_qwen_model({str(project / 'qwen')!r})")
+    python, pip_out = user_env(TF440_ENV, folder / "env")
+    built(building)
+    assert versions(python) == before and before["transformers"] == "4.40.2", pip_out[-2000:]
     return python, project
 
 
