@@ -184,8 +184,9 @@ def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
 def test_a_spare_takes_the_failed_nodes_place_under_max_restarts(project, cluster, orch_home):
     """node2 and node3 are spares (node2's python is missing: the preflight passes over it); a job on the other
     nodes (the default) loses node1 on its first attempt; the restart runs on node0 and node3, at the same size.
-    A manual `orch restart` of that failed job does the same; `--nodes` is taken as given (no spare); with node2
-    mended, `--exclude-node node0` puts spare node2 in node0's place."""
+    By hand, `orch restart --nodes` takes the nodes as given (no spare); with node2 mended, `orch restart JOB
+    --exclude-node node0` puts a spare in the failed node1's place as the supervisor did, and one in node0's.
+    """
     text = cluster.inventory.read_text()
     healthy = text.replace('name = "node2"\n', 'name = "node2"\nspare = true\n').replace(
         'name = "node3"\n', 'name = "node3"\nspare = true\n')
@@ -207,25 +208,19 @@ def test_a_spare_takes_the_failed_nodes_place_under_max_restarts(project, cluste
     history = orch("status", env=env, check=True).stdout
     assert "node0,node3 (node3 for node1)" in history, history
 
-    by_hand = orch("restart", first["id"], env=env, timeout=180)  # what the supervisor did, asked for by hand
+    as_given = orch("restart", first["id"], "--nodes", "node2,node0", env=env)  # no spare for node2 here
+    assert as_given.returncode == 2 and "node2: python not usable" in as_given.stderr, as_given.stderr
+    inventory.write_text(healthy)  # node2 mended
+    by_hand = orch("restart", first["id"], "--exclude-node", "node0", env=env, timeout=180)
     assert by_hand.returncode == 0, by_hand.stdout[-2000:] + by_hand.stderr[-2000:]
     third = job_json(job_id_of(by_hand), env=env)
-    assert f"orch: job {third['id']}: node1 -> node3 (spare), chosen by the preflight\n" in by_hand.stderr
-    assert third["state"] == "SUCCEEDED" and [n["name"] for n in third["nodes"]] == ["node0", "node3"], third
-    assert third["replaced"] == {"node1": "node3"} and third["restart_of"] == first["id"]
-    as_given = orch("restart", first["id"], "--nodes", "node2,node0", env=env)  # no spare for node2 here
-    assert as_given.returncode == 2 and "node2" in as_given.stderr and "(spare)" not in as_given.stderr, (
-        as_given.stderr)
-
-    inventory.write_text(healthy)  # node2 mended
-    swapped = orch("restart", third["id"], "--exclude-node", "node0", env=env, timeout=180)
-    assert swapped.returncode == 0, swapped.stdout[-2000:] + swapped.stderr[-2000:]
-    fourth = job_json(job_id_of(swapped), env=env)
-    assert (f"orch: job {fourth['id']}: node0 -> node2 (spare), chosen by the preflight; --no-spares runs on fewer "
-            "nodes instead\n") in swapped.stderr, swapped.stderr
-    assert fourth["state"] == "SUCCEEDED" and [n["name"] for n in fourth["nodes"]] == ["node2", "node3"], fourth
-    shown = orch("status", fourth["id"], env=env, check=True).stdout
-    assert f"replaced: node0 by spare node2 (excluded from job {third['id']})" in shown, shown
+    assert (f"orch: job {third['id']}: node0 -> node3 (spare), node1 -> node2 (spare), chosen by the preflight; "
+            "--no-spares runs on fewer nodes instead\n") in by_hand.stderr, by_hand.stderr
+    assert third["state"] == "SUCCEEDED" and [n["name"] for n in third["nodes"]] == ["node3", "node2"], third
+    assert third["replaced"] == {"node0": "node3", "node1": "node2"} and third["restart_of"] == first["id"]
+    shown = orch("status", third["id"], env=env, check=True).stdout
+    assert (f"replaced: node0 by spare node3 (excluded from job {first['id']}), node1 by spare node2 (failed in job "
+            f"{first['id']})") in shown, shown
 
 
 def test_a_job_that_always_fails_stops_after_max_restarts_plus_one_attempts(project, env, cluster):

@@ -25,7 +25,7 @@ def failed_nodes(job: JobRecord) -> list[str]:
 def substitute(session: Session, inventory: Inventory, job: JobRecord, exclude: tuple[str, ...] = ()
                ) -> dict[str, str]:
     """{node: the healthy spare to run in its place (same rank)} for each node of `job` that failed or is in
-    `exclude`, failed ones first while spares last; empty on a scheduler that picks its own nodes."""
+    `exclude` (failed ones served first when spares are short); empty on a scheduler that picks its own nodes."""
     names = [n.name for n in job.nodes]
     failed = [name for name in failed_nodes(job) if name not in exclude]
     wanted = failed + [name for name in names if name in exclude]
@@ -38,7 +38,8 @@ def substitute(session: Session, inventory: Inventory, job: JobRecord, exclude: 
     hard, _ = checks.problems(facts)
     healthy = [f.name for f in facts[1 if survivors else 0:]
                if not any(problem.startswith(f"{f.name}: ") for problem in hard)]
-    return dict(zip(wanted, healthy))
+    chosen = dict(zip(wanted, healthy))
+    return {name: chosen[name] for name in names if name in chosen}  # in rank order
 
 
 def describe(replaced: dict[str, str]) -> str:
