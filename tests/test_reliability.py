@@ -288,3 +288,19 @@ def test_on_hang_wait_keeps_the_job_and_reports_again(project, env, cluster):
         assert_every_rank_stack(report, ["node2", "node3"])
     assert orch("stop", job_id, env=env).returncode == 0
     assert_clean(cluster, job_id)
+
+
+def test_restart_refuses_node_choices_it_cannot_follow_in_one_line(orch_home):
+    """Before any SSH: `--nodes` with `--exclude-node`, an empty `--nodes`, a node the job did not run on, every
+    node excluded with `--no-spares`."""
+    from orchestrator.jobs.store import Store
+    from tests.orch_cli import assert_refused
+    from tests.synthetic_jobs import add_job
+
+    job = add_job(Store(), "20260101-000000-beef", state="FAILED")
+    env = {"ORCH_HOME": str(orch_home)}
+    for args, says in ((["--nodes", "node0", "--exclude-node", "node1"], "either --nodes or --exclude-node"),
+                       (["--nodes", ","], "--nodes is empty"),
+                       (["--exclude-node", "node7"], "did not run on node7"),
+                       (["--exclude-node", "node0", "--exclude-node", "node1", "--no-spares"], "no node to run on")):
+        assert_refused(orch("restart", job.id, *args, env=env), says)
