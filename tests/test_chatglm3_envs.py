@@ -57,7 +57,7 @@ lora = PeftModel.from_pretrained(base, {str(project / 'output')!r}).eval()
 tuned = AutoModelForCausalLM.from_pretrained({str(project / 'output_pt')!r}, trust_remote_code=True).eval()
 from orchestrator.train.data.prompting import recorded_template, generation_prompt
 template = recorded_template([{str(project / 'output')!r}], tok)
-same = generation_prompt([{{"role": "user", "content": {QUESTION!r}}}], tok, template)[0] == \
+same = generation_prompt([{{"role": "user", "content": {QUESTION!r}}}], tok, template) == \
     tok.build_chat_input({QUESTION!r})["input_ids"][0].tolist()  # orch's prompt is ChatGLM3's own
 print(json.dumps({{"lora": chatglm3_reply(lora, tok, {QUESTION!r}), "pt": chatglm3_reply(tuned, tok, {QUESTION!r}),
                   "same_prompt": same}}))

@@ -149,7 +149,7 @@ from orchestrator.train.model import load_tokenizer
 from orchestrator.train.data.prompting import generation_prompt
 from orchestrator.train.data.templates import resolve_template
 tok = load_tokenizer({str(project / 'qwen')!r}, True)
-ids = generation_prompt([{{"role": "user", "content": "what is 2 plus 2?"}}], tok, resolve_template("qwen", tok))[0]
+ids = generation_prompt([{{"role": "user", "content": "what is 2 plus 2?"}}], tok, resolve_template("qwen", tok))
 print(len(ids)); print(repr(tok.decode(ids)))
 """], capture_output=True, text=True, check=True, cwd="/").stdout.splitlines()
     assert expected[1] == repr("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"

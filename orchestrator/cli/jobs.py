@@ -226,8 +226,10 @@ def supervise(job_id: str) -> None:
               help="Relaunch without this node: a healthy spare takes its place, else the job runs on fewer nodes.")
 @click.option("--no-spares", is_flag=True, help="Never put a spare in a failed or excluded node's place.")
 @click.option("--nodes", help="Comma-separated node names to relaunch on, exactly (no spare is substituted).")
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Set (or give again) an environment variable for the relaunch.")
 @click.option("--detach", is_flag=True, help="Return at once instead of following rank 0's log.")
-def restart(job_id, exclude, no_spares, nodes, detach):
+def restart(job_id, exclude, no_spares, nodes, env_pairs, detach):
     """Relaunch a finished job as a new job (training resumes from its latest checkpoint); a healthy spare takes
     the place of the node that failed."""
     from orchestrator.jobs.spares import describe
@@ -246,7 +248,7 @@ def restart(job_id, exclude, no_spares, nodes, detach):
         raise OrchError(f"job {job.id} did not run on {', '.join(sorted(unknown))}")
     if len(set(exclude)) >= len(job.nodes) and no_spares:
         raise OrchError("--exclude-node would leave no node to run on")
-    new_job = relaunch(store, job, tuple(exclude), use_spares=not no_spares, nodes=names)
+    new_job = relaunch(store, job, tuple(exclude), use_spares=not no_spares, nodes=names, env=_parse_env(env_pairs))
     if replaced := new_job.options.get("replaced"):
         hint = "; --no-spares runs on fewer nodes instead" if set(replaced) & set(exclude) else ""
         click.echo(f"orch: job {new_job.id}: {describe(replaced)}{hint}", err=True)
