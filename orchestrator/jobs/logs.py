@@ -99,7 +99,7 @@ def follow(store: Store, session: Session, job: JobRecord, records: list[NodeRec
             for rank in wanted:
                 printer.feed(rank, b"", final=True)
             return
-        if not any(chunks.values()):
+        if not any(chunks.values()) and job.state not in states.FINAL:  # just ended: drain at once
             time.sleep(poll_s)
 
 
