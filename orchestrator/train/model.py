@@ -105,19 +105,26 @@ def load_with_own_prefix_encoder(cfg: TrainConfig, kwargs: dict):
 
 
 def quantization_kwargs(cfg: TrainConfig) -> dict:
-    """`from_pretrained` arguments that quantize the base with bitsandbytes (CPU keeps float32 compute)."""
+    """`from_pretrained` arguments that quantize the base with bitsandbytes (CPU keeps float32 compute). Under
+    ZeRO-3 (which places and partitions the weights itself: no `device_map`) the 4-bit weights are stored in the
+    compute dtype, as DeepSpeed's flat partitions need one dtype."""
     import torch
     from transformers import BitsAndBytesConfig
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     q = cfg.qlora
     compute = getattr(torch, q.compute_dtype)
     if not torch.cuda.is_available():
         compute = torch.float32  # bf16 4-bit matmuls on CPU are slower and less exact; float32 is what works here
+    zero3 = is_deepspeed_zero3_enabled()
     if q.bits == 8:
         bnb = BitsAndBytesConfig(load_in_8bit=True)
     else:
+        storage = {"bnb_4bit_quant_storage": compute} if zero3 else {}
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
-                                 bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=q.double_quant)
+                                 bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=q.double_quant, **storage)
+    if zero3:
+        return {"quantization_config": bnb}
     device = "cpu" if not torch.cuda.is_available() else torch.cuda.current_device()
     return {"quantization_config": bnb, "device_map": {"": device}}
 
