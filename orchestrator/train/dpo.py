@@ -6,7 +6,7 @@ copy in memory); `dpo.beta` and `dpo.loss_type` go to `DPOConfig`, `data.max_len
 Pairs are laid out in the chat format SFT used (`data.template`, `data.system`; default `auto`): the tokenizer's
 own chat template (trl applies it to message lists; string pairs become one user and one assistant message), else
 the built-in or user-defined format as text (prompt up to the answer, answer plus the format's end of turn).
-Trade-off: packing does not apply.
+Resume (also on another world size) as in SFT (`reshape`). Trade-off: packing does not apply.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 - lora: the base is frozen (bf16 when training in bf16 on a GPU, else float32) and peft adds adapters to the named
   modules or `all-linear`; adapters stay float32.
 - qlora: the base is quantized by bitsandbytes (4-bit NF4 by default; also runs on CPU) and prepared for k-bit
-  training, then LoRA goes on top. Trade-off: slower steps, a quarter of the base memory.
+  training, then LoRA goes on top (under ZeRO-3 DeepSpeed places the weights: no device map). Trade-off: slower
+  steps, a quarter of the base memory.
 - freeze: only the top fraction of decoder layers plus parameters whose names contain an `extra_trainable` entry.
 - prefix (P-Tuning v2): a model whose config has `pre_seq_len` (ChatGLM3) trains its OWN prefix encoder, as
   ChatGLM3's finetune_hf.py does (`pre_seq_len = num_virtual_tokens`, everything else frozen, saved as a whole model
