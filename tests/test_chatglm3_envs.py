@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ lora = PeftModel.from_pretrained(base, {str(project / 'output')!r}).eval()
 tuned = AutoModelForCausalLM.from_pretrained({str(project / 'output_pt')!r}, trust_remote_code=True).eval()
 from orchestrator.train.data.prompting import recorded_template, generation_prompt
 template = recorded_template([{str(project / 'output')!r}], tok)
-same = generation_prompt([{{"role": "user", "content": {QUESTION!r}}}], tok, template)[0] == \
+same = generation_prompt([{{"role": "user", "content": {QUESTION!r}}}], tok, template) == \
     tok.build_chat_input({QUESTION!r})["input_ids"][0].tolist()  # orch's prompt is ChatGLM3's own
 print(json.dumps({{"lora": chatglm3_reply(lora, tok, {QUESTION!r}), "pt": chatglm3_reply(tuned, tok, {QUESTION!r}),
                   "same_prompt": same}}))
@@ -68,13 +69,17 @@ print(json.dumps({{"lora": chatglm3_reply(lora, tok, {QUESTION!r}), "pt": chatgl
 @pytest.mark.slow
 @pytest.mark.parametrize("wanted", sorted(ENVS))
 def test_chatglm3_guide_flow_in_the_users_env(wanted, cli_packages, tmp_path):
+    """Steps that do not need each other's results run side by side (the machine has 2 cores; most of each step is
+    one process importing torch and transformers): the LoRA and P-Tuning v2 trainings (the token cache takes a file
+    lock), then ChatGLM3's own answers, the three chats and the server."""
     import openai
 
     python = env_python(ENVS[wanted], f"the transformers {wanted} env")
-    assert seed_run(python, "import transformers, sentencepiece; print(transformers.__version__)").strip() == wanted
     model, project = tmp_path / "model", tmp_path / "project"
-    seed_run(python, f"from tests.remote_model import build_remote_model, write_guide_project; "
-                     f"build_remote_model({str(model)!r}); write_guide_project({str(project)!r})")
+    built = seed_run(python, f"import transformers, sentencepiece; from tests.remote_model import build_remote_model, "
+                             f"write_guide_project; build_remote_model({str(model)!r}); "
+                             f"write_guide_project({str(project)!r}); print(transformers.__version__)")
+    assert built.strip().splitlines()[-1] == wanted
     env = {**os.environ, **ENV, "PYTHONPATH": f"{REPO}{os.pathsep}{cli_packages}"}
 
     def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -83,25 +88,36 @@ def test_chatglm3_guide_flow_in_the_users_env(wanted, cli_packages, tmp_path):
         assert proc.returncode == 0, proc.stderr[-4000:]
         return proc
 
-    cli("train", ".", str(model), "lora.yaml", "yes", "--trust-remote-code")
+    def lora_then_merge() -> None:
+        cli("train", ".", str(model), "lora.yaml", "yes", "--trust-remote-code")
+        cli("merge", "--adapter", "output", "--output", "merged", "--trust-remote-code")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        trainings = [pool.submit(lora_then_merge), pool.submit(cli, "train", ".", str(model), "ptuning_v2.yaml",
+                                                                "--trust-remote-code")]
+        for done in trainings:
+            done.result()
     assert json.loads((project / "output" / "adapter_config.json").read_text())["target_modules"] == \
         ["query_key_value"]
     state = json.loads((project / "output" / "checkpoint-2" / "trainer_state.json").read_text())
     assert any("eval_rouge-1" in entry for entry in state["log_history"])  # evaluation_strategy + generation
     assert (project / "output" / "predictions_test.jsonl").is_file()  # test_file
-    cli("train", ".", str(model), "ptuning_v2.yaml", "--trust-remote-code")
     assert json.loads((project / "output_pt" / "config.json").read_text())["pre_seq_len"] == 8
-    cli("merge", "--adapter", "output", "--output", "merged", "--trust-remote-code")
-    expected = _answers(python, model, project)
-    assert expected["same_prompt"], "orch's prompt differs from ChatGLM3's build_chat_input"
+    assert (project / "merged" / "config.json").is_file()
 
-    for folder, key in (("output", "lora"), ("merged", "lora"), ("output_pt", "pt")):
-        chat = cli("chat", folder, "--trust-remote-code", "--temperature", "0", "--max-new-tokens", "6",
-                   stdin=QUESTION + "\n")
-        assert chat.stdout.strip() == expected[key], (folder, chat.stdout, expected)
-    with orch_serve(str(project / "merged"), "--trust-remote-code", "--model-name", "glm", env=env,
-                    python=str(python), timeout=120) as (_, url):
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
-        reply = client.chat.completions.create(model="glm", messages=[{"role": "user", "content": QUESTION}],
-                                               max_tokens=6, temperature=0)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = pool.submit(_answers, python, model, project)
+        chats = {folder: pool.submit(cli, "chat", folder, "--trust-remote-code", "--temperature", "0",
+                                     "--max-new-tokens", "6", stdin=QUESTION + "\n")
+                 for folder in ("output", "merged", "output_pt")}
+        with orch_serve(str(project / "merged"), "--trust-remote-code", "--model-name", "glm", env=env,
+                        python=str(python), timeout=120) as (_, url):
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
+            reply = client.chat.completions.create(model="glm", messages=[{"role": "user", "content": QUESTION}],
+                                                   max_tokens=6, temperature=0)
+        expected = answers.result()
+        assert expected["same_prompt"], "orch's prompt differs from ChatGLM3's build_chat_input"
+        for folder, key in (("output", "lora"), ("merged", "lora"), ("output_pt", "pt")):
+            chat = chats[folder].result()
+            assert chat.stdout.strip() == expected[key], (folder, chat.stdout, expected)
     assert reply.choices[0].message.content.strip() == expected["lora"]

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,18 +39,39 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Path:
-    """The guide's data and configs, trained with lora.yaml as finetune_hf.py is called (DATA MODEL CONFIG yes)."""
+def guide_runs(tmp_path_factory: pytest.TempPathFactory, model: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """The guide's data and configs, trained with lora.yaml as finetune_hf.py is called (DATA MODEL CONFIG yes) and,
+    side by side (each is mostly one process importing its stack), with ptuning_v2.yaml: (project, that run)."""
     project = write_guide_project(tmp_path_factory.mktemp("guide"))
-    run = orch("train", ".", str(model), "lora.yaml", "yes", "--trust-remote-code", cwd=project, env=ENV, timeout=600)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        lora = pool.submit(orch, "train", ".", str(model), "lora.yaml", "yes", "--trust-remote-code", cwd=project,
+                           env=ENV, timeout=600)
+        ptuning = pool.submit(orch, "train", ".", str(model), "ptuning_v2.yaml", "--trust-remote-code",
+                              cwd=project, env=ENV, timeout=600)
+    run = lora.result()
     assert run.returncode == 0, run.stderr[-4000:]
-    return project
+    return project, ptuning.result()
 
 
-def _chat(folder: Path, question: str = QUESTION) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", "chat", str(folder), "--trust-remote-code",
-                           "--temperature", "0", "--max-new-tokens", "6"], input=question + "\n", capture_output=True,
-                          text=True, env={**os.environ, **ENV}, timeout=300)
+@pytest.fixture(scope="module")
+def lora_run(guide_runs: tuple[Path, subprocess.CompletedProcess]) -> Path:
+    return guide_runs[0]
+
+
+def _start_chat(folder: Path, question: str = QUESTION) -> subprocess.Popen:
+    """`orch chat FOLDER` asked `question`, started in the background (collect it with `_answer`)."""
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "chat", str(folder), "--trust-remote-code",
+                             "--temperature", "0", "--max-new-tokens", "6"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+    proc.stdin.write(question + "\n")
+    proc.stdin.flush()
+    return proc
+
+
+def _answer(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    """The chat's output once it ends (its stdin closed: the end of the conversation)."""
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 @pytest.mark.slow
@@ -69,6 +91,7 @@ def test_guide_lora_yaml_as_written_trains_merges_chats_and_serves(lora_run, mod
     predictions = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]
     assert len(predictions) >= 6 and all(p["prompt"].startswith("[gMASK]sop<|user|>") for p in predictions)
 
+    chatting = _start_chat(out)  # the adapter folder itself, over its base (side by side with the merge and serve)
     merged = lora_run / "merged"
     done = orch("merge", "--adapter", str(out), "--output", str(merged), "--trust-remote-code", env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -81,7 +104,7 @@ def test_guide_lora_yaml_as_written_trains_merges_chats_and_serves(lora_run, mod
         reply = client.chat.completions.create(model="glm", messages=[{"role": "user", "content": QUESTION}],
                                                max_tokens=6, temperature=0)
     assert reply.choices[0].message.content.strip() == expected
-    chat = _chat(out)  # the adapter folder itself, over its base
+    chat = _answer(chatting)
     assert chat.returncode == 0 and chat.stdout.strip() == expected, chat.stderr[-3000:]
 
 
@@ -101,13 +124,12 @@ def test_merge_that_fails_leaves_no_output_folder(lora_run, monkeypatch):
 
 
 @pytest.mark.slow
-def test_guide_ptuning_v2_yaml_trains_the_models_own_prefix_encoder(lora_run, model):
+def test_guide_ptuning_v2_yaml_trains_the_models_own_prefix_encoder(guide_runs, model):
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run = orch("train", ".", str(model), "ptuning_v2.yaml", "--trust-remote-code", cwd=lora_run, env=ENV,
-               timeout=600)
+    lora_run, run = guide_runs
     assert run.returncode == 0, run.stderr[-4000:]
     out = lora_run / "output_pt"
     assert json.loads((out / "config.json").read_text())["pre_seq_len"] == 8 and \
@@ -117,16 +139,17 @@ def test_guide_ptuning_v2_yaml_trains_the_models_own_prefix_encoder(lora_run, mo
     assert all(torch.equal(trained[k], base[k]) for k in base)  # only the prefix encoder trained
     assert "trainable params: 1,024 of" in run.stdout  # 8 virtual tokens x 2 layers x 2 x 2 groups x 16
 
+    chatting = _start_chat(out)  # side by side with the checks below and the refused merge
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=True)
     tuned = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
     plain = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=True).eval()
     ids = torch.tensor([[5, 17, 42, 99]])
     with torch.no_grad():
         assert float((tuned(input_ids=ids).logits - plain(input_ids=ids).logits).abs().max()) > 1e-4  # prefix used
-    chat = _chat(out)
+    refused = orch("merge", "--adapter", str(out), "--output", str(lora_run / "pt-merged"), env=ENV)
+    chat = _answer(chatting)
     assert chat.returncode == 0 and chat.stdout.strip() == chatglm3_reply(tuned, tokenizer, QUESTION), chat.stderr
 
-    refused = orch("merge", "--adapter", str(out), "--output", str(lora_run / "pt-merged"), env=ENV)
     assert refused.returncode == 2 and "nothing to merge" in refused.stderr and "pre_seq_len 8" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (lora_run / "pt-merged").exists()
 
@@ -151,8 +174,9 @@ def test_a_failure_in_the_models_own_code_ends_in_one_orch_line(model, lora_run,
     if version("transformers") < (5, 0):
         missing("transformers 5 (the main stack): before 5, config.max_length exists and nothing breaks")
     broken = _breaks_on_transformers_5(model, tmp_path / "broken")
-    chat = _chat(broken)
+    chatting = _start_chat(broken)  # side by side with the training
     train = orch("train", ".", str(broken), "lora.yaml", "--trust-remote-code", cwd=lora_run, env=ENV, timeout=600)
+    chat = _answer(chatting)
     for proc, prefix in ((chat, "orch: error: "), (train, "orch train: error: ")):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr[-3000:]  # the traceback stays

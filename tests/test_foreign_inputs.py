@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -175,11 +177,19 @@ def test_a_gbk_data_entry_trains(tmp_path, tiny_model):
     """One small run: the worker reads `encoding:` from the config and trains on every sample of the GBK file."""
     _write(tmp_path / "chat_gbk.jsonl", SAMPLES.read_text(encoding="utf-8"), "gbk", crlf=True)
     (tmp_path / "gbk.yaml").write_text(GBK_TRAIN.format(model=tiny_model))
-    proc = orch("train", "gbk.yaml", cwd=tmp_path, env={"ORCH_HOME": str(tmp_path / "home")}, timeout=600)
+    umask = os.umask(0o022)  # a common umask: files readable by others unless orch says otherwise
+    try:
+        proc = orch("train", "gbk.yaml", cwd=tmp_path, env={"ORCH_HOME": str(tmp_path / "home")}, timeout=600)
+    finally:
+        os.umask(umask)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "data: 200 samples read from 1 source(s), 0 bad line(s) skipped" in proc.stdout, proc.stdout
     cached = [p for p in (tmp_path / "home" / "data-cache").glob("chat_gbk-*.jsonl")]
     assert len(cached) == 1 and cached[0].read_bytes() == _converted(SAMPLES, tmp_path)  # decoded once, as UTF-8
+    # the cache under $ORCH_HOME is private like the rest of it
+    loose = [f"{oct(stat.S_IMODE(p.stat().st_mode))} {p.name}" for p in (tmp_path / "home" / "data-cache").rglob("*")
+             if stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert stat.S_IMODE(cached[0].parent.stat().st_mode) == 0o700 and loose == [], loose
 
 
 CONFIG = """\

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from orchestrator.cluster.inventory import Node
@@ -44,11 +45,12 @@ def test_one_probe_brings_timings_new_metric_lines_and_the_log(tmp_path: Path):
     assert set(feed.load_timing(str(run_dir))["ranks"]) == {"0", "1"}
 
 
-def test_the_probe_samples_the_gpus_when_the_node_has_nvidia_smi(tmp_path: Path, monkeypatch):
+def test_the_probe_samples_the_gpus_when_the_node_has_nvidia_smi_once_per_10_s(tmp_path: Path, monkeypatch):
     """No GPU here: a stand-in prints what `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` prints."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n"
+    calls = tmp_path / "calls"
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\necho >> {calls}\n"
                                         "case \"$*\" in *--query-gpu=index,utilization.gpu,memory.used,memory.total*"
                                         "--format=csv,noheader,nounits*) printf '0, 87, 30512, 143771\\n1, 3, 5, "
                                         "143771\\n';; *) exit 9;; esac\n")
@@ -56,11 +58,17 @@ def test_the_probe_samples_the_gpus_when_the_node_has_nvidia_smi(tmp_path: Path,
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     node = Node(name="local", host=None, addr="127.0.0.1", gpus=2, workdir=str(tmp_path), python="python3")
     (tmp_path / "job").mkdir()
+    record = NodeRecord(rank=1, name="local", node=node, job_dir=str(tmp_path / "job"))
     with Session() as session:
-        probe, _ = remote.probe(session, NodeRecord(rank=1, name="local", node=node, job_dir=str(tmp_path / "job")))
-    assert probe.feed.gpus == ({"index": 0, "util": 87, "mem_used": 30512, "mem_total": 143771},
-                          {"index": 1, "util": 3, "mem_used": 5, "mem_total": 143771})
-    assert probe.feed.metrics == b"" and probe.feed.metrics_from == 0  # not node_rank 0's: no metric lines
+        probes = [remote.probe(session, record)[0] for _ in range(3)]
+        assert calls.read_text().count("\n") == 1  # looks within 10 s reuse its answer
+        os.utime(tmp_path / "job" / feed.GPU_CACHE, (time.time() - feed.GPU_CACHE_S, time.time() - feed.GPU_CACHE_S))
+        probes.append(remote.probe(session, record)[0])
+        assert calls.read_text().count("\n") == 2  # an answer 10 s old is asked again
+    for probe in probes:
+        assert probe.feed.gpus == ({"index": 0, "util": 87, "mem_used": 30512, "mem_total": 143771},
+                                   {"index": 1, "util": 3, "mem_used": 5, "mem_total": 143771})
+        assert probe.feed.metrics == b"" and probe.feed.metrics_from == 0  # not node_rank 0's: no metric lines
 
 
 def test_a_rank_computing_1_3x_the_median_of_the_others_is_a_straggler():

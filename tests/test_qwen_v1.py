@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -133,11 +134,14 @@ def test_code_that_imports_a_missing_package_is_named_in_one_line(qwen: Path, ro
     shutil.copytree(qwen, model)
     code = (model / "modeling_tinyqwen.py").read_text()
     (model / "modeling_tinyqwen.py").write_text("import orch_absent_package\n" + code)
-    proc = orch("train", str(_config(rows.parent, model)), "yes", cwd=rows.parent)
-    assert_refused(proc, "modeling_tinyqwen.py", "imports orch_absent_package", "pip install orch_absent_package")
-    for command in (["data", "index", str(rows), "--tokenizer", str(model), "-o", str(tmp_path / "i")],
-                    ["chat", str(model)]):
-        proc = orch(*command, "--trust-remote-code")
+    others = (["data", "index", str(rows), "--tokenizer", str(model), "-o", str(tmp_path / "i")], ["chat", str(model)])
+    with ThreadPoolExecutor(max_workers=3) as pool:  # side by side: each is one process importing its stack
+        training = pool.submit(orch, "train", str(_config(rows.parent, model)), "yes", cwd=rows.parent)
+        refusals = [pool.submit(orch, *command, "--trust-remote-code") for command in others]
+    assert_refused(training.result(), "modeling_tinyqwen.py", "imports orch_absent_package",
+                   "pip install orch_absent_package")
+    for refusal in refusals:
+        proc = refusal.result()
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and "imports orch_absent_package" in lines[0], proc.stderr
 

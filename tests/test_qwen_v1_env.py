@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sysconfig
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,22 +68,39 @@ def lora_yaml(model: Path, extra: str = "", mode: str = "lora", data: str = "") 
             "logging_steps: 1, save_steps: 10, report_to: none}\n")
 
 
+def build_beside_install(seed: Path, code: str) -> subprocess.Popen:
+    """Run `code` (a test model's build) with the seed env's python and this checkout importable, in the background:
+    the same packages the user's venv sees, while pip installs orch into that venv."""
+    return subprocess.Popen([str(env_python(seed, "the seed env")), "-c", code], cwd="/", stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def built(proc: subprocess.Popen) -> None:
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_install_into_a_transformers_4_44_env_keeps_its_versions_and_every_command_runs(tmp_path: Path):
     before = versions(env_python(FM9G_ENV, "the seed env"))
-    python, pip_out = user_env(FM9G_ENV, tmp_path / "env")
-    assert versions(python) == before and before["transformers"] == "4.44.0" and before["peft"] == "0.12.0" \
-        and before["accelerate"] == "0.34.0", pip_out[-2000:]
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    subprocess.run([str(python), "-c", f"from orchestrator.train.tiny import build_tiny_model; "
-                                       f"build_tiny_model({str(project / 'base')!r})"], check=True, cwd="/")
+    building = build_beside_install(FM9G_ENV, f"from orchestrator.train.tiny import build_tiny_model; "
+                                              f"build_tiny_model({str(project / 'base')!r})")
+    python, pip_out = user_env(FM9G_ENV, tmp_path / "env")
+    built(building)
+    assert versions(python) == before and before["transformers"] == "4.44.0" and before["peft"] == "0.12.0" \
+        and before["accelerate"] == "0.34.0", pip_out[-2000:]
     # with generation-based evaluation on data.test after training
     config = lora_yaml(project / "base", extra="generation: {max_new_tokens: 4}\n", data=", test: train.jsonl")
     (project / "lora.yaml").write_text(config.replace("trust_remote_code: true\n", ""))
-    run(python, "data", "index", "train.jsonl", "--tokenizer", "base", "-o", "idx", cwd=project)
-    assert "template" in run(python, "data", "preview", "train.jsonl", "--tokenizer", "base", cwd=project).stdout
+    with ThreadPoolExecutor(max_workers=2) as pool:  # side by side: neither needs the other's result
+        index = pool.submit(run, python, "data", "index", "train.jsonl", "--tokenizer", "base", "-o", "idx",
+                            cwd=project)
+        preview = pool.submit(run, python, "data", "preview", "train.jsonl", "--tokenizer", "base", cwd=project)
+    index.result()
+    assert "template" in preview.result().stdout
     trained = run(python, "train", "lora.yaml", "yes", cwd=project)
     assert "transformers 4.44.0" in trained.stdout + trained.stderr
     assert len((project / "out" / "lora" / "predictions_test.jsonl").read_text().splitlines()) == len(ROWS)
@@ -97,14 +115,14 @@ def qwen_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(orch installed into the transformers 4.40.2 env, a project with the Qwen-v1-shaped model built there)."""
     folder = tmp_path_factory.mktemp("tf440")
     before = versions(env_python(TF440_ENV, "the ChatGLM3/Qwen v1 seed env"))
-    python, pip_out = user_env(TF440_ENV, folder / "env")
-    assert versions(python) == before and before["transformers"] == "4.40.2", pip_out[-2000:]
     project = folder / "project"
     project.mkdir()
     (project / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    subprocess.run([str(python), "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.remote_qwen import "
-                                       f"build_qwen_model; build_qwen_model({str(project / 'qwen')!r})"],
-                   check=True, cwd="/")
+    building = build_beside_install(TF440_ENV, f"from tests.remote_qwen import build_qwen_model; "
+                                               f"build_qwen_model({str(project / 'qwen')!r})")
+    python, pip_out = user_env(TF440_ENV, folder / "env")
+    built(building)
+    assert versions(python) == before and before["transformers"] == "4.40.2", pip_out[-2000:]
     return python, project
 
 
@@ -132,26 +150,34 @@ def test_qwen_v1_swift_flow_on_transformers_4_40(qwen_env):
     python, project = qwen_env
     for mode in ("lora", "full"):
         (project / f"swift_{mode}.yaml").write_text(SWIFT.format(mode=mode))
-        out = run(python, "train", f"swift_{mode}.yaml", "--model", "qwen", "yes", cwd=project)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # side by side: each is mostly one process importing its stack
+        trained = {mode: pool.submit(run, python, "train", f"swift_{mode}.yaml", "--model", "qwen", "yes",
+                                     cwd=project) for mode in ("lora", "full")}
+    for mode, done in trained.items():
+        out = done.result()
         log = out.stdout + out.stderr
         assert "transformers 4.40.2" in log and "end-of-document token <|endoftext|>" in log
         assert "train: 10 samples" in log  # 6 drawn from the user's rows, then the 4 identity rows
         assert json.loads((project / "out" / mode / "orch_template.json").read_text())["template"] == "qwen"
+    # the prompt is Qwen's chat() layout, system prompt included, token for token (worked out beside the merge and
+    # the server)
+    prompt = subprocess.Popen([str(python), "-c", f"""
+from orchestrator.train.model import load_tokenizer
+from orchestrator.train.data.prompting import generation_prompt
+from orchestrator.train.data.templates import resolve_template
+tok = load_tokenizer({str(project / 'qwen')!r}, True)
+ids = generation_prompt([{{"role": "user", "content": "what is 2 plus 2?"}}], tok, resolve_template("qwen", tok))
+print(len(ids)); print(repr(tok.decode(ids)))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
     run(python, "merge", "--adapter", "out/lora", "--output", "merged", "--trust-remote-code", cwd=project)
     assert json.loads((project / "merged" / "orch_template.json").read_text())["template"] == "qwen"
     with orch_serve(str(project / "out" / "lora"), "--trust-remote-code", python=str(python),
                     env={"PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}) as (_, url):
         reply = OpenAI(base_url=f"{url}/v1", api_key="none").chat.completions.create(
             model="lora", messages=[{"role": "user", "content": "what is 2 plus 2?"}], max_tokens=6, temperature=0)
-    # the prompt is Qwen's chat() layout, system prompt included, token for token
-    expected = subprocess.run([str(python), "-c", f"""
-from orchestrator.train.model import load_tokenizer
-from orchestrator.train.data.prompting import generation_prompt
-from orchestrator.train.data.templates import resolve_template
-tok = load_tokenizer({str(project / 'qwen')!r}, True)
-ids = generation_prompt([{{"role": "user", "content": "what is 2 plus 2?"}}], tok, resolve_template("qwen", tok))[0]
-print(len(ids)); print(repr(tok.decode(ids)))
-"""], capture_output=True, text=True, check=True, cwd="/").stdout.splitlines()
+    stdout, stderr = prompt.communicate(timeout=300)
+    assert prompt.returncode == 0, stderr[-3000:]
+    expected = stdout.splitlines()
     assert expected[1] == repr("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                                "what is 2 plus 2?<|im_end|>\n<|im_start|>assistant\n")
     assert reply.usage.prompt_tokens == int(expected[0])

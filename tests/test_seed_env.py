@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -128,14 +129,12 @@ def test_worker_code_imports_nothing_else_from_orch():
                     assert f"{target}.py" in shipped or f"{target}/__init__.py" in shipped, (name, module)
 
 
-@pytest.mark.slow
-def test_packed_rows_do_not_attend_across_samples_on_transformers_4_44(seed_python, seed_project):
-    out = seed_run(seed_python, f"""
+PACKED_VS_ALONE = """
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from orchestrator.train.data.collate import make_collator
-model = AutoModelForCausalLM.from_pretrained({str(seed_project / 'base')!r}).eval()
-tok = AutoTokenizer.from_pretrained({str(seed_project / 'base')!r})
+model = AutoModelForCausalLM.from_pretrained({base!r}).eval()
+tok = AutoTokenizer.from_pretrained({base!r})
 a, b = tok("The quick brown fox")["input_ids"], tok("你好！我是一个助手")["input_ids"]
 row = {{"input_ids": a + b, "labels": a + b, "position_ids": list(range(len(a))) + list(range(len(b)))}}
 batch = make_collator(tok, packing=True)([row])
@@ -143,16 +142,33 @@ with torch.no_grad():
     packed = model(**{{k: v for k, v in batch.items() if k != "labels"}}).logits[0]
     alone = model(input_ids=torch.tensor([b])).logits[0]
 print(float((packed[len(a):] - alone).abs().max()))
-""")
+"""
+
+
+@pytest.fixture(scope="module")
+def seed_runs(seed_python, seed_project) -> dict[str, Future]:
+    """The packing check and the P-Tuning v2 run in the seed env, side by side (each is mostly one process importing
+    torch and transformers; this machine has 2 cores): name -> its stdout, once done."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    runs = {"packed": pool.submit(seed_run, seed_python, PACKED_VS_ALONE.format(base=str(seed_project / "base"))),
+            "prefix": pool.submit(seed_run, seed_python,
+                                  f"import os, sys; os.chdir({str(seed_project)!r}); "
+                                  "from orchestrator.train.__main__ import main; sys.exit(main(['prefix.yaml']))")}
+    yield runs
+    pool.shutdown(wait=True)
+
+
+@pytest.mark.slow
+def test_packed_rows_do_not_attend_across_samples_on_transformers_4_44(seed_runs):
+    out = seed_runs["packed"].result()
     assert float(out.strip()) < 1e-4, out
 
 
 @pytest.mark.slow
-def test_p_tuning_v2_trains_on_peft_0_12(seed_python, seed_project):
+def test_p_tuning_v2_trains_on_peft_0_12(seed_runs, seed_project):
     """peft before 0.13 hands prefix keys/values over as a tuple, which transformers 4.44's Llama refuses while
     training: compat.prefix_as_cache wraps them."""
-    seed_run(seed_python, f"import os, sys; os.chdir({str(seed_project)!r}); "
-                          "from orchestrator.train.__main__ import main; sys.exit(main(['prefix.yaml']))")
+    seed_runs["prefix"].result()
     adapter = json.loads((seed_project / "out" / "prefix" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "PREFIX_TUNING" and adapter["num_virtual_tokens"] == 4
 
@@ -161,25 +177,28 @@ def test_p_tuning_v2_trains_on_peft_0_12(seed_python, seed_project):
 @pytest.mark.slow
 def test_seed_env_full_lora_resume_and_merge_through_orch_launch(seed_python, seed_project, env, cluster, tmp_path):
     env = {**env, "ORCH_CLUSTER": str(inventory(cluster, tmp_path, seed_python))}
-    # LoRA on two nodes (gloo), then a second launch that resumes from its checkpoint
-    lora = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora.yaml", cwd=seed_project, env=env,
-                timeout=600)
-    job = launched_ok(lora, env)["id"]
-    shipped = cluster.node_path("node0", "jobs", job, "worker", "orchestrator")
-    assert f"worker: {cluster.workdir}/jobs/{job}/worker/orchestrator on torch 2.13.0" in lora.stdout
-    assert "transformers 4.44.0" in lora.stdout and "peft 0.12.0" in lora.stdout and (shipped / "train").is_dir()
-    assert "world size: 2" in lora.stdout
-    more = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora_more.yaml", cwd=seed_project,
-                env=env, timeout=600)
-    launched_ok(more, env)
-    assert "resuming from" in more.stdout and "checkpoint-2" in more.stdout
-    out = cluster.node_path("node0", "outputs", "fm9g", "out", "lora")
-    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
-    assert state["global_step"] == 3 and (out / "adapter_model.safetensors").is_file()
-    # full fine-tuning on one node
-    full = orch("launch", "--nodes", "node2", "--nproc-per-node", "1", "full.yaml", cwd=seed_project, env=env,
-                timeout=600)
-    launched_ok(full, env)
+    # full fine-tuning on node2, side by side with the LoRA launches on node0 and node1 (2 cores here; much of a
+    # launch is waiting on one process's imports)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        full_launch = pool.submit(orch, "launch", "--nodes", "node2", "--nproc-per-node", "1", "full.yaml",
+                                  cwd=seed_project, env=env, timeout=600)
+        # LoRA on two nodes (gloo), then a second launch that resumes from its checkpoint
+        lora = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora.yaml", cwd=seed_project, env=env,
+                    timeout=600)
+        job = launched_ok(lora, env)["id"]
+        shipped = cluster.node_path("node0", "jobs", job, "worker", "orchestrator")
+        assert f"worker: {cluster.workdir}/jobs/{job}/worker/orchestrator on torch 2.13.0" in lora.stdout
+        assert "transformers 4.44.0" in lora.stdout and "peft 0.12.0" in lora.stdout and (shipped / "train").is_dir()
+        assert "world size: 2" in lora.stdout
+        more = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "lora_more.yaml", cwd=seed_project,
+                    env=env, timeout=600)
+        launched_ok(more, env)
+        assert "resuming from" in more.stdout and "checkpoint-2" in more.stdout
+        out = cluster.node_path("node0", "outputs", "fm9g", "out", "lora")
+        state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+        assert state["global_step"] == 3 and (out / "adapter_model.safetensors").is_file()
+        # full fine-tuning on one node
+        launched_ok(full_launch.result(), env)
     saved = cluster.node_path("node2", "outputs", "fm9g", "out", "full")
     assert {"model.safetensors", "modeling_tinyglm.py", "tokenization_tinyglm.py"} <= {p.name for p in saved.iterdir()}
     # merge the LoRA result with the 4.44 stack and the worker code the job shipped; base + adapter == merged

@@ -4,6 +4,7 @@ options, rank order and quoting of what `--dry-run` prints."""
 from __future__ import annotations
 
 import shlex
+import sys
 
 import pytest
 
@@ -116,3 +117,27 @@ def test_a_restart_excluding_a_node_asks_slurm_to_leave_it_out():
     counted = LaunchRequest(command=["x.py"], nodes=["2"], exclude=["g9"])
     slurm.relaunch(counted, None, ("g2",))
     assert counted.nodes == ["2"] and counted.exclude == ["g2", "g9"]  # the same count, anywhere but there
+
+
+def test_a_model_whose_code_imports_what_the_shared_env_lacks_is_refused_before_sbatch(tmp_path, orch_home, tiny_model):
+    """The launch preflight's model-code import check on Slurm: run with the shared env's Python in the submit's
+    one round trip (here the login node is this machine), before any of the job's files or `sbatch`."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "modeling_custom.py").write_text("import orch_absent_package\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.jsonl").write_text('{"query": "q", "response": "r"}\n')
+    (project / "job.yaml").write_text(f"model: {model}\nfinetuning: lora\ndata: {{train: [train.jsonl]}}\n")
+    inventory = tmp_path / "cluster.toml"
+    workdir = tmp_path / "shared"
+    inventory.write_text(f'[cluster]\nscheduler = "slurm"\nworkdir = "{workdir}"\npython = "{sys.executable}"\n'
+                         '[cluster.slurm]\npartition = "gpu"\n')
+    proc = orch("launch", "--cluster", str(inventory), "--nodes", "1", "job.yaml", cwd=project,
+                env={"ORCH_HOME": str(orch_home)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert (f"slurm: {model}: the model's own code (modeling_custom.py) imports orch_absent_package, not installed "
+            "on this node: pip install orch_absent_package") in proc.stderr.splitlines()[-1], proc.stderr
+    assert not (workdir / "jobs").exists()  # nothing of the job written, nothing submitted

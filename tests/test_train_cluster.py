@@ -42,6 +42,12 @@ def losses(trainer_state: Path) -> list[float]:
 
 
 def test_two_node_lora_run_matches_one_process(train_project, env, cluster, tmp_path):
+    # the one-process reference trains on this machine side by side with the launch
+    reference_log = tmp_path / "reference.log"
+    with reference_log.open("w") as log:
+        reference = subprocess.Popen([sys.executable, "-m", "orchestrator.train", "one_process.yaml"],
+                                     cwd=train_project, env={**os.environ, "ORCH_OUTPUT_ROOT": str(tmp_path)},
+                                     stdout=log, stderr=subprocess.STDOUT)
     launched = orch("launch", "--nodes", "node0,node1", "--nproc-per-node", "1", "two_nodes.yaml",
                     cwd=train_project, env=env, timeout=600)
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]
@@ -74,10 +80,7 @@ def test_two_node_lora_run_matches_one_process(train_project, env, cluster, tmp_
     tb = orch("tb", job_id, env=env, check=True)
     assert "event file(s)" in tb.stdout and "tensorboard --logdir" in tb.stdout
 
-    reference = subprocess.run([sys.executable, "-m", "orchestrator.train", "one_process.yaml"], cwd=train_project,
-                               env={**os.environ, "ORCH_OUTPUT_ROOT": str(tmp_path)}, capture_output=True,
-                               text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert reference.wait(timeout=600) == 0, reference_log.read_text()[-3000:]
     two = losses(out / "checkpoint-20" / "trainer_state.json")
     one = losses(tmp_path / "out" / "lora" / "checkpoint-20" / "trainer_state.json")
     assert len(two) == len(one) == 4

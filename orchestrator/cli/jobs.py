@@ -223,8 +223,10 @@ def supervise(job_id: str) -> None:
 @cli.command()
 @click.argument("job_id", required=False)
 @click.option("--exclude-node", "exclude", multiple=True, metavar="NAME", help="Relaunch without this node.")
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Set (or give again) an environment variable for the relaunch.")
 @click.option("--detach", is_flag=True, help="Return at once instead of following rank 0's log.")
-def restart(job_id, exclude, detach):
+def restart(job_id, exclude, env_pairs, detach):
     """Relaunch a finished job as a new job (training resumes from its latest checkpoint)."""
     from orchestrator.jobs.store import Store
     from orchestrator.jobs.supervise import restart as relaunch
@@ -238,7 +240,7 @@ def restart(job_id, exclude, detach):
         raise OrchError(f"job {job.id} did not run on {', '.join(sorted(unknown))}")
     if len(set(exclude)) >= len(job.nodes):
         raise OrchError("--exclude-node would leave no node to run on")
-    new_job = relaunch(store, job, tuple(exclude))
+    new_job = relaunch(store, job, tuple(exclude), env=_parse_env(env_pairs))
     _start_supervisor(new_job.id, new_job.run_dir)
     click.echo(new_job.id)
     if not detach:

@@ -50,9 +50,12 @@ stamp = None if recent else os.environ.get("PYTHONPATH", "") + "|" + "\\n".join(
 print("py=" + json.dumps({"versions": out, "dirs": dirs, "stamp": stamp}))
 """
 # the packages a model folder's own code imports that the node lacks: transformers' own reading of each code file
-# (`get_imports`, what `check_imports` checks when the model loads), each looked up without importing it
+# (`get_imports`, what `check_imports` checks when the model loads), each looked up without importing it; exit
+# IMPORTS_MISSING when one lacks something
+IMPORTS_MISSING = 97
 _IMPORTS_PY = """import glob, importlib.util, json, os, sys
 from transformers.dynamic_module_utils import get_imports
+lacking = False
 for folder in sys.argv[1:]:
     missing = {}
     for path in sorted(glob.glob(os.path.join(folder, "*.py"))):
@@ -60,7 +63,9 @@ for folder in sys.argv[1:]:
             if importlib.util.find_spec(name) is None:
                 missing.setdefault(name, []).append(os.path.basename(path))
     print("imports=" + json.dumps([folder, missing]))
-"""
+    lacking = lacking or bool(missing)
+sys.exit(MISSING if lacking else 0)
+""".replace("MISSING", str(IMPORTS_MISSING))
 # the master's port, with `python -S` (no site-packages: a few ms): is PORT free, or (0) pick one that is
 _PORT_PY = """import socket
 s = socket.socket()
@@ -115,9 +120,7 @@ def facts_command(node: Node, master_addr: str, port: int | None, deep: bool, pa
     if port or pick_port:
         versions += f"; {python} -S -c {shlex.quote(_PORT_PY.replace('PORT', str(port or 0)))} 2>/dev/null"
     if code_dirs:
-        dirs = " ".join(shlex.quote(d) for d in code_dirs)
-        versions += (f"; if ls {' '.join(shlex.quote(d + '/') + '*.py' for d in code_dirs)} >/dev/null 2>&1; then "
-                     f"{python} -c {shlex.quote(_IMPORTS_PY)} {dirs} 2>/dev/null; fi")
+        versions += f"; {imports_command(python, code_dirs)}"
     route = f"echo route=$(ip route get {shlex.quote(master_addr)} 2>/dev/null | head -n 1); " if deep else ""
     return (
         "echo clock=${EPOCHREALTIME:-$(date +%s.%N)}; " + setup
@@ -129,6 +132,22 @@ def facts_command(node: Node, master_addr: str, port: int | None, deep: bool, pa
         + "".join(f"[ -e {shlex.quote(p)} ] || echo missing={shlex.quote(p)}; " for p in paths)
         + versions
     )
+
+
+def imports_command(python: str, code_dirs: tuple[str, ...]) -> str:
+    """The shell printing one `imports=` line per model folder in `code_dirs` (nothing when none has `.py` files);
+    its status is IMPORTS_MISSING when the `python` (quoted) env lacks a package that code imports."""
+    dirs = " ".join(shlex.quote(d) for d in code_dirs)
+    return (f"if ls {' '.join(shlex.quote(d + '/') + '*.py' for d in code_dirs)} >/dev/null 2>&1; then "
+            f"{python} -c {shlex.quote(_IMPORTS_PY)} {dirs} 2>/dev/null; fi")
+
+
+def imports_gate(node: Node, code_dirs: tuple[str, ...]) -> str:
+    """A shell prefix (the node's setup lines, its Python) that prints `imports_command`'s lines and exits
+    IMPORTS_MISSING where that finds a package missing, else goes on (`<gate>; the rest`)."""
+    setup = "".join(f"{line}; " for line in node.setup)
+    return (f"( {setup}{imports_command(shlex.quote(node.python), code_dirs)} ); "
+            f"[ $? -ne {IMPORTS_MISSING} ] || exit {IMPORTS_MISSING}; ")
 
 
 def parse_facts(name: str, text: str, cached: dict | None = None) -> NodeFacts:

@@ -21,7 +21,7 @@ def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> I
     job = store.get(job_id)
     records = logs.pick_nodes(job, None if node in (None, "", "all") else node, node == "all")
     offsets = {r.rank: 0 for r in records}
-    pending = {r.rank: b"" for r in records}
+    splitter = logs.LineSplitter(records)
     session = None
     try:
         while True:
@@ -36,10 +36,8 @@ def lines(store: Store, job_id: str, node: str | None, poll_s: float = 1.0) -> I
                 chunk = _read(session, job, record, offsets[record.rank], final)
                 offsets[record.rank] += len(chunk)
                 brought = brought or bool(chunk)
-                parts = (pending[record.rank] + chunk).split(b"\n")
-                pending[record.rank] = b"" if final else parts.pop()
                 prefix = f"[{record.name}|{record.rank}] "
-                yield from (prefix + as_shown(part) for part in parts if part or not final)
+                yield from (prefix + as_shown(line) for line in splitter.split(record.rank, chunk, final))
             if final:
                 return
             if not brought:

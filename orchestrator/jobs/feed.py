@@ -1,8 +1,9 @@
 """The worker's metric feed brought home: the probe's shell part, and what it keeps in the local run folder.
 
 Each probe (one round trip per node, or one per job where a scheduler looks at all ranks at once) prints every
-rank's timing file, the node's GPUs when it has `nvidia-smi`, and on node_rank 0 the new bytes of `metrics.jsonl`
-from where the local copy ends. Kept here:
+rank's timing file, the node's GPUs when it has `nvidia-smi` (run at most once per GPU_CACHE_S seconds per job
+folder: every look reuses its answer meanwhile), and on node_rank 0 the new bytes of `metrics.jsonl` from where the
+local copy ends. Kept here:
 - `<run dir>/metrics.jsonl`: the worker's lines, whole lines only (appends from concurrent watchers dedup by
   offset under a lock);
 - `<run dir>/timing.json`: `{"ranks": {rank: timing}, "gpus": {node: [{index, util, mem_used, mem_total}]}}`.
@@ -24,6 +25,8 @@ METRICS_CHUNK = 1 << 20
 METRICS_FILE = "metrics.jsonl"
 TIMING_FILE = "timing.json"
 GPU_QUERY = "index,utilization.gpu,memory.used,memory.total"
+GPU_CACHE = ".gpus"  # nvidia-smi's last answer, in the job folder: probes within GPU_CACHE_S seconds reuse it
+GPU_CACHE_S = 10
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,12 @@ class Seen:
 
 def probe_snippet(metrics_offset: int | None) -> tuple[str, str]:
     """(fact lines for the probe's head, the metrics part that goes before the log) in the job folder's cwd."""
+    fresh = f"{GPU_CACHE}.$$"
     facts = ("for f in timing/rank-*.json; do [ -f \"$f\" ] && echo \"timing=$(head -c 4000 \"$f\")\"; done; "
-             "command -v nvidia-smi >/dev/null 2>&1 && timeout 5 nvidia-smi "
-             f"--query-gpu={GPU_QUERY} --format=csv,noheader,nounits 2>/dev/null | sed 's/^/gpu=/'")
+             f"if [ $(( $(date +%s) - $(stat -c %Y {GPU_CACHE} 2>/dev/null || echo 0) )) -ge {GPU_CACHE_S} ]; then "
+             "{ command -v nvidia-smi >/dev/null 2>&1 && timeout 5 nvidia-smi "
+             f"--query-gpu={GPU_QUERY} --format=csv,noheader,nounits; }} >{fresh} 2>/dev/null; "
+             f"mv -f {fresh} {GPU_CACHE} 2>/dev/null; fi; sed 's/^/gpu=/' {GPU_CACHE} 2>/dev/null")
     if metrics_offset is None:
         return facts, ""
     return facts, (f"printf {shlex.quote(METRICS_MARK.decode() + str(int(metrics_offset)) + chr(10))}; "

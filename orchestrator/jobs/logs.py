@@ -29,22 +29,30 @@ def pick_nodes(job: JobRecord, node: str | None, every: bool) -> list[NodeRecord
     return [job.nodes[0]]
 
 
+class LineSplitter:
+    """Byte chunks per rank -> whole lines: a partial last line waits for the rest (`final`: nothing more comes;
+    empty lines are then dropped)."""
+
+    def __init__(self, records: list[NodeRecord]):
+        self.pending = {r.rank: b"" for r in records}
+
+    def split(self, rank: int, chunk: bytes, final: bool = False) -> list[bytes]:
+        lines = (self.pending[rank] + chunk).split(b"\n")
+        self.pending[rank] = b"" if final else lines.pop()
+        return [line for line in lines if line or not final]
+
+
 class LinePrinter:
     """Turns byte chunks per rank into whole, optionally prefixed, lines."""
 
     def __init__(self, records: list[NodeRecord], prefixed: bool, out: TextIO):
         self.width = max(len(f"[{r.name}|{r.rank}]") for r in records)
         self.prefixes = {r.rank: f"[{r.name}|{r.rank}]".ljust(self.width) + " " if prefixed else "" for r in records}
-        self.pending = {r.rank: b"" for r in records}
+        self.lines = LineSplitter(records)
         self.out = out
 
     def feed(self, rank: int, chunk: bytes, final: bool = False) -> None:
-        data = self.pending[rank] + chunk
-        lines = data.split(b"\n")
-        self.pending[rank] = b"" if final else lines.pop()
-        for line in lines:
-            if final and not line:
-                continue
+        for line in self.lines.split(rank, chunk, final):
             self.out.write(self.prefixes[rank] + line.decode("utf-8", "replace").rstrip("\r") + "\n")
         self.out.flush()
 
@@ -91,7 +99,7 @@ def follow(store: Store, session: Session, job: JobRecord, records: list[NodeRec
             for rank in wanted:
                 printer.feed(rank, b"", final=True)
             return
-        if not any(chunks.values()):
+        if not any(chunks.values()) and job.state not in states.FINAL:  # just ended: drain at once
             time.sleep(poll_s)
 
 

@@ -182,17 +182,17 @@ class Store:
             options = json.loads(row["options"] or "{}")
             options[key] = value
             db.execute("UPDATE jobs SET options=? WHERE id=?", (json.dumps(options), job.id))
-        job.options = self._unsealed(job.id, options)
+        job.options = options
 
     def flags(self, job_id: str) -> tuple[bool, dict]:
         """(stop_requested, options) as other processes (a stop, the supervisor) last wrote them."""
         with self._db() as db:
             row = db.execute("SELECT stop_requested, options FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return bool(row["stop_requested"]), self._unsealed(job_id, json.loads(row["options"] or "{}"))
+        return bool(row["stop_requested"]), json.loads(row["options"] or "{}")
 
-    def _unsealed(self, job_id: str, options: dict) -> dict:
-        """Options as recorded, with the launch request's secret env values read back from the job's secrets file."""
-        return vault.unseal_request(options, vault.secrets_of(self.path.parent, job_id))
+    def relaunch_request(self, job: JobRecord, given: dict[str, str]) -> dict:
+        """`job`'s launch request with its secret env values read back (`vault.relaunch_request`)."""
+        return vault.relaunch_request(self.path.parent, job.id, job.options, given)
 
     def mark_stop_requested(self, job_id: str) -> None:
         with self._db() as db:
@@ -216,7 +216,7 @@ class Store:
                     raise JobError(f"job id {job_id!r} is ambiguous: {', '.join(r['id'] for r in rows[:5])}")
             row = rows[0]
             nodes = db.execute("SELECT * FROM job_nodes WHERE job_id=? ORDER BY rank", (row["id"],)).fetchall()
-        return _job_from_rows(row, nodes, vault.secrets_of(self.path.parent, row["id"]))
+        return _job_from_rows(row, nodes)
 
     def recent(self, limit: int = 20) -> list[JobRecord]:
         with self._db() as db:
@@ -269,25 +269,24 @@ def _escape_like(text: str) -> str:
     return text.replace("%", "").replace("_", "")
 
 
-def _job_from_rows(row: sqlite3.Row, nodes: list[sqlite3.Row], kept: dict) -> JobRecord:
-    """A job from its database rows and `kept`, its secret env values (`vault.secrets_of`)."""
+def _job_from_rows(row: sqlite3.Row, nodes: list[sqlite3.Row]) -> JobRecord:
+    """A job from its database rows, secret env values as `***` (`Store.relaunch_request` reads them back)."""
     return JobRecord(
         id=row["id"], created=row["created"], state=row["state"], command=json.loads(row["command"]),
         master=row["master"], nproc_per_node=row["nproc_per_node"], ssh_config=row["ssh_config"],
         run_dir=row["run_dir"], stop_requested=bool(row["stop_requested"]), ended=row["ended"],
-        root_cause=row["root_cause"], options=vault.unseal_request(json.loads(row["options"] or "{}"), kept),
+        root_cause=row["root_cause"], options=json.loads(row["options"] or "{}"),
         nodes=[
-            NodeRecord(rank=n["rank"], name=n["name"], node=_node_from_json(n["node"], n["rank"], kept),
+            NodeRecord(rank=n["rank"], name=n["name"], node=_node_from_json(n["node"]),
                        job_dir=n["job_dir"], **_observed(n))
             for n in nodes
         ],
     )
 
 
-def _node_from_json(text: str, rank: int, kept: dict) -> Node:
+def _node_from_json(text: str) -> Node:
     data = json.loads(text)
     data["setup"] = tuple(data.get("setup", ()))
-    data["env"] = vault.unseal_node(data.get("env", {}), rank, kept)
     return Node(**data)
 
 

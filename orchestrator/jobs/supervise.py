@@ -12,6 +12,7 @@ from typing import Callable
 
 from orchestrator.cluster.inventory import EMBEDDED_DEFAULT, Inventory, load_inventory, parse_inventory
 from orchestrator.cluster.ssh import Session
+from orchestrator.errors import OrchError
 from orchestrator.jobs import notify, schedulers, spares, states, watch
 from orchestrator.jobs.launch import LaunchRequest, launch
 from orchestrator.jobs.store import JobRecord, Store, new_job_id
@@ -73,10 +74,12 @@ def reload_inventory(path: str) -> Inventory:
     return load_inventory(path)
 
 
-def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = (), use_spares: bool = False) -> JobRecord:
+def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = (), use_spares: bool = False,
+            env: dict[str, str] | None = None) -> JobRecord:
     """Relaunch a job's request as a new job (without `exclude` nodes; `use_spares`: a healthy spare in each
-    failed node's place); training resumes from its checkpoint."""
-    request = LaunchRequest.from_json(job.options["request"])
+    failed node's place; `env` over the request's); training resumes from its checkpoint. JobError, nothing
+    launched, when a secret env value of the job is gone."""
+    request = LaunchRequest.from_json(store.relaunch_request(job, env or {}))
     schedulers.for_job(job).relaunch(request, job, exclude)
     attempt = job.attempt + 1
     request.env = {**request.env, "ORCH_RESTART_COUNT": str(attempt), "ORCH_RESUME": "latest"}
@@ -113,12 +116,16 @@ def supervise(store: Store, job: JobRecord, follow: Follow | None = None, poll_s
                 watch.wait(store, session, job, poll_s=poll_s, on_tick=guard)
         if job.state == states.FAILED and not job.stop_requested and job.attempt < request.get("max_restarts", 0):
             say(f"orch: job {job.id} FAILED; restart {job.attempt + 1} of {request['max_restarts']}")
-            failed, job = job, restart(store, job, use_spares=True)
-            say(f"orch: restarted as job {job.id}")
-            if job.options.get("replaced"):
-                say(f"orch: job {job.id}: {spares.describe(job.options['replaced'])}")
-            notify.notify(failed, "restart", job.id, say)
-            continue
+            try:
+                failed, job = job, restart(store, job, use_spares=True)
+            except OrchError as exc:  # a secret's value gone, the inventory gone: the job ends FAILED as it is
+                say(f"orch: not restarted: {exc}")
+            else:
+                say(f"orch: restarted as job {job.id}")
+                if job.options.get("replaced"):
+                    say(f"orch: job {job.id}: {spares.describe(job.options['replaced'])}")
+                notify.notify(failed, "restart", job.id, say)
+                continue
         notify.notify(job, notify.event_of_end(job), job.root_cause, say)
         if (line := gave_up(job)) is not None:
             say(line)

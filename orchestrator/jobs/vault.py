@@ -3,7 +3,8 @@
 A job's record holds env tables twice: the launch request's (`--env`) and each node's (the inventory's
 `[cluster.env]` and per-node `env`). The value of every secret-named variable (`render.is_secret`: `*KEY*`,
 `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, ...) is replaced there by `***` and kept in `$ORCH_HOME/secrets/<job id>.json`
-(mode 600, folder 700); reading the job back puts the values in again, so a restart relaunches with them."""
+(mode 600, folder 700). Only a relaunch (`orch restart`, `--max-restarts`) reads them back (`relaunch_request`);
+a job read for a look (status, a watcher's poll) keeps the `***`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from orchestrator.errors import JobError
 from orchestrator.jobs.render import MASK, is_secret
 
 FOLDER = "secrets"
@@ -37,29 +39,37 @@ def seal(home: Path, job_id: str, options: dict, node_envs: dict[int, dict[str, 
         if hidden:
             kept.setdefault("nodes", {})[str(rank)] = hidden
     if kept.get("request") or kept.get("nodes"):
-        write_private(home / FOLDER / f"{job_id}.json", json.dumps(kept))
+        write_private(path_of(home, job_id), json.dumps(kept))
     return options, shown_nodes
 
 
 def secrets_of(home: Path, job_id: str) -> dict:
     """What `seal` kept for the job (empty when it had no secrets, or was recorded before secrets moved here)."""
     try:
-        return json.loads((home / FOLDER / f"{job_id}.json").read_text())
+        return json.loads(path_of(home, job_id).read_text())
     except FileNotFoundError:
         return {}
 
 
-def unseal_request(options: dict, kept: dict) -> dict:
-    """`options` with the request's secret env values put back."""
-    if not kept.get("request") or not isinstance(options.get("request"), dict):
-        return options
+def path_of(home: Path, job_id: str) -> Path:
+    return home / FOLDER / f"{job_id}.json"
+
+
+def relaunch_request(home: Path, job_id: str, options: dict, given: dict[str, str]) -> dict:
+    """The job's launch request with its secret env values read back, `given` (`orch restart --env`) over them.
+    JobError, naming the variables and the file, when a value is gone (its secrets file was deleted)."""
     request = options["request"]
-    return {**options, "request": {**request, "env": {**request.get("env", {}), **kept["request"]}}}
-
-
-def unseal_node(env: dict[str, str], rank: int, kept: dict) -> dict[str, str]:
-    """A node's env table with its secret values put back."""
-    return {**env, **kept.get("nodes", {}).get(str(rank), {})}
+    try:
+        kept = secrets_of(home, job_id).get("request", {})
+    except ValueError:  # a mangled file: as good as gone
+        kept = {}
+    env = request.get("env", {})
+    missing = [name for name, value in env.items() if value == MASK and name not in kept and name not in given]
+    if missing:
+        again = " ".join(f"--env {name}=..." for name in missing)
+        raise JobError(f"job {job_id}: the value of {', '.join(missing)} is gone ({path_of(home, job_id)} is missing"
+                       f" or unreadable); nothing relaunched: give it again with `orch restart {job_id} {again}`")
+    return {**request, "env": {**env, **kept, **given}}
 
 
 def write_private(path: Path, text: str) -> None:

@@ -108,7 +108,7 @@ class Engine:
     """Wraps a loaded model and tokenizer: chat templating, length checks and locked, streamed generation."""
 
     def __init__(self, model: Any, tokenizer: Any, context_length: int | None = None, template: Any = None) -> None:
-        from orchestrator.train.data.prompting import answer_lead, generation_prompt
+        from orchestrator.train.data.prompting import answer_lead, turn_ends
         from orchestrator.train.data.templates import resolve_template
 
         self.model = model
@@ -118,7 +118,7 @@ class Engine:
         # the chat format training used (loader.LoadedModel.template), else what `auto` picks for the tokenizer
         self.template = template if template is not None else resolve_template("auto", tokenizer)
         if self.template.name != "tokenizer":  # the tokens that end an assistant turn in that format stop answers
-            self.eos_ids.update(generation_prompt([{"role": "user", "content": "?"}], tokenizer, self.template)[1])
+            self.eos_ids.update(turn_ends(tokenizer, self.template))
         self.answer_lead = answer_lead(self.template)  # ChatGLM3: the metadata line before the answer
         self._lock = threading.Lock()
 
@@ -132,7 +132,7 @@ class Engine:
         if self.template.name == "tokenizer":
             text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             return plain_ids(self.tokenizer, text)
-        return generation_prompt(messages, self.tokenizer, self.template)[0]
+        return generation_prompt(messages, self.tokenizer, self.template)
 
     def budget(self, prompt_len: int, max_tokens: int | None, default: int) -> int:
         """The number of new tokens to allow; raises `ContextLengthError` when the request cannot fit."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.serve.errors import ServeError
+from orchestrator.train.tokenizer_files import has_tokenizer
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -37,10 +38,6 @@ class LoadedModel:
     tokenizer: Any
     source: ModelSource
     template: Any = None  # the chat format (`templates.Template`) training recorded or `auto` picks
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
 
 
 def resolve_source(path: str | Path, base: str | Path | None = None) -> ModelSource:
@@ -67,7 +64,7 @@ def resolve_source(path: str | Path, base: str | Path | None = None) -> ModelSou
     if not (base_dir / "config.json").is_file():
         hint = "" if base is not None else " (recorded in adapter_config.json); pass --base DIR if it moved"
         raise ServeError(f"base model not found: {base_dir}{hint}")
-    return ModelSource(base=base_dir, adapter=folder, tokenizer=folder if _has_tokenizer(folder) else base_dir)
+    return ModelSource(base=base_dir, adapter=folder, tokenizer=folder if has_tokenizer(folder) else base_dir)
 
 
 def _device_and_dtype() -> tuple[str, Any]:

@@ -63,7 +63,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     from transformers import AutoModelForCausalLM
 
     from orchestrator.train.data.prompting import copy_record
-    from orchestrator.train.tokenizer_files import load_tokenizer_from, restore_if_unloadable
+    from orchestrator.train.tokenizer_files import has_tokenizer, load_tokenizer_from, restore_if_unloadable
 
     recorded = adapter_base(adapter_dir)
     base = base or recorded
@@ -72,8 +72,8 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--output: {out} already exists and is not empty; name a new folder")
-    has_tokenizer = any(Path(adapter_dir, n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
-    trust = require_trust(trust_remote_code, model=base, tokenizer=str(adapter_dir) if has_tokenizer else base)
+    tokenizer_from = str(adapter_dir) if has_tokenizer(adapter_dir) else base
+    trust = require_trust(trust_remote_code, model=base, tokenizer=tokenizer_from)
     warn_known_break(base)
     dtype = "auto" if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base, **from_pretrained_kwargs({"dtype": dtype,

@@ -39,15 +39,6 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return fill_eos_and_pad(AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code), path)
 
 
-def own_prefix_encoder(cfg: TrainConfig) -> bool:
-    """Whether `finetuning: prefix` trains the model's own prefix encoder (its config has `pre_seq_len`)."""
-    if cfg.finetuning != "prefix":
-        return False
-    from transformers import AutoConfig
-
-    return hasattr(AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code), "pre_seq_len")
-
-
 def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = False):
     """Load the base model and apply the fine-tuning mode of `cfg`; returns the model ready for the Trainer."""
     import torch
@@ -58,8 +49,12 @@ def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = 
         kwargs["dtype"] = torch.bfloat16
     if cfg.finetuning == "qlora":
         kwargs.update(quantization_kwargs(cfg))
-    if own_prefix_encoder(cfg):
-        return load_with_own_prefix_encoder(cfg, kwargs)
+    if cfg.finetuning == "prefix":
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        if hasattr(config, "pre_seq_len"):  # the model's own prefix encoder (ChatGLM3), not peft's
+            return load_with_own_prefix_encoder(cfg, config, kwargs)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code,
                                                  **from_pretrained_kwargs(kwargs))
     model.config.use_cache = False  # the KV cache only costs memory during training
@@ -76,13 +71,12 @@ def load_model(cfg: TrainConfig, use_bf16: bool, gradient_checkpointing: bool = 
     return model
 
 
-def load_with_own_prefix_encoder(cfg: TrainConfig, kwargs: dict):
-    """The model with `pre_seq_len = prompt.num_virtual_tokens` (and `prefix_projection`): only its prefix encoder
-    trains. A prefix encoder the checkpoint does not hold is initialised here (ChatGLM3's `_init_weights` leaves
-    new weights as allocated)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_with_own_prefix_encoder(cfg: TrainConfig, config, kwargs: dict):
+    """The model with `pre_seq_len = prompt.num_virtual_tokens` (and `prefix_projection`) set in its `config`: only
+    its prefix encoder trains. A prefix encoder the checkpoint does not hold is initialised here (ChatGLM3's
+    `_init_weights` leaves new weights as allocated)."""
+    from transformers import AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
     config.pre_seq_len = cfg.prompt.num_virtual_tokens
     config.prefix_projection = cfg.prompt.prefix_projection
     config.use_cache = False

@@ -103,11 +103,10 @@ def reshape(resume: str | None, args, build, log=print):
     return build(extra) if extra else args
 
 
-def with_universal_load(ds_config: dict | str) -> dict:
-    """The DeepSpeed config with `checkpoint.load_universal` on (the engine then reads `latest_universal`)."""
-    cfg = json.loads(Path(ds_config).read_text()) if isinstance(ds_config, str) else json.loads(json.dumps(ds_config))
-    cfg.setdefault("checkpoint", {})["load_universal"] = True
-    return cfg
+def with_universal_load(ds_config: dict) -> dict:
+    """The DeepSpeed config (the mapping `arguments.worker_defaults` loaded) with `checkpoint.load_universal`
+    on (the engine then reads `latest_universal`)."""
+    return {**ds_config, "checkpoint": {**ds_config.get("checkpoint", {}), "load_universal": True}}
 
 
 def ensure_universal(folder: str | Path, log=print) -> Path:

@@ -28,7 +28,7 @@ def data_spec(cfg: TrainConfig):
     from dataclasses import asdict
     from pathlib import Path
 
-    from orchestrator.train.data.cache import default_cache_dir
+    from orchestrator.train.data.cache import default_cache_dir, private_inside
     from orchestrator.train.data.spec import DataSpec
     from orchestrator.train.self_cognition import self_cognition_file
 
@@ -36,7 +36,8 @@ def data_spec(cfg: TrainConfig):
     sc = cfg.self_cognition
     if sc.samples:
         folder = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
-        spec.added = [str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
+        with private_inside(folder):
+            spec.added = [str(self_cognition_file(sc.name, sc.author, sc.samples, folder, spec.seed))]
     return spec
 
 

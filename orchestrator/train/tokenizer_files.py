@@ -15,15 +15,19 @@ from typing import Any
 TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.json")
 
 
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether `folder` holds a tokenizer of its own (saved beside an adapter, say)."""
+    return any((Path(folder) / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+
+
 def load_tokenizer_from(folder: str | Path, base: str | Path | None, trust: bool) -> tuple[Any, Path]:
     """The tokenizer of `folder`, or `base`'s when `folder` has none or its copy fails to load; (tokenizer, from)."""
     from transformers import AutoTokenizer
 
     folder = Path(folder)
-    has_own = any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
     if base is None or Path(base) == folder:
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust), folder
-    if has_own:
+    if has_tokenizer(folder):
         try:
             return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust), folder
         except Exception:  # noqa: BLE001 - any failure of the saved copy's own code: the base's is the original

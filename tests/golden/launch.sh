@@ -22,7 +22,7 @@ cd "$SHARED_DIR/code" || exit 98
 /opt/env/bin/python -m torch.distributed.run \
   --nnodes 2 --node_rank 1 --nproc_per_node 2 \
   --master_addr 10.0.0.1 --master_port 29511 \
-  --max_restarts 0 --monitor_interval 1 \
+  --max_restarts 0 --monitor_interval 0.1 \
   train.py --lr 1e-4
 rc=$?
 cd "$JOB_DIR"

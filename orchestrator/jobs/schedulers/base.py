@@ -147,6 +147,12 @@ class SubmitError(OrchError):
     multiline = True
 
 
+def preflight_failed(hard: list[str]) -> SubmitError:
+    """The launch refused: one line per problem the preflight found."""
+    return SubmitError("preflight checks failed (see `orch doctor`; --skip-checks to override):\n  "
+                       + "\n  ".join(hard))
+
+
 class Scheduler(Protocol):
     """How a job reaches its nodes, starts, is observed and stopped."""
 

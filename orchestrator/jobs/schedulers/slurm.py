@@ -28,6 +28,7 @@ import shlex
 import time
 from pathlib import Path
 
+from orchestrator.cluster import doctor as checks
 from orchestrator.cluster import quickcheck
 from orchestrator.cluster.inventory import Inventory, Node
 from orchestrator.cluster.ssh import Session
@@ -39,7 +40,7 @@ from orchestrator.jobs.faults import failpoint
 from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import environment, warm
 from orchestrator.jobs.schedulers.base import (DoctorReport, LaunchRequest, Observation, Planned,
-                                               RankView, Submitted, SubmitError, make_spec)
+                                               RankView, Submitted, SubmitError, make_spec, preflight_failed)
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 NAME = "slurm"
@@ -217,12 +218,17 @@ def submit(planned: Planned, store: Store, session: Session, job: JobRecord) -> 
              "orch_site/sitecustomize.py": (remote.SITECUSTOMIZE.read_text(), 0o600)}
     if worker.runs_worker(spec.command):
         files.update(worker.code_files())
+    # the shared env every rank runs (the login node's): the packages the model folder's own code imports
+    code_dirs = worker.model_folders(planned.inputs.outside) if request.checks and request.worker_packages else ()
+    gate = checks.imports_gate(login, code_dirs) if code_dirs else ""
     for p in job_plan.nodes:
         rank_dir = f"rank-{p.rank}"
         files.update({f"{rank_dir}/launch.sh": (p.launch_script, 0o700), f"{rank_dir}/env.sh": (p.env_script, 0o600),
                       f"{rank_dir}/stop.sh": (p.stop_script, 0o700)})
     steps.append(f"cd {shlex.quote(root)} && sbatch {shlex.join(options)} ./sbatch.sh")
-    result = session.run(login, " && ".join(steps), input=remote.tar_files(files), check=False, timeout=120)
+    result = session.run(login, gate + " && ".join(steps), input=remote.tar_files(files), check=False, timeout=120)
+    if gate and result.returncode == checks.IMPORTS_MISSING:
+        raise preflight_failed(worker.env_problems([checks.parse_facts(login.name, result.text)], {}))
     if result.returncode != 0:
         raise SlurmError(_one_line(result.error_text) or f"sbatch exited {result.returncode}")
     slurm_id = result.text.strip().splitlines()[-1].split(";")[0]

@@ -26,7 +26,7 @@ from orchestrator.jobs.faults import failpoint, node_failpoint
 from orchestrator.jobs.inputs import job_inputs
 from orchestrator.jobs.render import warm
 from orchestrator.jobs.schedulers.base import (DoctorReport, LaunchRequest, Observation, Planned, RankView,
-                                               Submitted, SubmitError, make_spec)
+                                               Submitted, make_spec, preflight_failed)
 from orchestrator.jobs.store import JobRecord, NodeRecord, Store
 
 NAME = "ssh"
@@ -117,8 +117,7 @@ def submit(planned: Planned, store: Store, session: Session, job: JobRecord) -> 
     if not port and not hard:
         hard.append(f"{master.name}: could not pick a free master port there")
     if hard:
-        raise SubmitError("preflight checks failed (see `orch doctor`; --skip-checks to override):\n  "
-                          + "\n  ".join(hard))
+        raise preflight_failed(hard)
     failpoint("after-sync")
     if planned.templates is not None:
         planned.templates.result()

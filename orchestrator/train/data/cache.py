@@ -4,8 +4,8 @@ An index is built once, by whichever process takes the lock first. Other process
 other nodes over a shared filesystem) block on the file lock, never on a torch collective, and then find the
 finished index. Keys hash file contents (memoised by path, size and mtime), never paths: the same data from the
 project folder, a job's code snapshot or a restart maps to one cache entry. The cache lives in `$ORCH_DATA_CACHE`,
-else `<workdir>/data-cache` on a node orch launched on (shared by every job there), else `$ORCH_HOME/data-cache`;
-it is kept under `$ORCH_DATA_CACHE_GB` (default 20) by evicting the least recently used entries.
+else `<workdir>/data-cache` on a node orch launched on (shared by every job there), else `$ORCH_HOME/data-cache`
+(private: 600/700); it is kept under `$ORCH_DATA_CACHE_GB` (default 20) by evicting the least recently used entries.
 """
 
 from __future__ import annotations
@@ -120,10 +120,30 @@ def default_cache_dir() -> Path:
         return Path(os.environ["ORCH_DATA_CACHE"])
     if os.environ.get("ORCH_OUTPUT_ROOT"):  # <workdir>/outputs/<project>
         return Path(os.environ["ORCH_OUTPUT_ROOT"]).parent.parent / "data-cache"
+    return _orch_home() / "data-cache"
+
+
+def _orch_home() -> Path:
+    """orch's state folder (`orchestrator.paths`, which the worker does not ship): $ORCH_HOME, else
+    `$XDG_STATE_HOME/orch`."""
     if os.environ.get("ORCH_HOME"):
-        return Path(os.environ["ORCH_HOME"]) / "data-cache"
+        return Path(os.environ["ORCH_HOME"])
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "orch" / "data-cache"
+    return Path(state) / "orch"
+
+
+@contextlib.contextmanager
+def private_inside(folder: Path) -> Iterator[None]:
+    """Meanwhile, what this process creates is 600/700 if `folder` is inside orch's state folder (the cache under
+    $ORCH_HOME, private like the rest of it); elsewhere (a node's workdir, $ORCH_DATA_CACHE) the umask stands."""
+    if not Path(folder).resolve().is_relative_to(_orch_home().resolve()):
+        yield
+        return
+    umask = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(umask)
 
 
 def content_hash(path: Path, cache_dir: Path) -> str:

@@ -153,11 +153,14 @@ def _opener(spec: DataSpec, tokenizer):
     used: set[Path] = set()
 
     def open_all(names: list) -> list[TokenIndex]:
-        return [open_source(n, base, cache_dir, tokenizer, template, spec.seed, spec.skip_bad, used) for n in names]
+        with cache.private_inside(cache_dir):
+            return [open_source(n, base, cache_dir, tokenizer, template, spec.seed, spec.skip_bad, used)
+                    for n in names]
 
     def evict() -> None:
         if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-            cache.evict(cache_dir, used)
+            with cache.private_inside(cache_dir):  # its lock files
+                cache.evict(cache_dir, used)
 
     open_all.evict = evict
     return open_all

@@ -61,21 +61,30 @@ def recorded_template(folders: list[Path], tokenizer) -> Template:
     return resolve_template(DEFAULT_TEMPLATE, tokenizer)
 
 
-def generation_prompt(messages: list[dict], tokenizer, template: Template) -> tuple[list[int], list[int]]:
-    """(the token ids of `messages` laid out by `template`, ready for the assistant's answer; the control tokens
-    that end an assistant turn in that format). ValueError for messages the template cannot lay out.
+def generation_prompt(messages: list[dict], tokenizer, template: Template) -> list[int]:
+    """The token ids of `messages` laid out by `template`, ready for the assistant's answer. ValueError for
+    messages the template cannot lay out.
 
     The prompt stops where training's loss starts: ChatGLM3's at `<|assistant|>` (the model writes the metadata
     line, `answer_lead`), as its own `build_chat_input` does."""
-    sample = chat_from_messages([*messages, {"role": "assistant", "content": ""}])
-    ids, mask = encode_many([sample], tokenizer, template)[0]
-    cut = split_point(mask)
+    ids, mask = encode_many([_answering(messages)], tokenizer, template)[0]
+    return [int(t) for t in ids[:split_point(mask)]]
+
+
+def turn_ends(tokenizer, template: Template) -> list[int]:
+    """The control tokens that end an assistant turn in `template`'s format: the trained ones after an (empty)
+    answer, and the format's own (`TURN_ENDS`)."""
     ends: set[int | None] = {single_id(tokenizer, token) for token in TURN_ENDS.get(template.name, ())}
-    for text, loss, kind in template.render(sample):  # the trained control tokens after the (empty) answer
+    for text, loss, kind in template.render(_answering([{"role": "user", "content": "?"}])):
         if loss and kind != CONTENT:
             parts = [text] if kind == SPECIAL else [part for part, marker in split_markers(text) if marker]
             ends.update(single_id(tokenizer, part) for part in parts)
-    return [int(t) for t in ids[:cut]], sorted(t for t in ends if t is not None)
+    return sorted(t for t in ends if t is not None)
+
+
+def _answering(messages: list[dict]):
+    """`messages` with an empty assistant turn after them, as a chat sample."""
+    return chat_from_messages([*messages, {"role": "assistant", "content": ""}])
 
 
 def answer_lead(template: Template) -> str:
@@ -88,8 +97,7 @@ def prompt_text(messages: list[dict], template: Template) -> tuple[str, str]:
     """(the text of `messages` laid out by `template` up to the assistant's answer; the text that ends an
     assistant turn there), from the same pieces training encodes: what a trainer that tokenizes text itself (trl's
     DPO) is given."""
-    sample = chat_from_messages([*messages, {"role": "assistant", "content": ""}])
-    pieces = template.render(sample)
+    pieces = template.render(_answering(messages))
     last = max((i for i, (_, loss, _) in enumerate(pieces) if loss), default=len(pieces))
     first = last
     while first > 0 and pieces[first - 1][1]:
