@@ -39,6 +39,19 @@ def job_json(job_id: str, **kwargs) -> dict:
     return json.loads(orch("status", job_id, "--json", check=True, **kwargs).stdout)
 
 
+def lose_last_node(project: Path, env: dict, nodes: str, config: str, dumps: Path | None = None) -> dict:
+    """`orch launch CONFIG` on `nodes` (one process each) whose last node is killed right after writing
+    checkpoint-4 (`ORCH_FAILPOINT=checkpoint-save:4:NODE`), the gathered states dumped into `dumps` when given;
+    returns the job's JSON, asserted FAILED with that node as its root cause."""
+    node = nodes.split(",")[-1]
+    dump = ["--env", f"ORCH_DUMP_STATE={dumps}"] if dumps else []
+    first = orch("launch", "--nodes", nodes, "--nproc-per-node", "1", "--env",
+                 f"ORCH_FAILPOINT=checkpoint-save:4:{node}", *dump, config, cwd=project, env=env, timeout=600)
+    lost = job_json(job_id_of(first), env=env)
+    assert lost["state"] == "FAILED" and f"node {node}" in lost["root_cause"], lost
+    return lost
+
+
 def demo_project(folder: Path) -> Path:
     """`folder` made into the demo's LLM project (a tiny random base model, chat data, demo.yaml); returns it."""
     from orchestrator.demo import build_project

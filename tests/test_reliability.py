@@ -183,12 +183,15 @@ def test_restart_after_failure_relaunches_and_is_visible(project, env, cluster):
 
 def test_a_spare_takes_the_failed_nodes_place_under_max_restarts(project, cluster, orch_home):
     """node2 and node3 are spares (node2's python is missing: the preflight passes over it); a job on the other
-    nodes (the default) loses node1 on its first attempt; the restart runs on node0 and node3, at the same size."""
+    nodes (the default) loses node1 on its first attempt; the restart runs on node0 and node3, at the same size.
+    By hand, `orch restart --nodes` takes the nodes as given (no spare); with node2 mended, `orch restart JOB
+    --exclude-node node0` puts a spare in the failed node1's place as the supervisor did, and one in node0's.
+    """
     text = cluster.inventory.read_text()
-    text = text.replace('name = "node2"\n', 'name = "node2"\nspare = true\npython = "/nonexistent/python3"\n')
-    text = text.replace('name = "node3"\n', 'name = "node3"\nspare = true\n')
+    healthy = text.replace('name = "node2"\n', 'name = "node2"\nspare = true\n').replace(
+        'name = "node3"\n', 'name = "node3"\nspare = true\n')
     inventory = project / "spares.toml"
-    inventory.write_text(text)
+    inventory.write_text(healthy.replace('name = "node2"\n', 'name = "node2"\npython = "/nonexistent/python3"\n'))
     env = {"ORCH_CLUSTER": str(inventory), "ORCH_HOME": str(orch_home)}
     launched = orch("launch", "--max-restarts", "1", "--env", "FAIL_NODE=node1", "--", "python", "steady.py",
                     cwd=project, env=env, timeout=180)
@@ -204,6 +207,20 @@ def test_a_spare_takes_the_failed_nodes_place_under_max_restarts(project, cluste
     assert f"replaced: node1 by spare node3 (failed in job {first['id']})" in shown, shown
     history = orch("status", env=env, check=True).stdout
     assert "node0,node3 (node3 for node1)" in history, history
+
+    as_given = orch("restart", first["id"], "--nodes", "node2,node0", env=env)  # no spare for node2 here
+    assert as_given.returncode == 2 and "node2: python not usable" in as_given.stderr, as_given.stderr
+    inventory.write_text(healthy)  # node2 mended
+    by_hand = orch("restart", first["id"], "--exclude-node", "node0", env=env, timeout=180)
+    assert by_hand.returncode == 0, by_hand.stdout[-2000:] + by_hand.stderr[-2000:]
+    third = job_json(job_id_of(by_hand), env=env)
+    assert (f"orch: job {third['id']}: node0 -> node3 (spare), node1 -> node2 (spare), chosen by the preflight; "
+            "--no-spares runs on fewer nodes instead\n") in by_hand.stderr, by_hand.stderr
+    assert third["state"] == "SUCCEEDED" and [n["name"] for n in third["nodes"]] == ["node3", "node2"], third
+    assert third["replaced"] == {"node0": "node3", "node1": "node2"} and third["restart_of"] == first["id"]
+    shown = orch("status", third["id"], env=env, check=True).stdout
+    assert (f"replaced: node0 by spare node3 (excluded from job {first['id']}), node1 by spare node2 (failed in job "
+            f"{first['id']})") in shown, shown
 
 
 def test_a_job_that_always_fails_stops_after_max_restarts_plus_one_attempts(project, env, cluster):
@@ -271,3 +288,19 @@ def test_on_hang_wait_keeps_the_job_and_reports_again(project, env, cluster):
         assert_every_rank_stack(report, ["node2", "node3"])
     assert orch("stop", job_id, env=env).returncode == 0
     assert_clean(cluster, job_id)
+
+
+def test_restart_refuses_node_choices_it_cannot_follow_in_one_line(orch_home):
+    """Before any SSH: `--nodes` with `--exclude-node`, an empty `--nodes`, a node the job did not run on, every
+    node excluded with `--no-spares`."""
+    from orchestrator.jobs.store import Store
+    from tests.orch_cli import assert_refused
+    from tests.synthetic_jobs import add_job
+
+    job = add_job(Store(), "20260101-000000-beef", state="FAILED")
+    env = {"ORCH_HOME": str(orch_home)}
+    for args, says in ((["--nodes", "node0", "--exclude-node", "node1"], "either --nodes or --exclude-node"),
+                       (["--nodes", ","], "--nodes is empty"),
+                       (["--exclude-node", "node7"], "did not run on node7"),
+                       (["--exclude-node", "node0", "--exclude-node", "node1", "--no-spares"], "no node to run on")):
+        assert_refused(orch("restart", job.id, *args, env=env), says)

@@ -50,25 +50,26 @@ def train(workspace: Path, name: str, nproc: int, env: dict | None = None,
     return proc, history
 
 
-@pytest.mark.parametrize("preset", ["zero2", "zero3"])
-def test_deepspeed_zero_on_two_processes(workspace, preset):
-    proc, history = train(workspace, preset, 2, extra=f"deepspeed: {preset}")
+def test_deepspeed_zero2_on_two_processes(workspace):
+    """ZeRO-3's counterpart, full fine-tuning on 3 then 2 processes, is
+    tests/test_train_reshape_three.py (the namespace cluster)."""
+    proc, history = train(workspace, "zero2", 2, extra="deepspeed: zero2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "world size: 2" in proc.stdout + proc.stderr
     losses = [e["loss"] for e in history if "loss" in e]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
-    assert_final_weights_are_the_gathered_ones(workspace / "base", workspace / "out" / preset)
+    assert_final_weights_are_the_gathered_ones(workspace / "base", workspace / "out" / "zero2")
 
 
-def assert_final_weights_are_the_gathered_ones(base: Path, out: Path) -> None:
+def assert_final_weights_are_the_gathered_ones(base: Path, out: Path, step: int = 12) -> None:
     """The saved model loads, holds no empty (still sharded) tensor, equals the fp32 weights DeepSpeed gathers
-    from the last checkpoint's ZeRO shards, and differs from the base (it trained)."""
+    from the last checkpoint's (`step`) ZeRO shards, and differs from the base (it trained)."""
     import torch
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from transformers import AutoModelForCausalLM
 
     saved = AutoModelForCausalLM.from_pretrained(out).state_dict()
-    gathered = get_fp32_state_dict_from_zero_checkpoint(str(out / "checkpoint-12"))
+    gathered = get_fp32_state_dict_from_zero_checkpoint(str(out / f"checkpoint-{step}"))
     untrained = AutoModelForCausalLM.from_pretrained(base).state_dict()
     assert saved and all(t.numel() > 0 for t in saved.values()), {k: t.shape for k, t in saved.items()}
     assert set(gathered) <= set(saved), set(gathered) - set(saved)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orch_cli import demo_project, job_id_of, job_json, orch
+from tests.orch_cli import demo_project, job_id_of, job_json, lose_last_node, orch
 from tests.test_train_reshape import CONFIG, assert_resumed_as_saved
 
 
@@ -38,11 +38,7 @@ def test_zero2_job_that_lost_a_node_resumes_on_one_then_grows_to_two(shared, orc
     project, inventory = shared
     env = {"ORCH_CLUSTER": str(inventory), "ORCH_HOME": str(orch_home)}
     out = project / "out" / "z2"
-    first = orch("launch", "--nodes", "node1,node2", "--nproc-per-node", "1", "--env",
-                 "ORCH_FAILPOINT=checkpoint-save:4:node2", "--env", f"ORCH_DUMP_STATE={project / 'dumps' / 'a'}",
-                 "z2.yaml", cwd=project, env=env, timeout=600)
-    lost = job_json(job_id_of(first), env=env)
-    assert lost["state"] == "FAILED" and "node node2" in lost["root_cause"], lost
+    lost = lose_last_node(project, env, "node1,node2", "z2.yaml", project / "dumps" / "a")
     assert (out / "checkpoint-4" / "orch_complete.json").is_file()  # node1 marked it: the save was whole
 
     restarted = orch("restart", lost["id"], "--exclude-node", "node2", env=env, timeout=600)

@@ -222,12 +222,17 @@ def supervise(job_id: str) -> None:
 
 @cli.command()
 @click.argument("job_id", required=False)
-@click.option("--exclude-node", "exclude", multiple=True, metavar="NAME", help="Relaunch without this node.")
+@click.option("--exclude-node", "exclude", multiple=True, metavar="NAME",
+              help="Relaunch without this node: a healthy spare takes its place, else the job runs on fewer nodes.")
+@click.option("--no-spares", is_flag=True, help="Never put a spare in a failed or excluded node's place.")
+@click.option("--nodes", help="Comma-separated node names to relaunch on, exactly (no spare is substituted).")
 @click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
               help="Set (or give again) an environment variable for the relaunch.")
 @click.option("--detach", is_flag=True, help="Return at once instead of following rank 0's log.")
-def restart(job_id, exclude, env_pairs, detach):
-    """Relaunch a finished job as a new job (training resumes from its latest checkpoint)."""
+def restart(job_id, exclude, no_spares, nodes, env_pairs, detach):
+    """Relaunch a finished job as a new job (training resumes from its latest checkpoint); a healthy spare takes
+    the place of the node that failed."""
+    from orchestrator.jobs.spares import describe
     from orchestrator.jobs.store import Store
     from orchestrator.jobs.supervise import restart as relaunch
 
@@ -235,12 +240,18 @@ def restart(job_id, exclude, env_pairs, detach):
     job = store.get(job_id)
     if job.state not in ("SUCCEEDED", "FAILED", "STOPPED", "LOST"):
         raise OrchError(f"job {job.id} is {job.state}: stop it first")
+    names = [n.strip() for n in nodes.split(",") if n.strip()] if nodes is not None else None
+    if names is not None and (exclude or not names):
+        raise OrchError("--nodes is empty" if not names else "give either --nodes or --exclude-node, not both")
     unknown = set(exclude) - {n.name for n in job.nodes}
     if unknown:
         raise OrchError(f"job {job.id} did not run on {', '.join(sorted(unknown))}")
-    if len(set(exclude)) >= len(job.nodes):
+    if len(set(exclude)) >= len(job.nodes) and no_spares:
         raise OrchError("--exclude-node would leave no node to run on")
-    new_job = relaunch(store, job, tuple(exclude), env=_parse_env(env_pairs))
+    new_job = relaunch(store, job, tuple(exclude), use_spares=not no_spares, nodes=names, env=_parse_env(env_pairs))
+    if replaced := new_job.options.get("replaced"):
+        hint = "; --no-spares runs on fewer nodes instead" if set(replaced) & set(exclude) else ""
+        click.echo(f"orch: job {new_job.id}: {describe(replaced)}{hint}", err=True)
     _start_supervisor(new_job.id, new_job.run_dir)
     click.echo(new_job.id)
     if not detach:

@@ -90,8 +90,10 @@ def job_table(job: JobRecord, stragglers: list[dict] = ()) -> None:
     out = console()
     out.print(f"job {job.id}  {_state(job.state)}  master {job.master}  {' '.join(job.command)}")
     if job.options.get("replaced"):
-        out.print("replaced: " + ", ".join(f"{old} by spare {new} (failed in job {job.options.get('restart_of')})"
-                                           for old, new in job.options["replaced"].items()), markup=False)
+        excluded, before = job.options.get("excluded", []), job.options.get("restart_of")
+        out.print("replaced: " + ", ".join(
+            f"{old} by spare {new} ({'excluded from' if old in excluded else 'failed in'} job {before})"
+            for old, new in job.options["replaced"].items()), markup=False)
     if job.root_cause:
         out.print(f"root cause: {job.root_cause}", markup=False)
     info = job.options.get("scheduler") or {}

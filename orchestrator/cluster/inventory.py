@@ -38,7 +38,7 @@ class Node:
     user: str | None = None
     port: int | None = None
     identity_file: str | None = None
-    spare: bool = False  # held back: only a restart under --max-restarts uses it, in place of a failed node
+    spare: bool = False  # held back: only a restart uses it, in place of a failed (or excluded) node
 
     @property
     def is_local(self) -> bool:

@@ -1,7 +1,8 @@
 """Spares: `spare = true` nodes in the inventory wait outside every job; a restart under `--max-restarts` puts a
 healthy one in the place (the same rank) of each node that failed, so the world size, and the training, stay as
 they were. Healthy = the launch preflight finds nothing hard on it (reachable, torch there, the same versions as
-the job's master, a route to the master); spares are tried in inventory order. Only nodes orch reaches over SSH
+the job's master, a route to the master); spares are tried in inventory order. A manual `orch restart` does the
+same, and also puts a spare in the place of each node it is told to `--exclude-node` (unless `--no-spares`). Only nodes orch reaches over SSH
 serve as spares (a batch scheduler's inventory has no hosts: it picks its own nodes).
 """
 
@@ -21,21 +22,24 @@ def failed_nodes(job: JobRecord) -> list[str]:
     return [n.name for n in job.nodes if n.state == states.LOST or cause.startswith(f"node {n.name} ")]
 
 
-def substitute(session: Session, inventory: Inventory, job: JobRecord, names: list[str]) -> dict[str, str]:
-    """Put a healthy spare in each failed node's place in `names` (edited in place); returns {failed: spare}."""
-    failed = [name for name in failed_nodes(job) if name in names]
+def substitute(session: Session, inventory: Inventory, job: JobRecord, exclude: tuple[str, ...] = ()
+               ) -> dict[str, str]:
+    """{node: the healthy spare to run in its place (same rank)} for each node of `job` that failed or is in
+    `exclude` (failed ones served first when spares are short); empty on a scheduler that picks its own nodes."""
+    names = [n.name for n in job.nodes]
+    failed = [name for name in failed_nodes(job) if name not in exclude]
+    wanted = failed + [name for name in names if name in exclude]
     candidates = [n for n in inventory.nodes if n.spare and n.host is not None and n.name not in names]
-    if not failed or not candidates:
+    if inventory.scheduler != "ssh" or not wanted or not candidates:
         return {}
-    survivors = [inventory.node(name) for name in names if name not in failed]
+    survivors = [inventory.node(name) for name in names if name not in wanted]
     master = survivors[0] if survivors else candidates[0]
     facts = checks.gather(session, [master, *[n for n in candidates if n is not master]], inventory.master_port)
     hard, _ = checks.problems(facts)
     healthy = [f.name for f in facts[1 if survivors else 0:]
                if not any(problem.startswith(f"{f.name}: ") for problem in hard)]
-    replaced = dict(zip(failed, healthy))
-    names[:] = [replaced.get(name, name) for name in names]
-    return replaced
+    chosen = dict(zip(wanted, healthy))
+    return {name: chosen[name] for name in names if name in chosen}  # in rank order
 
 
 def describe(replaced: dict[str, str]) -> str:

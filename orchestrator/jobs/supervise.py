@@ -75,20 +75,26 @@ def reload_inventory(path: str) -> Inventory:
 
 
 def restart(store: Store, job: JobRecord, exclude: tuple[str, ...] = (), use_spares: bool = False,
-            env: dict[str, str] | None = None) -> JobRecord:
-    """Relaunch a job's request as a new job (without `exclude` nodes; `use_spares`: a healthy spare in each
-    failed node's place; `env` over the request's); training resumes from its checkpoint. JobError, nothing
-    launched, when a secret env value of the job is gone."""
+            nodes: list[str] | None = None, env: dict[str, str] | None = None) -> JobRecord:
+    """Relaunch a job's request as a new job: on `nodes` when given, else on the job's nodes without `exclude`,
+    where `use_spares` puts a healthy spare in the place of each failed or excluded node (the world size stays);
+    `env` over the request's; training resumes from its checkpoint. JobError, nothing launched, when a secret env
+    value of the job is gone."""
     request = LaunchRequest.from_json(store.relaunch_request(job, env or {}))
-    schedulers.for_job(job).relaunch(request, job, exclude)
     attempt = job.attempt + 1
     request.env = {**request.env, "ORCH_RESTART_COUNT": str(attempt), "ORCH_RESUME": "latest"}
     inventory = reload_inventory(job.options["inventory"])
     lineage = {"attempt": attempt, "restart_of": job.id, "first_job": job.options.get("first_job", job.id)}
     with Session(inventory.ssh_config) as session:
-        if use_spares and request.nodes:
-            if replaced := spares.substitute(session, inventory, job, request.nodes):
-                lineage["replaced"] = replaced
+        replaced = spares.substitute(session, inventory, job, exclude) if use_spares and not nodes else {}
+        schedulers.for_job(job).relaunch(request, job, tuple(name for name in exclude if name not in replaced))
+        if request.nodes == []:
+            raise OrchError("--exclude-node would leave no node to run on (and no healthy spare to take one's place)")
+        if nodes:
+            request.nodes = list(nodes)
+        elif replaced:
+            request.nodes = [replaced.get(name, name) for name in request.nodes]
+            lineage.update(replaced=replaced, excluded=[name for name in exclude if name in replaced])
         new_job = launch(inventory, request, store, session, new_job_id(), lineage).job
     store.set_option(job, "restarted_as", new_job.id)
     return new_job
