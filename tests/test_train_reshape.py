@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,10 +37,17 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_project(tmp_path_factory.mktemp("reshape") / "llm")
 
 
-def train(workspace: Path, name: str, nproc: int, dump: str, **fields) -> subprocess.CompletedProcess:
+def train(workspace: Path, name: str, nproc: int, dump: str, lines: dict[str, str] | None = None,
+          **fields) -> subprocess.CompletedProcess:
+    """`orch train` of CONFIG with `fields`, top-level `lines` replaced or added (e.g. `stage: dpo`)."""
     values = {"mode": "lora", "preset": "zero2", "out": f"out/{name}", "batch": 2, "accumulation": 1, "steps": 8,
               "schedule": "linear", **fields}
-    (workspace / f"{name}.yaml").write_text(CONFIG.format(**values))
+    text = CONFIG.format(**values)
+    for key, value in (lines or {}).items():
+        line = f"{key}: {value}"
+        text, found = re.subn(rf"^{key}:.*$", lambda _: line, text, flags=re.M)
+        text += "" if found else line + "\n"
+    (workspace / f"{name}.yaml").write_text(text)
     return subprocess.run([sys.executable, "-m", "orchestrator", "train", f"{name}.yaml", "--nproc-per-node",
                            str(nproc)], cwd=workspace, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "ORCH_DUMP_STATE": str(workspace / "dumps" / dump)})
@@ -63,13 +71,14 @@ def assert_resumed_as_saved(workspace: Path, first: str, then: str, step: int = 
             assert torch.equal(tensor, resumed[name][key]), (name, key)
 
 
-def assert_continues(reference: list[dict], resumed: list[dict]) -> None:
-    """Steps 5-8 of the resumed run: the uninterrupted run's learning rate and token count, and its loss."""
+def assert_continues(reference: list[dict], resumed: list[dict], same: tuple[str, ...] = (
+        "learning_rate", "num_input_tokens_seen"), close: tuple[str, ...] = ("loss",)) -> None:
+    """Steps 5-8 of the resumed run: the uninterrupted run's learning rate and token count, and its loss (DPO,
+    which counts no tokens: its log-probabilities of the chosen and rejected answers, which are the samples')."""
     assert [e["step"] for e in resumed] == [e["step"] for e in reference] == list(range(1, 9))
     for ref, got in zip(reference[4:], resumed[4:]):
-        assert got["learning_rate"] == ref["learning_rate"] and got["num_input_tokens_seen"] == ref[
-            "num_input_tokens_seen"], (ref, got)
-        assert abs(got["loss"] - ref["loss"]) <= 1e-3 * ref["loss"], (ref, got)
+        assert all(got[key] == ref[key] for key in same), (ref, got)
+        assert all(abs(got[key] - ref[key]) <= 1e-3 * abs(ref[key]) for key in close), (ref, got)
 
 
 def resume_copy(workspace: Path, source: str, target: str) -> None:
@@ -109,8 +118,41 @@ def test_zero3_full_saved_on_one_process_resumes_on_two(workspace):
     said = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, said[-5000:]
     assert said.count("resume: world size 1 -> 2: gradient accumulation 2 -> 1 keeps the global batch at 4") == 1
+    assert "to DeepSpeed's universal checkpoint" in said, said[-3000:]
     assert_resumed_as_saved(workspace, "z3", "z3-on-2")
     assert_continues(history(workspace / "out" / "z3"), history(workspace / "out" / "z3-on-2"))
+
+
+PAIRS = "{train: [data/prefs.jsonl], template: chatml, max_length: 128, packing: false}"
+
+
+@pytest.mark.parametrize("name, saved_on, resumed_on, fields, lines", [pytest.param(*case, id=case[0]) for case in [
+    ("qlora-zero3", 2, 1, {"mode": "qlora", "preset": "zero3"}, {}),
+    ("freeze-zero2", 1, 2, {"mode": "freeze", "preset": "zero2", "accumulation": 2}, {}),
+    ("dpo-lora-zero3_offload", 2, 1, {"preset": "zero3_offload"}, {"stage": "dpo", "data": PAIRS}),
+    ("ptuning_v2-ddp", 1, 2, {"mode": "prefix", "preset": "null", "accumulation": 2},
+     {"data": PAIRS.replace("prefs", "train"), "prompt": "{num_virtual_tokens: 4}"}),
+]])
+def test_each_method_and_backend_resumes_on_another_world_size(workspace, name, saved_on, resumed_on, fields, lines):
+    """A covering set of method x backend x direction (with the two tests above): the resumed run starts from the
+    gathered weights and moments saved, says the new accumulation in one line and continues the reference run."""
+    pairs = [{"prompt": f"Question {i}: what is {i} plus {i}?", "chosen": f"It is {2 * i}.", "rejected": "我不知道。"}
+             for i in range(40)]
+    (workspace / "data" / "prefs.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+    reference = train(workspace, name, saved_on, name, lines, **fields)
+    assert reference.returncode == 0, reference.stdout[-2000:] + reference.stderr[-3000:]
+    resume_copy(workspace, name, f"{name}-on-{resumed_on}")
+    resumed = train(workspace, f"{name}-on-{resumed_on}", resumed_on, f"{name}-on-{resumed_on}", lines, **fields)
+    said = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, said[-5000:]
+    before, after = fields.get("accumulation", 1), fields.get("accumulation", 1) * saved_on // resumed_on
+    assert said.count(f"resume: world size {saved_on} -> {resumed_on}: gradient accumulation {before} -> {after} "
+                      "keeps the global batch at 4") == 1, said[-3000:]
+    assert ("to DeepSpeed's universal checkpoint" in said) == (fields["preset"] != "null"), said[-3000:]
+    assert_resumed_as_saved(workspace, name, f"{name}-on-{resumed_on}")
+    dpo = lines.get("stage") == "dpo"
+    assert_continues(history(workspace / "out" / name), history(workspace / "out" / f"{name}-on-{resumed_on}"),
+                     *((("learning_rate",), ("loss", "logps/chosen", "logps/rejected")) if dpo else ()))
 
 
 @pytest.mark.parametrize("saved, world, batch, accumulation", [

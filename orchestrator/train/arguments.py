@@ -2,7 +2,8 @@
 
 Decisions made here, in one place:
 - no CUDA -> `use_cpu=True` (DDP then picks gloo; `ddp_backend` is left alone); bf16/fp16 asked for on a CPU-only
-  run are turned off with a warning (float32 is exact and what the CPU tests compare against);
+  run are turned off with a warning (float32 is exact and what the CPU tests compare against), and so is trl's
+  bf16 default for DPO;
 - TensorBoard by default; events land in `output_dir/runs/` (or `$TENSORBOARD_LOGGING_DIR`);
 - non-padding tokens are counted (for tokens/s); replicas log warnings only.
 """
@@ -41,6 +42,7 @@ def worker_defaults(cfg: TrainConfig) -> dict:
             if kwargs.pop(flag, False):
                 if os.environ.get("RANK", "0") == "0":
                     print(f"warning: training_args.{flag}: no CUDA device here; training in float32", file=sys.stderr)
+            kwargs[flag] = False  # trl's DPOConfig turns bf16 on unless told (DeepSpeed on CPU then refuses)
     ds = load_deepspeed_config(cfg.deepspeed, cfg.source)
     if ds is not None:
         if torch.cuda.is_available():

@@ -6,7 +6,7 @@ copy in memory); `dpo.beta` and `dpo.loss_type` go to `DPOConfig`, `data.max_len
 Pairs are laid out in the chat format SFT used (`data.template`, `data.system`; default `auto`): the tokenizer's
 own chat template (trl applies it to message lists; string pairs become one user and one assistant message), else
 the built-in or user-defined format as text (prompt up to the answer, answer plus the format's end of turn).
-Trade-off: packing does not apply.
+Resume (also on another world size) as in SFT (`reshape`). Trade-off: packing does not apply.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed
 from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
+from orchestrator.train.reshape import reshape
+from orchestrator.train.state_dump import dump_callback
 
 
 def as_chat(pair: dict) -> dict:
@@ -83,10 +85,15 @@ def run_dpo(cfg: TrainConfig) -> str:
     from orchestrator.train.data.templates import resolve_template, with_system
 
     # 1. Arguments first (process group, DeepSpeed config); DPO knobs come from the `dpo:` section.
-    args = build_training_args(cfg, extra={"beta": cfg.dpo.beta, "loss_type": [cfg.dpo.loss_type],
-                                           "max_length": cfg.data.max_length if cfg.data.max_length > 0 else None})
+    knobs = {"beta": cfg.dpo.beta, "loss_type": [cfg.dpo.loss_type],
+             "max_length": cfg.data.max_length if cfg.data.max_length > 0 else None}
+    args = build_training_args(cfg, extra=knobs)
     if args.deepspeed and not torch.cuda.is_available():
         init_cpu_distributed()
+    # 1b. Which checkpoint to resume (every rank agrees), and the arguments for this world size (as in SFT).
+    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, node_log(args), cfg.checkpoint_copies)
+    args = reshape(resume, args, lambda extra: build_training_args(cfg, {**knobs, **extra}),
+                   log=lambda line: say(args, line))
     # 2. Data before the model, so a bad file fails before loading weights.
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     template = with_system(resolve_template(cfg.data.template, tokenizer), cfg.data.system)
@@ -99,11 +106,11 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         callbacks=[completeness_callback(cfg.checkpoint_copies), feed_callback()],
+                         callbacks=[c for c in (dump_callback(), completeness_callback(cfg.checkpoint_copies),
+                                                feed_callback()) if c],
                          **tokenizer_kwarg(DPOTrainer, pad_in_vocab(tokenizer)))
     trainer.callback_handler.callbacks.insert(0, throughput_callback())  # progress.json for `orch status`
-    # 4. Resume decision, train, save.
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, node_log(args), cfg.checkpoint_copies)
+    # 4. Train (resuming as decided in 1b), save.
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():  # the chat format `orch chat` / `orch serve` lay prompts out in

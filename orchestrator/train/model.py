@@ -4,7 +4,8 @@
 - lora: the base is frozen (bf16 when training in bf16 on a GPU, else float32) and peft adds adapters to the named
   modules or `all-linear`; adapters stay float32.
 - qlora: the base is quantized by bitsandbytes (4-bit NF4 by default; also runs on CPU) and prepared for k-bit
-  training, then LoRA goes on top. Trade-off: slower steps, a quarter of the base memory.
+  training, then LoRA goes on top (under ZeRO-3 DeepSpeed places the weights: no device map). Trade-off: slower
+  steps, a quarter of the base memory.
 - freeze: only the top fraction of decoder layers plus parameters whose names contain an `extra_trainable` entry.
 - prefix (P-Tuning v2): a model whose config has `pre_seq_len` (ChatGLM3) trains its OWN prefix encoder, as
   ChatGLM3's finetune_hf.py does (`pre_seq_len = num_virtual_tokens`, everything else frozen, saved as a whole model
@@ -99,19 +100,26 @@ def load_with_own_prefix_encoder(cfg: TrainConfig, config, kwargs: dict):
 
 
 def quantization_kwargs(cfg: TrainConfig) -> dict:
-    """`from_pretrained` arguments that quantize the base with bitsandbytes (CPU keeps float32 compute)."""
+    """`from_pretrained` arguments that quantize the base with bitsandbytes (CPU keeps float32 compute). Under
+    ZeRO-3 (which places and partitions the weights itself: no `device_map`) the 4-bit weights are stored in the
+    compute dtype, as DeepSpeed's flat partitions need one dtype."""
     import torch
     from transformers import BitsAndBytesConfig
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     q = cfg.qlora
     compute = getattr(torch, q.compute_dtype)
     if not torch.cuda.is_available():
         compute = torch.float32  # bf16 4-bit matmuls on CPU are slower and less exact; float32 is what works here
+    zero3 = is_deepspeed_zero3_enabled()
     if q.bits == 8:
         bnb = BitsAndBytesConfig(load_in_8bit=True)
     else:
+        storage = {"bnb_4bit_quant_storage": compute} if zero3 else {}
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
-                                 bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=q.double_quant)
+                                 bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=q.double_quant, **storage)
+    if zero3:
+        return {"quantization_config": bnb}
     device = "cpu" if not torch.cuda.is_available() else torch.cuda.current_device()
     return {"quantization_config": bnb, "device_map": {"": device}}
 

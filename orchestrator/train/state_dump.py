@@ -16,6 +16,7 @@ def gathered_state(model, optimizer) -> dict[str, dict]:
     """{parameter name: {"param", "exp_avg", "exp_avg_sq"}} for every trainable parameter, whole and in fp32
     (a collective under DeepSpeed: every rank must call it)."""
     inner = getattr(optimizer, "optimizer", optimizer)
+    relink_zero_moments(inner)
     state = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -35,6 +36,15 @@ def gathered_state(model, optimizer) -> dict[str, dict]:
         state[name.replace("module.", "", 1) if name.startswith("module.") else name] = {
             key: None if value is None else value.detach().float().cpu().clone() for key, value in entry.items()}
     return state
+
+
+def relink_zero_moments(optimizer) -> None:
+    """ZeRO-1/2 links each parameter to its slice of the Adam moments once, right after the first parameter
+    group's first step, so a second group (HF puts norms and biases, which get no weight decay, in their own) is
+    linked before it has any moments and `safe_get_full_optimizer_state` never finds them. Link again now."""
+    if hasattr(optimizer, "_hp_optimizer_states_linked") and hasattr(optimizer, "_lazy_init_hp_params_optimizer_state"):
+        optimizer._hp_optimizer_states_linked = False
+        optimizer._lazy_init_hp_params_optimizer_state()
 
 
 def dump_callback():
