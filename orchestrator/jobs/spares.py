@@ -2,8 +2,8 @@
 healthy one in the place (the same rank) of each node that failed, so the world size, and the training, stay as
 they were. Healthy = the launch preflight finds nothing hard on it (reachable, torch there, the same versions as
 the job's master, a route to the master); spares are tried in inventory order. A manual `orch restart` does the
-same, and also puts a spare in the place of each node it is told to `--exclude-node` (unless `--no-spares`). Only nodes orch reaches over SSH
-serve as spares (a batch scheduler's inventory has no hosts: it picks its own nodes).
+same, and also puts a spare in the place of each node it is told to `--exclude-node` (unless `--no-spares`). Only
+nodes orch reaches over SSH serve as spares (a batch scheduler's inventory has no hosts: it picks its own nodes).
 """
 
 from __future__ import annotations
