@@ -39,7 +39,9 @@ def test_zero3_job_that_lost_one_of_three_nodes_resumes_on_two(cluster, orch_hom
     assert again["replaced"] == {}, again
     log = orch("logs", again["id"], env=env, check=True).stdout
     assert log.count("resume: world size 3 -> 2: gradient accumulation 2 -> 3 keeps the global batch at 6") == 1, log
-    assert f"resuming from {out / 'checkpoint-4'}" in log and "to DeepSpeed's universal checkpoint" in log, log
+    assert f"resuming from {out / 'checkpoint-4'}" in log, log
+    every = orch("logs", again["id"], "--all", env=env, check=True).stdout  # whichever node took the lock converts
+    assert every.count("to DeepSpeed's universal checkpoint") == 1, every  # once: the shared copy is cached
     assert "world size: 2; effective global batch: 6 (1 per device x 3 accumulation" in log, log
     state = json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())
     assert state["global_step"] == 8
