@@ -14,14 +14,11 @@ from __future__ import annotations
 from orchestrator.errors import DataError
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, say, throughput_callback
-from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
-from orchestrator.train.feed import feed_callback
 from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed
 from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
-from orchestrator.train.reshape import reshape
-from orchestrator.train.state_dump import dump_callback
+from orchestrator.train.resuming import checkpoint_callbacks, resume_point
 
 
 def as_chat(pair: dict) -> dict:
@@ -91,9 +88,7 @@ def run_dpo(cfg: TrainConfig) -> str:
     if args.deepspeed and not torch.cuda.is_available():
         init_cpu_distributed()
     # 1b. Which checkpoint to resume (every rank agrees), and the arguments for this world size (as in SFT).
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, node_log(args), cfg.checkpoint_copies)
-    args = reshape(resume, args, lambda extra: build_training_args(cfg, {**knobs, **extra}),
-                   log=lambda line: say(args, line))
+    resume, args = resume_point(cfg, args, lambda extra: build_training_args(cfg, {**knobs, **extra}))
     # 2. Data before the model, so a bad file fails before loading weights.
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     template = with_system(resolve_template(cfg.data.template, tokenizer), cfg.data.system)
@@ -106,8 +101,7 @@ def run_dpo(cfg: TrainConfig) -> str:
     trainable, total = parameter_counts(model)
     say(args, run_summary(trainable, total, args, len(train_ds)))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         callbacks=[c for c in (dump_callback(), completeness_callback(cfg.checkpoint_copies),
-                                                feed_callback()) if c],
+                         callbacks=checkpoint_callbacks(cfg),
                          **tokenizer_kwarg(DPOTrainer, pad_in_vocab(tokenizer)))
     trainer.callback_handler.callbacks.insert(0, throughput_callback())  # progress.json for `orch status`
     # 4. Train (resuming as decided in 1b), save.

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from orchestrator.train.arguments import build_training_args
 from orchestrator.train.callbacks import run_summary, sanity_table, say, throughput_callback
-from orchestrator.train.checkpoints import completeness_callback, node_log, resolve_resume
-from orchestrator.train.feed import feed_callback
 from orchestrator.train.compat import tokenizer_kwarg
 from orchestrator.train.config import TrainConfig
 from orchestrator.train.deepspeed import init_cpu_distributed, zero_stage
 from orchestrator.train.model import load_model, load_tokenizer, parameter_counts
-from orchestrator.train.reshape import reshape
-from orchestrator.train.state_dump import dump_callback
+from orchestrator.train.resuming import checkpoint_callbacks, resume_point
 
 
 def data_spec(cfg: TrainConfig):
@@ -68,8 +65,7 @@ def run_sft(cfg: TrainConfig) -> str:
         init_cpu_distributed()
     # 2b. Which checkpoint to resume (every rank agrees), and the arguments for this world size: the same global
     #     batch, DeepSpeed's universal checkpoint when the world size changed (`reshape`).
-    resume = resolve_resume(cfg.resume_from_checkpoint, args.output_dir, node_log(args), cfg.checkpoint_copies)
-    args = reshape(resume, args, lambda extra: build_training_args(cfg, extra), log=lambda line: say(args, line))
+    resume, args = resume_point(cfg, args, lambda extra: build_training_args(cfg, extra))
     # 3. Data before the model: a bad file fails fast and cheaply. The first process to take the cache's file
     #    lock tokenizes, the others wait on the lock (never on a collective, which could time out) and read it.
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
@@ -90,10 +86,9 @@ def run_sft(cfg: TrainConfig) -> str:
     if zero3:
         say(args, "ZeRO-3: parameters are partitioned across ranks (counts above are full sizes)")
     # 5. Trainer; our throughput callback goes first so tokens/s reaches the console and TensorBoard.
-    callbacks = (dump_callback(), completeness_callback(cfg.checkpoint_copies), feed_callback())
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=collate, **tokenizer_kwarg(Trainer, tokenizer),
-                      callbacks=[c for c in callbacks if c])
+                      callbacks=checkpoint_callbacks(cfg))
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if generation:  # first too: the ROUGE/BLEU scores join the eval entry before it is printed
         trainer.callback_handler.callbacks.insert(0, generation.callback())
