@@ -144,3 +144,16 @@ def test_the_next_save_and_the_end_of_training_wait_for_the_exchange_in_flight()
         threading.Timer(0.2, release.set).start()
         getattr(marker, hook)(None, None, TrainerControl(should_save=True))
         assert not thread.is_alive() and marker.copies.thread is None, hook
+
+
+def test_the_optimizer_partitions_are_sent_last_so_one_counted_means_the_rest_arrived():
+    """bf16 partitions sort before ZeRO-3's per-rank model states by name; a broken-off exchange must never leave a
+    node with a rank's optimizer partition (what makes a checkpoint count as whole) but not its model states."""
+    from orchestrator.train.copies import send_order
+
+    names = ["global_step4/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", "adapter_model.safetensors",
+             "global_step4/zero_pp_rank_1_mp_rank_00_model_states.pt", "trainer_state.json",
+             "global_step4/zero_pp_rank_0_mp_rank_00_optim_states.pt"]
+    assert send_order(names) == ["adapter_model.safetensors", "global_step4/zero_pp_rank_1_mp_rank_00_model_states.pt",
+                                 "trainer_state.json", "global_step4/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt",
+                                 "global_step4/zero_pp_rank_0_mp_rank_00_optim_states.pt"]

@@ -6,8 +6,8 @@ restart on fewer nodes then cannot re-partition a checkpoint whose other partiti
 option, after each checkpoint is marked complete, each node's local rank 0 (its "leader") exchanges the
 checkpoint's files with the other leaders in a background thread, over a gloo process group of the leaders alone
 (created once at the start, by every rank): the leaders gather each other's listings (relative path, size), then
-each file some leader lacks is broadcast from the first leader that has it in bounded chunks (`CHUNK` bytes, so
-memory stays bounded), written under a temporary name and renamed when whole, so a half-copied file never counts.
+each file some leader lacks is broadcast from the first leader that has it (ZeRO optimizer partitions last:
+`send_order`) in bounded chunks (`CHUNK` bytes, so memory stays bounded), written under a temporary name and renamed when whole, so a half-copied file never counts.
 Then the leader writes `orch_copies.json` (seconds, bytes and files received) and logs one line. Training goes on
 meanwhile; the next save, and the end of training, wait for the exchange (exchanges never overlap, old checkpoints
 are not rotated away under it, and the process never exits mid-exchange).
@@ -41,6 +41,14 @@ def listing(folder: Path) -> dict[str, int]:
     return found
 
 
+def send_order(paths) -> list[str]:
+    """The order files are sent in: every ZeRO optimizer partition last, so a node that holds a rank's partition
+    (what `checkpoints.whole` counts) holds every other file of the checkpoint, even if the exchange broke off."""
+    from orchestrator.train.reshape import is_partition
+
+    return sorted(paths, key=lambda relative: (is_partition(Path(relative).name), relative))
+
+
 def exchange(folder: Path, group, leaders: list[int], chunk: int = CHUNK) -> dict:
     """Give every leader of `group` (global ranks `leaders`, this process among them) every file of `folder` that
     some leader holds; returns what this node received."""
@@ -53,7 +61,7 @@ def exchange(folder: Path, group, leaders: list[int], chunk: int = CHUNK) -> dic
     dist.all_gather_object(views, mine, group=group)
     received = files = 0
     me = dist.get_rank()
-    for relative in sorted(set().union(*views)):
+    for relative in send_order(set().union(*views)):
         holders = [i for i, view in enumerate(views) if relative in view]
         if len(holders) == len(leaders):
             continue

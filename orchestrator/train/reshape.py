@@ -55,6 +55,12 @@ def deepspeed_tag(folder: str | Path) -> str | None:
     return latest.read_text().strip() if latest.is_file() else None
 
 
+def is_partition(name: str) -> bool:
+    """True for the file name of a rank's ZeRO optimizer partition
+    (`[bf16_]zero_pp_rank_R_mp_rank_M_optim_states.pt`)."""
+    return _PARTITION.match(name) is not None
+
+
 def partitions(folder: str | Path) -> list[int]:
     """The ranks whose ZeRO optimizer partition is in this checkpoint folder (as this node sees it)."""
     tag = deepspeed_tag(folder)
