@@ -3,14 +3,14 @@ checkpoint, so losing a node loses no checkpoint whose copies were done.
 
 Without a shared filesystem each node holds only what its own ranks wrote (DeepSpeed: their ZeRO partitions); a
 restart on fewer nodes then cannot re-partition a checkpoint whose other partitions died with a node. With this
-option, after each checkpoint is marked complete, each node's local rank 0 (its "leader") exchanges the
-checkpoint's files with the other leaders in a background thread, over a gloo process group of the leaders alone
-(created once at the start, by every rank): the leaders gather each other's listings (relative path, size), then
-each file some leader lacks is broadcast from the first leader that has it (ZeRO optimizer partitions last:
-`send_order`) in bounded chunks (`CHUNK` bytes, so memory stays bounded), written under a temporary name and
-renamed when whole, so a half-copied file never counts. Then the leader writes `orch_copies.json` (seconds, bytes and files received) and logs one line. Training goes on
-meanwhile; the next save, and the end of training, wait for the exchange (exchanges never overlap, old checkpoints
-are not rotated away under it, and the process never exits mid-exchange).
+option, after each checkpoint is marked complete, each node's local rank 0 (its "leader") exchanges the checkpoint's
+files with the other leaders in a background thread, over a gloo process group of the leaders alone (created once at
+the start, by every rank): the leaders gather each other's listings (relative path, size), then each file some leader
+lacks is broadcast from the first leader that has it (ZeRO optimizer partitions last: `send_order`) in bounded chunks
+(`CHUNK` bytes, so memory stays bounded), written under a temporary name and renamed when whole, so a half-copied
+file never counts. Then the leader writes `orch_copies.json` (seconds, bytes and files received) and logs one line.
+Training goes on meanwhile; the next save, and the end of training, wait for the exchange (exchanges never overlap,
+old checkpoints are not rotated away under it, and the process never exits mid-exchange).
 """
 
 from __future__ import annotations
